@@ -1,0 +1,240 @@
+//! The `ptconform` command line.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use crate::check;
+use crate::error::Error;
+use crate::inspect;
+use crate::model::Device;
+use crate::zip_archive::{LoadOptions, ZipArchiveReader, load_archive};
+
+/// Exit codes: 0 = success / conforming, 1 = non-conforming input or "not found",
+/// 2 = usage or I/O error.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FINDING: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Parser, Debug)]
+#[command(name = "ptconform", version, about = "Conformance harness for PyTorch TorchScript archives")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show the module as `torch.jit.load` sees it.
+    Inspect {
+        file: PathBuf,
+        /// Print one JSON object (the documented facts).
+        #[arg(long)]
+        json: bool,
+        /// Load as with `map_location` (e.g. `cpu`): non-meta storages move there.
+        #[arg(long)]
+        map_location: Option<String>,
+    },
+    /// Validate files against the format; prints `FILE: RULE: message` per violation.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List extra files, print one, or extract all.
+    Extra {
+        file: PathBuf,
+        /// Write this extra file's bytes to stdout (exit 1 if absent).
+        name: Option<String>,
+        /// Extract every extra file under this directory.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Inspect {
+            file,
+            json,
+            map_location,
+        } => cmd_inspect(&file, json, map_location.as_deref()),
+        Command::Check { files } => cmd_check(&files),
+        Command::Extra {
+            file,
+            name,
+            out_dir,
+        } => cmd_extra(&file, name.as_deref(), out_dir.as_deref()),
+    }
+}
+
+fn report_error(file: &Path, e: &Error) -> i32 {
+    match e {
+        Error::Io { source, .. } => {
+            eprintln!("{}: error: {source}", file.display());
+            EXIT_USAGE
+        }
+        Error::Format(f) => {
+            eprintln!("{}: {}: {}: {}", file.display(), f.rule, f.location, f.message);
+            EXIT_FINDING
+        }
+    }
+}
+
+fn cmd_inspect(file: &Path, json: bool, map_location: Option<&str>) -> i32 {
+    let map_location = match map_location.map(Device::parse).transpose() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: --map-location: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let result = (|| -> Result<serde_json::Value, Error> {
+        let archive = ZipArchiveReader::open(file)?;
+        let mut options = LoadOptions {
+            map_location,
+            ..Default::default()
+        };
+        let module = load_archive(&archive, &mut options)?;
+        inspect::facts(&archive, &module)
+    })();
+    match result {
+        Ok(facts) => {
+            let text = if json {
+                serde_json::to_string_pretty(&facts).unwrap_or_default() + "\n"
+            } else {
+                inspect::report(&facts)
+            };
+            let _ = std::io::stdout().write_all(text.as_bytes());
+            EXIT_OK
+        }
+        Err(e) => report_error(file, &e),
+    }
+}
+
+fn cmd_check(files: &[PathBuf]) -> i32 {
+    let mut code = EXIT_OK;
+    for file in files {
+        let targets: Vec<PathBuf> = if file.is_dir() {
+            let mut v: Vec<PathBuf> = match std::fs::read_dir(file) {
+                Ok(rd) => rd
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|e| e == "pt"))
+                    .collect(),
+                Err(e) => {
+                    eprintln!("{}: error: {e}", file.display());
+                    code = EXIT_USAGE;
+                    continue;
+                }
+            };
+            v.sort();
+            v
+        } else {
+            vec![file.clone()]
+        };
+        for t in targets {
+            match check::check_file(&t) {
+                Ok(violations) if violations.is_empty() => {
+                    println!("{}: ok", t.display());
+                }
+                Ok(violations) => {
+                    for v in violations {
+                        println!("{}: {}: {}: {}", t.display(), v.rule, v.location, v.message);
+                    }
+                    if code == EXIT_OK {
+                        code = EXIT_FINDING;
+                    }
+                }
+                Err(e) => {
+                    eprintln!("{}: error: {e}", t.display());
+                    code = EXIT_USAGE;
+                }
+            }
+        }
+    }
+    code
+}
+
+fn cmd_extra(file: &Path, name: Option<&str>, out_dir: Option<&Path>) -> i32 {
+    let archive = match ZipArchiveReader::open(file) {
+        Ok(a) => a,
+        Err(e) => return report_error(file, &e),
+    };
+    let names = archive.extra_file_names();
+    if let Some(name) = name {
+        let Some(rec) = archive.record(&format!("extra/{name}")) else {
+            eprintln!("{}: no extra file {name:?}", file.display());
+            return EXIT_FINDING;
+        };
+        return match archive.read_record(rec, false) {
+            Ok(data) => {
+                let mut out = std::io::stdout().lock();
+                if out.write_all(&data).and_then(|_| out.flush()).is_err() {
+                    return EXIT_USAGE;
+                }
+                EXIT_OK
+            }
+            Err(e) => report_error(file, &Error::Format(e)),
+        };
+    }
+    if let Some(dir) = out_dir {
+        return extract_all(&archive, &names, dir, file);
+    }
+    for n in &names {
+        let size = archive.record(&format!("extra/{n}")).map_or(0, |r| r.size);
+        println!("{size:>12}  {n}");
+    }
+    EXIT_OK
+}
+
+/// Extracts every extra file under `dir`. Names that would land outside `dir` (absolute,
+/// `..`, backslashes, NUL) are refused; each file is written to a temporary name and
+/// renamed, so nothing is left half-written.
+fn extract_all(archive: &ZipArchiveReader, names: &[String], dir: &Path, file: &Path) -> i32 {
+    let mut code = EXIT_OK;
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        eprintln!("{}: error: {e}", dir.display());
+        return EXIT_USAGE;
+    }
+    let root = match dir.canonicalize() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{}: error: {e}", dir.display());
+            return EXIT_USAGE;
+        }
+    };
+    for n in names {
+        if check::is_unsafe_name(n) {
+            eprintln!("{}: refusing extra file {n:?}: it would be written outside {}", file.display(), dir.display());
+            code = EXIT_FINDING;
+            continue;
+        }
+        let data = match archive.read(&format!("extra/{n}"), true) {
+            Ok(d) => d,
+            Err(e) => {
+                code = report_error(file, &Error::Format(e)).max(code);
+                continue;
+            }
+        };
+        let target = root.join(n);
+        let parent = target.parent().unwrap_or(&root).to_path_buf();
+        let written = std::fs::create_dir_all(&parent).and_then(|_| {
+            // A symlink inside `dir` must not redirect the write elsewhere.
+            let real_parent = parent.canonicalize()?;
+            if !real_parent.starts_with(&root) {
+                return Err(std::io::Error::other("path leaves the output directory"));
+            }
+            let tmp = real_parent.join(format!(".ptconform-tmp-{}", std::process::id()));
+            std::fs::write(&tmp, &data)?;
+            std::fs::rename(&tmp, real_parent.join(target.file_name().unwrap_or_default()))
+        });
+        match written {
+            Ok(()) => println!("{}", target.display()),
+            Err(e) => {
+                eprintln!("{}: cannot write extra file {n:?}: {e}", file.display());
+                code = EXIT_USAGE.max(code);
+            }
+        }
+    }
+    code
+}

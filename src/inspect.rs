@@ -1,0 +1,122 @@
+//! `inspect`: the module as PyTorch sees it, as JSON facts or a human-readable report.
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::error::Result;
+use crate::model::{ScriptModule, Tensor};
+use crate::zip_archive::ZipArchiveReader;
+
+fn tensor_fact(name: &str, t: &Tensor) -> Value {
+    json!({
+        "name": name,
+        "dtype": t.dtype().name(),
+        "shape": t.sizes,
+        "device": t.device().to_string(),
+    })
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(data);
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The facts `inspect --json` prints (keys in the documented order).
+pub fn facts(archive: &ZipArchiveReader, module: &ScriptModule) -> Result<Value> {
+    let modules: Vec<Value> = module
+        .named_modules()
+        .iter()
+        .map(|m| json!({"name": m.name, "type": m.object.class.as_str()}))
+        .collect();
+    let parameters: Vec<Value> = module
+        .named_parameters()
+        .iter()
+        .map(|p| tensor_fact(&p.name, &p.tensor))
+        .collect();
+    let buffers: Vec<Value> = module
+        .named_buffers()
+        .iter()
+        .map(|p| tensor_fact(&p.name, &p.tensor))
+        .collect();
+    let mut extra = Vec::new();
+    let mut names = archive.extra_file_names();
+    names.sort();
+    for name in names {
+        let data = archive.read(&format!("extra/{name}"), false)?;
+        extra.push(json!({"name": name, "size": data.len(), "sha256": sha256_hex(&data)}));
+    }
+    let mut code_files: Vec<&str> = archive
+        .record_names()
+        .filter_map(|n| n.strip_prefix("code/"))
+        .filter(|n| n.ends_with(".py"))
+        .collect();
+    code_files.sort();
+    let (version, _) = archive.version()?;
+    Ok(json!({
+        "format": "zip",
+        "modules": modules,
+        "parameters": parameters,
+        "buffers": buffers,
+        "extra_files": extra,
+        "code_files": code_files,
+        "version": version,
+        "prefix": archive.prefix(),
+    }))
+}
+
+/// A human-readable report of the same facts.
+pub fn report(facts: &Value) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let get = |k: &str| facts[k].as_array().cloned().unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "format: {}  version: {}  prefix: {}",
+        facts["format"].as_str().unwrap_or("?"),
+        facts["version"],
+        facts["prefix"].as_str().unwrap_or("?")
+    );
+    let _ = writeln!(s, "\nmodules:");
+    for m in get("modules") {
+        let name = m["name"].as_str().unwrap_or("");
+        let depth = if name.is_empty() { 0 } else { name.matches('.').count() + 1 };
+        let shown = if name.is_empty() { "<root>" } else { name.rsplit('.').next().unwrap_or(name) };
+        let _ = writeln!(s, "  {}{shown}: {}", "  ".repeat(depth), m["type"].as_str().unwrap_or(""));
+    }
+    for key in ["parameters", "buffers"] {
+        let items = get(key);
+        let _ = writeln!(s, "\n{key} ({}):", items.len());
+        for p in items {
+            let shape: Vec<String> = p["shape"]
+                .as_array()
+                .map(|a| a.iter().map(|v| v.to_string()).collect())
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "  {:<40} {:<10} [{}] {}",
+                p["name"].as_str().unwrap_or(""),
+                p["dtype"].as_str().unwrap_or(""),
+                shape.join(", "),
+                p["device"].as_str().unwrap_or("")
+            );
+        }
+    }
+    let extra = get("extra_files");
+    let _ = writeln!(s, "\nextra files ({}):", extra.len());
+    for e in extra {
+        let _ = writeln!(
+            s,
+            "  {:<40} {:>10} bytes  sha256 {}",
+            e["name"].as_str().unwrap_or(""),
+            e["size"],
+            e["sha256"].as_str().unwrap_or("")
+        );
+    }
+    let code = get("code_files");
+    let _ = writeln!(s, "\ncode files ({}):", code.len());
+    for c in code {
+        let _ = writeln!(s, "  {}", c.as_str().unwrap_or(""));
+    }
+    s
+}

@@ -1,0 +1,14 @@
+//! ptconform: a reference implementation, conformance checker and fuzzing harness for
+//! PyTorch's TorchScript serialization formats.
+
+pub mod check;
+pub mod cli;
+pub mod code;
+pub mod error;
+pub mod inspect;
+pub mod jit;
+pub mod model;
+pub mod pickle;
+pub mod zip_archive;
+
+pub use error::{Error, FormatError, Result};

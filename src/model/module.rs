@@ -1,0 +1,207 @@
+//! A loaded script module: the root object plus the types it needs, with the views
+//! PyTorch's Python API gives of it (`named_modules`, `named_parameters`, ...).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use indexmap::IndexMap;
+
+use super::{CompilationUnit, IValue, Object, QualifiedName, Tensor};
+
+#[derive(Clone, Debug)]
+pub struct ScriptModule {
+    pub root: Arc<Object>,
+    pub cu: Arc<CompilationUnit>,
+    /// Tensor constants referenced from code as `CONSTANTS.cN` (`constants.pkl`).
+    pub constants: Vec<IValue>,
+    /// Extra files that were requested at load time (or are to be saved).
+    pub extra_files: IndexMap<String, Bytes>,
+}
+
+/// A submodule as `named_modules()` reports it.
+#[derive(Clone, Debug)]
+pub struct NamedModule {
+    pub name: String,
+    pub object: Arc<Object>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NamedTensor {
+    pub name: String,
+    pub tensor: Arc<Tensor>,
+}
+
+impl ScriptModule {
+    pub fn qualified_name(&self) -> &QualifiedName {
+        &self.root.class
+    }
+
+    /// Direct submodules of `obj`: attributes holding objects of module classes, in
+    /// slot order.
+    pub fn children<'a>(&'a self, obj: &'a Object) -> impl Iterator<Item = (String, Arc<Object>)> + 'a {
+        obj.attributes().iter().filter_map(move |(name, v)| match v {
+            IValue::Object(o) if self.cu.is_module_class(&o.class) => {
+                Some((name.to_string_lossy(), o.clone()))
+            }
+            _ => None,
+        })
+    }
+
+    /// Pre-order module tree, root named `""`, like `Module.named_modules()`. Script
+    /// modules get a fresh Python wrapper per attribute, so a module object reached twice
+    /// is reported twice (not de-duplicated). Cycles are impossible in a pickled tree,
+    /// but depth is bounded anyway by the reader's nesting limit.
+    pub fn named_modules(&self) -> Vec<NamedModule> {
+        let mut out = Vec::new();
+        let mut stack = vec![(String::new(), self.root.clone())];
+        while let Some((name, obj)) = stack.pop() {
+            let children: Vec<_> = self.children(&obj).collect();
+            for (child_name, child) in children.into_iter().rev() {
+                let full = if name.is_empty() {
+                    child_name
+                } else {
+                    format!("{name}.{child_name}")
+                };
+                stack.push((full, child));
+            }
+            out.push(NamedModule { name, object: obj });
+        }
+        out
+    }
+
+    fn named_tensors(&self, pick: impl Fn(&super::ClassDef) -> &[String]) -> Vec<NamedTensor> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for m in self.named_modules() {
+            let Some(class) = self.cu.class(&m.object.class) else {
+                continue;
+            };
+            let listed = pick(class);
+            for (attr, value) in m.object.attributes() {
+                let attr = attr.to_string_lossy();
+                if !listed.contains(&attr) {
+                    continue;
+                }
+                if let IValue::Tensor(t) = value {
+                    // Python tensors keep one wrapper per tensor, so a tensor reached twice
+                    // is reported once (nn.Module's duplicate removal).
+                    if seen.insert(Arc::as_ptr(t) as usize) {
+                        let name = if m.name.is_empty() {
+                            attr
+                        } else {
+                            format!("{}.{attr}", m.name)
+                        };
+                        out.push(NamedTensor {
+                            name,
+                            tensor: t.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Like `named_parameters()`: attributes listed in `__parameters__` holding tensors.
+    pub fn named_parameters(&self) -> Vec<NamedTensor> {
+        self.named_tensors(|c| &c.parameters)
+    }
+
+    /// Like `named_buffers()`: attributes listed in `__buffers__` holding tensors.
+    pub fn named_buffers(&self) -> Vec<NamedTensor> {
+        self.named_tensors(|c| &c.buffers)
+    }
+}
+
+/// Most module-tree paths `named_modules()` may produce. A module object reachable by
+/// many paths (a shared-submodule DAG) could otherwise make the tree exponentially big.
+pub const MAX_MODULE_PATHS: usize = 1_000_000;
+
+/// Checks what PyTorch's loader checks when it rebuilds objects: each object's class is a
+/// defined class, each pickled attribute is declared by it, each enum value is a member;
+/// and that the module tree stays of bounded size.
+pub fn validate_objects(m: &ScriptModule) -> Result<(), crate::error::FormatError> {
+    use crate::error::{FormatError, rules};
+    use super::{Definition, ObjectState};
+    let err = |rule, msg: String| FormatError::new(rule, "data.pkl", None, msg);
+    let mut seen = HashSet::new();
+    let mut stack: Vec<&IValue> = Vec::new();
+    let root = IValue::Object(m.root.clone());
+    stack.push(&root);
+    stack.extend(m.constants.iter());
+    while let Some(v) = stack.pop() {
+        if let Some(id) = v.identity() {
+            if !seen.insert(id) {
+                continue;
+            }
+        }
+        match v {
+            IValue::Object(o) => {
+                let class = match m.cu.get(&o.class) {
+                    Some(Definition::Class(c)) => c,
+                    Some(other) => {
+                        return Err(err(
+                            rules::TYPE_UNKNOWN,
+                            format!("object of {} which is a {}, not a class", o.class, other.kind_name()),
+                        ));
+                    }
+                    None => return Err(err(rules::TYPE_UNKNOWN, format!("class {} is not defined", o.class))),
+                };
+                match &o.state {
+                    ObjectState::Attributes(attrs) => {
+                        for (name, value) in attrs {
+                            let n = name.to_string_lossy();
+                            if class.attribute(&n).is_none() {
+                                return Err(err(
+                                    rules::OBJECT_ATTRIBUTES,
+                                    format!("{} has no attribute {n:?} but the pickle sets it", o.class),
+                                ));
+                            }
+                            stack.push(value);
+                        }
+                    }
+                    ObjectState::SetState(s) => {
+                        if !class.has_setstate() {
+                            return Err(err(
+                                rules::OBJECT_ATTRIBUTES,
+                                format!(
+                                    "{} is pickled in __setstate__ form but has no __getstate__/__setstate__",
+                                    o.class
+                                ),
+                            ));
+                        }
+                        stack.push(s);
+                    }
+                }
+            }
+            IValue::Enum(e) => match m.cu.get(&e.enum_type) {
+                Some(Definition::Enum(_)) => {}
+                _ => return Err(err(rules::TYPE_UNKNOWN, format!("enum {} is not defined", e.enum_type))),
+            },
+            IValue::Tuple(t) => stack.extend(t.items.iter()),
+            IValue::List(l) => stack.extend(l.items.iter()),
+            IValue::Dict(d) => {
+                for (k, v) in &d.entries {
+                    stack.push(k);
+                    stack.push(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    // Bound the module tree's path count before anyone enumerates it.
+    let mut paths = 0usize;
+    let mut stack = vec![m.root.clone()];
+    while let Some(o) = stack.pop() {
+        paths += 1;
+        if paths > MAX_MODULE_PATHS {
+            return Err(err(
+                rules::MODULE_TREE,
+                format!("the module tree has more than {MAX_MODULE_PATHS} paths (shared submodules)"),
+            ));
+        }
+        stack.extend(m.children(&o).map(|(_, c)| c));
+    }
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! Tensors as views over shared storages.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{Device, ScalarType};
+
+/// One storage: the unit that owns tensor bytes and that several tensors may view.
+/// `data` borrows from the archive's memory map (or the caller's buffer) whenever the
+/// record was stored uncompressed; it is empty for meta storages.
+#[derive(Debug)]
+pub struct Storage {
+    pub dtype: ScalarType,
+    pub device: Device,
+    /// Number of elements of the whole storage (the pickled `numel`).
+    pub numel: u64,
+    pub data: Bytes,
+}
+
+impl Storage {
+    pub fn nbytes(&self) -> u64 {
+        self.numel.saturating_mul(self.dtype.element_size())
+    }
+}
+
+/// Quantizer schemes, numbered as PyTorch's `QScheme`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QScheme {
+    PerTensorAffine = 0,
+    PerChannelAffine = 1,
+    PerTensorSymmetric = 2,
+    PerChannelSymmetric = 3,
+    PerChannelAffineFloatQparams = 4,
+}
+
+impl QScheme {
+    pub const ALL: [QScheme; 5] = [
+        QScheme::PerTensorAffine,
+        QScheme::PerChannelAffine,
+        QScheme::PerTensorSymmetric,
+        QScheme::PerChannelSymmetric,
+        QScheme::PerChannelAffineFloatQparams,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            QScheme::PerTensorAffine => "per_tensor_affine",
+            QScheme::PerChannelAffine => "per_channel_affine",
+            QScheme::PerTensorSymmetric => "per_tensor_symmetric",
+            QScheme::PerChannelSymmetric => "per_channel_symmetric",
+            QScheme::PerChannelAffineFloatQparams => "per_channel_affine_float_qparams",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        QScheme::ALL.iter().copied().find(|q| q.name() == s)
+    }
+
+    pub fn is_per_channel(self) -> bool {
+        matches!(
+            self,
+            QScheme::PerChannelAffine
+                | QScheme::PerChannelSymmetric
+                | QScheme::PerChannelAffineFloatQparams
+        )
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Quantization {
+    PerTensor {
+        scheme: QScheme,
+        scale: f64,
+        zero_point: i64,
+    },
+    PerChannel {
+        scheme: QScheme,
+        scales: Arc<Tensor>,
+        zero_points: Arc<Tensor>,
+        axis: i64,
+    },
+}
+
+/// A strided view of a storage.
+#[derive(Clone, Debug)]
+pub struct Tensor {
+    pub storage: Arc<Storage>,
+    /// In elements.
+    pub storage_offset: i64,
+    pub sizes: Vec<i64>,
+    /// In elements.
+    pub strides: Vec<i64>,
+    pub requires_grad: bool,
+    /// The conjugate bit (a lazily conjugated view).
+    pub conj: bool,
+    /// The negative bit (a lazily negated view).
+    pub neg: bool,
+    pub quantization: Option<Quantization>,
+}
+
+impl Tensor {
+    pub fn dtype(&self) -> ScalarType {
+        self.storage.dtype
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.storage.device
+    }
+
+    pub fn numel(&self) -> u64 {
+        self.sizes
+            .iter()
+            .fold(1u64, |acc, &s| acc.saturating_mul(s.max(0) as u64))
+    }
+
+    /// Contiguous strides for `sizes` (row-major).
+    pub fn contiguous_strides(sizes: &[i64]) -> Vec<i64> {
+        let mut strides = vec![0; sizes.len()];
+        let mut acc = 1i64;
+        for i in (0..sizes.len()).rev() {
+            strides[i] = acc;
+            acc = acc.saturating_mul(sizes[i].max(1));
+        }
+        strides
+    }
+
+    /// The element range `[lo, hi)` of the storage this view can touch, or `None` for an
+    /// empty view. Errors (as `Err(())`) on negative sizes or arithmetic overflow.
+    #[allow(clippy::result_unit_err)]
+    pub fn storage_extent(&self) -> Result<Option<(i128, i128)>, ()> {
+        if self.sizes.len() != self.strides.len() || self.storage_offset < 0 {
+            return Err(());
+        }
+        let mut lo = self.storage_offset as i128;
+        let mut hi = self.storage_offset as i128;
+        for (&size, &stride) in self.sizes.iter().zip(&self.strides) {
+            if size < 0 {
+                return Err(());
+            }
+            if size == 0 {
+                return Ok(None);
+            }
+            let span = (size as i128 - 1) * stride as i128;
+            if span < 0 {
+                lo += span;
+            } else {
+                hi += span;
+            }
+        }
+        Ok(Some((lo, hi + 1)))
+    }
+}

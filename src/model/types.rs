@@ -1,0 +1,426 @@
+//! Named types and declarations: what the `code/` files declare (and the flatbuffer's
+//! `jit_sources` carry), independent of how they were stored.
+
+use std::fmt;
+
+/// The prefix PyTorch inserts to make a qualified name unique (`___torch_mangle_N`).
+pub const MANGLE_PREFIX: &str = "___torch_mangle_";
+
+/// A dotted qualified name such as `__torch__.torch.nn.modules.linear.Linear`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QualifiedName(String);
+
+impl QualifiedName {
+    pub fn new(s: impl Into<String>) -> Self {
+        QualifiedName(s.into())
+    }
+
+    /// Joins a qualifier and a last atom (`__torch__` + `M`).
+    pub fn join(qualifier: &str, name: &str) -> Self {
+        if qualifier.is_empty() {
+            QualifiedName(name.to_string())
+        } else {
+            QualifiedName(format!("{qualifier}.{name}"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Everything before the last atom (`__torch__.torch.nn.modules.linear`).
+    pub fn qualifier(&self) -> &str {
+        self.0.rsplit_once('.').map(|(q, _)| q).unwrap_or("")
+    }
+
+    /// The last atom (`Linear`).
+    pub fn name(&self) -> &str {
+        self.0.rsplit_once('.').map(|(_, n)| n).unwrap_or(&self.0)
+    }
+
+    pub fn atoms(&self) -> impl Iterator<Item = &str> {
+        self.0.split('.')
+    }
+
+    /// The mangle number if some atom carries `___torch_mangle_N`.
+    pub fn mangle_number(&self) -> Option<u64> {
+        self.atoms().find_map(|a| {
+            let pos = a.find(MANGLE_PREFIX)?;
+            let digits: String = a[pos + MANGLE_PREFIX.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect();
+            digits.parse().ok()
+        })
+    }
+
+    /// The `code/` record path holding this name's definition (code.md §1).
+    pub fn code_file(&self) -> String {
+        qualifier_to_code_path(self.qualifier())
+    }
+}
+
+/// `__torch__.pkgx.mods` → `code/__torch__/pkgx/mods.py`.
+pub fn qualifier_to_code_path(qualifier: &str) -> String {
+    format!("code/{}.py", qualifier.replace('.', "/"))
+}
+
+impl fmt::Display for QualifiedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for QualifiedName {
+    fn from(s: &str) -> Self {
+        QualifiedName(s.to_string())
+    }
+}
+
+/// A TorchScript type annotation, e.g. `Dict[str, List[Tensor]]` or a qualified class name.
+/// Printing gives back PyTorch's normalized spelling (`, ` between arguments).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum TypeExpr {
+    /// A bare name: `Tensor`, `int`, `NoneType`, `__torch__.M`, ...
+    Name(String),
+    /// A generic application: `List[int]`, `Optional[T]`, `Tuple[A, B]`, `Final[int]`.
+    Generic(String, Vec<TypeExpr>),
+    /// `Tuple[()]`: the empty tuple type.
+    EmptyTuple,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid type {text:?} at column {column}: {message}")]
+pub struct TypeParseError {
+    pub text: String,
+    pub column: usize,
+    pub message: &'static str,
+}
+
+/// Deepest type nesting accepted; keeps recursive printing and matching bounded.
+pub const MAX_TYPE_DEPTH: usize = 64;
+
+impl TypeExpr {
+    pub fn name(s: &str) -> Self {
+        TypeExpr::Name(s.to_string())
+    }
+
+    pub fn list(elem: TypeExpr) -> Self {
+        TypeExpr::Generic("List".into(), vec![elem])
+    }
+
+    pub fn dict(k: TypeExpr, v: TypeExpr) -> Self {
+        TypeExpr::Generic("Dict".into(), vec![k, v])
+    }
+
+    pub fn parse(text: &str) -> Result<Self, TypeParseError> {
+        let mut p = TypeParser {
+            text,
+            pos: 0,
+            depth: 0,
+        };
+        let t = p.parse_type()?;
+        p.skip_ws();
+        if p.pos != text.len() {
+            return Err(p.error("unexpected text after type"));
+        }
+        Ok(t)
+    }
+
+    /// The head name: `List` for `List[int]`, the name itself for a bare name.
+    pub fn head(&self) -> &str {
+        match self {
+            TypeExpr::Name(n) | TypeExpr::Generic(n, _) => n,
+            TypeExpr::EmptyTuple => "Tuple",
+        }
+    }
+
+    pub fn args(&self) -> &[TypeExpr] {
+        match self {
+            TypeExpr::Generic(_, a) => a,
+            _ => &[],
+        }
+    }
+
+    /// Strips `Optional[...]` and `Final[...]` wrappers.
+    pub fn unwrap_optional(&self) -> &TypeExpr {
+        match self {
+            TypeExpr::Generic(n, a) if (n == "Optional" || n == "Final") && a.len() == 1 => {
+                a[0].unwrap_optional()
+            }
+            t => t,
+        }
+    }
+
+    /// Qualified class-like names mentioned anywhere in this type (`__torch__.*`).
+    pub fn named_types(&self, out: &mut Vec<QualifiedName>) {
+        match self {
+            TypeExpr::Name(n) if n.contains('.') => out.push(QualifiedName::new(n.clone())),
+            TypeExpr::Generic(_, a) => a.iter().for_each(|t| t.named_types(out)),
+            _ => {}
+        }
+    }
+}
+
+impl fmt::Display for TypeExpr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TypeExpr::Name(n) => f.write_str(n),
+            TypeExpr::EmptyTuple => f.write_str("Tuple[()]"),
+            TypeExpr::Generic(n, args) => {
+                write!(f, "{n}[")?;
+                for (i, a) in args.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{a}")?;
+                }
+                f.write_str("]")
+            }
+        }
+    }
+}
+
+struct TypeParser<'a> {
+    text: &'a str,
+    pos: usize,
+    depth: usize,
+}
+
+impl TypeParser<'_> {
+    fn error(&self, message: &'static str) -> TypeParseError {
+        TypeParseError {
+            text: self.text.to_string(),
+            column: self.pos,
+            message,
+        }
+    }
+
+    fn skip_ws(&mut self) {
+        while self.text[self.pos..].starts_with(' ') {
+            self.pos += 1;
+        }
+    }
+
+    fn parse_type(&mut self) -> Result<TypeExpr, TypeParseError> {
+        self.depth += 1;
+        if self.depth > MAX_TYPE_DEPTH {
+            return Err(self.error("type nested too deeply"));
+        }
+        self.skip_ws();
+        let rest = &self.text[self.pos..];
+        if rest.starts_with("()") {
+            self.pos += 2;
+            self.depth -= 1;
+            return Ok(TypeExpr::EmptyTuple);
+        }
+        let len = rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+            .unwrap_or(rest.len());
+        if len == 0 {
+            return Err(self.error("expected a type name"));
+        }
+        let name = rest[..len].to_string();
+        self.pos += len;
+        self.skip_ws();
+        let t = if self.text[self.pos..].starts_with('[') {
+            self.pos += 1;
+            let mut args = Vec::new();
+            loop {
+                args.push(self.parse_type()?);
+                self.skip_ws();
+                let rest = &self.text[self.pos..];
+                if rest.starts_with(',') {
+                    self.pos += 1;
+                } else if rest.starts_with(']') {
+                    self.pos += 1;
+                    break;
+                } else {
+                    return Err(self.error("expected ',' or ']'"));
+                }
+            }
+            if name == "Tuple" && args == [TypeExpr::EmptyTuple] {
+                TypeExpr::EmptyTuple
+            } else {
+                TypeExpr::Generic(name, args)
+            }
+        } else {
+            TypeExpr::Name(name)
+        };
+        self.depth -= 1;
+        Ok(t)
+    }
+}
+
+/// A parameter of a method or function signature.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    pub name: String,
+    /// `None` only for the unannotated `self` of interface methods.
+    pub ty: Option<TypeExpr>,
+    /// The default value's literal text, as printed (`None`, `2`, `"x"`).
+    pub default: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Signature {
+    pub params: Vec<Param>,
+    pub returns: Option<TypeExpr>,
+}
+
+/// A method of a class, or a free function: signature plus the body kept as text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MethodDef {
+    pub name: String,
+    pub signature: Signature,
+    /// The body lines exactly as in the file, with their indentation and `\n` endings.
+    pub body: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClassKind {
+    /// `class X(Module):` — an `nn.Module` compiled to TorchScript.
+    Module,
+    /// `class X:` — a TorchScript class (`@torch.jit.script class`).
+    Class,
+}
+
+/// One attribute slot of a class, in slot order (which is the pickled order).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttributeDecl {
+    pub name: String,
+    pub ty: TypeExpr,
+}
+
+/// A `NAME : Final[TYPE] = LITERAL` constant; the literal is kept as text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConstantDecl {
+    pub name: String,
+    pub ty: TypeExpr,
+    pub literal: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassDef {
+    pub name: QualifiedName,
+    pub kind: ClassKind,
+    /// `__parameters__` (modules only).
+    pub parameters: Vec<String>,
+    /// `__buffers__` (modules only).
+    pub buffers: Vec<String>,
+    pub forward_pre_hooks: Option<Vec<String>>,
+    pub forward_hooks: Option<Vec<String>>,
+    pub attributes: Vec<AttributeDecl>,
+    pub constants: Vec<ConstantDecl>,
+    pub methods: Vec<MethodDef>,
+}
+
+impl ClassDef {
+    pub fn attribute(&self, name: &str) -> Option<&AttributeDecl> {
+        self.attributes.iter().find(|a| a.name == name)
+    }
+
+    pub fn method(&self, name: &str) -> Option<&MethodDef> {
+        self.methods.iter().find(|m| m.name == name)
+    }
+
+    /// Whether `data.pkl` holds this class's state in `__getstate__` form.
+    pub fn has_setstate(&self) -> bool {
+        self.method("__getstate__").is_some() && self.method("__setstate__").is_some()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct InterfaceDef {
+    pub name: QualifiedName,
+    /// `ModuleInterface` (true) or `Interface` (false).
+    pub is_module_interface: bool,
+    pub methods: Vec<(String, Signature)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedTupleDef {
+    pub name: QualifiedName,
+    pub fields: Vec<(String, TypeExpr)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnumDef {
+    pub name: QualifiedName,
+    /// Member name and value literal text (`"a"`, `1`, `2.5`).
+    pub members: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FunctionDef {
+    pub name: QualifiedName,
+    pub def: MethodDef,
+}
+
+/// Anything with a qualified name that `code/` can declare.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Definition {
+    Class(ClassDef),
+    Interface(InterfaceDef),
+    NamedTuple(NamedTupleDef),
+    Enum(EnumDef),
+    Function(FunctionDef),
+}
+
+impl Definition {
+    pub fn name(&self) -> &QualifiedName {
+        match self {
+            Definition::Class(c) => &c.name,
+            Definition::Interface(i) => &i.name,
+            Definition::NamedTuple(n) => &n.name,
+            Definition::Enum(e) => &e.name,
+            Definition::Function(f) => &f.name,
+        }
+    }
+
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Definition::Class(c) if c.kind == ClassKind::Module => "module",
+            Definition::Class(_) => "class",
+            Definition::Interface(_) => "interface",
+            Definition::NamedTuple(_) => "namedtuple",
+            Definition::Enum(_) => "enum",
+            Definition::Function(_) => "function",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_expressions_round_trip() {
+        for s in [
+            "Tensor",
+            "Dict[str, List[Tensor]]",
+            "Optional[__torch__.pkgx.mods.Point]",
+            "Tuple[()]",
+            "Tuple[int, Tuple[()], float]",
+            "Final[Tuple[int, int]]",
+        ] {
+            assert_eq!(TypeExpr::parse(s).unwrap().to_string(), s);
+        }
+        assert!(TypeExpr::parse("List[int").is_err());
+        assert!(TypeExpr::parse("List[int]]").is_err());
+        let deep = "List[".repeat(100) + "int" + &"]".repeat(100);
+        assert!(TypeExpr::parse(&deep).is_err());
+    }
+
+    #[test]
+    fn qualified_name_parts() {
+        let q = QualifiedName::from("__torch__.torch.nn.modules.linear.___torch_mangle_3.Linear");
+        assert_eq!(q.name(), "Linear");
+        assert_eq!(q.qualifier(), "__torch__.torch.nn.modules.linear.___torch_mangle_3");
+        assert_eq!(q.mangle_number(), Some(3));
+        assert_eq!(
+            q.code_file(),
+            "code/__torch__/torch/nn/modules/linear/___torch_mangle_3.py"
+        );
+    }
+}

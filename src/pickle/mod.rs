@@ -1,0 +1,9 @@
+//! PyTorch's TorchScript pickle dialect (protocol 2 subset, `spec/pickle.md`).
+//!
+//! Written by hand: no pickle crate accepts `BINPERSID` storages, typed-container globals
+//! and PyTorch's memo rules, and reading must never import or execute anything.
+
+pub mod opcodes;
+pub mod read;
+
+pub use read::{PickleError, PickleErrorKind, ReadOptions, StorageRequest, Unpickler, unpickle};

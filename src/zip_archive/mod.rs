@@ -1,0 +1,5 @@
+//! The TorchScript zip container (`spec/zip-archive.md`).
+
+pub mod read;
+
+pub use read::{ExtraFilesMap, LoadOptions, Record, ZipArchiveReader, load_archive};

@@ -1,0 +1,635 @@
+//! Reading: the central directory comes from the `zip` crate; record bytes are sliced
+//! straight out of the mapped file (stored records, i.e. all tensor data, are never
+//! copied) or inflated with a hard size limit.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use indexmap::IndexMap;
+
+use crate::code;
+use crate::error::{Error, FormatError, Result, rules};
+use crate::model::{
+    CompilationUnit, Definition, Device, IValue, QualifiedName, ScriptModule, SourceFile, Storage,
+    types::qualifier_to_code_path,
+};
+use crate::pickle::{self, PickleError, PickleErrorKind, StorageRequest};
+
+/// Extra files by name (without `extra/`).
+pub type ExtraFilesMap = IndexMap<String, Bytes>;
+
+/// Highest `version` the reader accepts, as PyTorch 2.15.
+pub const MAX_SUPPORTED_VERSION: u64 = 10;
+/// Lowest accepted `version`.
+pub const MIN_SUPPORTED_VERSION: u64 = 1;
+
+/// Compression method of a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Stored,
+    Deflated,
+    Other(u16),
+}
+
+/// One central-directory entry.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// The full entry name, prefix included.
+    pub full_name: String,
+    /// The name relative to the prefix, or `None` for entries outside the prefix folder.
+    pub name: Option<String>,
+    pub header_offset: u64,
+    pub data_offset: u64,
+    pub compressed_size: u64,
+    pub size: u64,
+    pub crc32: u32,
+    pub method: Method,
+    pub flags: u16,
+    pub version_needed: u16,
+}
+
+/// An opened archive: the bytes (a memory map or a caller's buffer) and its records.
+pub struct ZipArchiveReader {
+    bytes: Bytes,
+    prefix: String,
+    records: Vec<Record>,
+    by_name: HashMap<String, usize>,
+}
+
+fn zip_err(message: impl Into<String>) -> FormatError {
+    FormatError::new(rules::ZIP_STRUCTURE, "", None, message)
+}
+
+impl ZipArchiveReader {
+    /// Maps the file read-only; tensor storages will borrow from the mapping.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path.display().to_string(), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(path.display().to_string(), e))?
+            .len();
+        let bytes = if len == 0 {
+            Bytes::new()
+        } else {
+            // SAFETY: the map is read-only. Like every mmap-based reader, we rely on the
+            // file not being truncated by another process while it is mapped.
+            let map = unsafe { memmap2::Mmap::map(&file) }
+                .map_err(|e| Error::io(path.display().to_string(), e))?;
+            Bytes::from_owner(map)
+        };
+        Ok(Self::from_bytes(bytes)?)
+    }
+
+    /// Reads an archive held in memory; storages borrow from `bytes`.
+    pub fn from_bytes(bytes: impl Into<Bytes>) -> Result<Self, FormatError> {
+        let bytes: Bytes = bytes.into();
+        if bytes.starts_with(b"PYTORCH1") {
+            return Err(FormatError::new(
+                rules::LEGACY_FORMAT,
+                "",
+                Some(0),
+                "the PYTORCH1 preview format is not supported (PyTorch refuses it too)",
+            ));
+        }
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.clone()))
+            .map_err(|e| zip_err(format!("not a readable zip archive: {e}")))?;
+        let mut records = Vec::with_capacity(zip.len());
+        let mut prefix = String::new();
+        for i in 0..zip.len() {
+            let f = zip
+                .by_index_raw(i)
+                .map_err(|e| zip_err(format!("central directory entry {i}: {e}")))?;
+            let full_name = String::from_utf8_lossy(f.name_raw()).into_owned();
+            let data_offset = f.data_start().ok_or_else(|| {
+                FormatError::new(
+                    rules::ZIP_STRUCTURE,
+                    full_name.clone(),
+                    Some(f.header_start()),
+                    "local header could not be read",
+                )
+            })?;
+            if i == 0 {
+                // Like PyTorch: the prefix is the first entry's name up to its first '/'.
+                prefix = full_name.split('/').next().unwrap_or("").to_string();
+            }
+            let name = full_name
+                .strip_prefix(&prefix)
+                .and_then(|r| r.strip_prefix('/'))
+                .map(str::to_string);
+            let method = match f.compression() {
+                zip::CompressionMethod::Stored => Method::Stored,
+                zip::CompressionMethod::Deflated => Method::Deflated,
+                #[allow(deprecated)]
+                zip::CompressionMethod::Unsupported(m) => Method::Other(m),
+                _ => Method::Other(u16::MAX),
+            };
+            records.push(Record {
+                full_name,
+                name,
+                header_offset: f.header_start(),
+                data_offset,
+                compressed_size: f.compressed_size(),
+                size: f.size(),
+                crc32: f.crc32(),
+                method,
+                flags: f.flags().as_u16(),
+                version_needed: f.version_needed(),
+            });
+        }
+        let mut by_name = HashMap::new();
+        for (i, r) in records.iter().enumerate() {
+            if let Some(n) = &r.name {
+                by_name.entry(n.clone()).or_insert(i);
+            }
+        }
+        Ok(ZipArchiveReader {
+            bytes,
+            prefix,
+            records,
+            by_name,
+        })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Every central-directory entry, in directory order.
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// Looks a record up by its name relative to the prefix.
+    pub fn record(&self, name: &str) -> Option<&Record> {
+        self.by_name.get(name).map(|&i| &self.records[i])
+    }
+
+    pub fn has_record(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    /// Names (relative to the prefix) of all records under the prefix, in order.
+    pub fn record_names(&self) -> impl Iterator<Item = &str> {
+        self.records.iter().filter_map(|r| r.name.as_deref())
+    }
+
+    /// The stored bytes of a record (still compressed for deflated records).
+    pub fn raw_data(&self, rec: &Record) -> Result<Bytes, FormatError> {
+        let end = rec.data_offset.checked_add(rec.compressed_size);
+        match end {
+            Some(end) if end <= self.bytes.len() as u64 => {
+                Ok(self.bytes.slice(rec.data_offset as usize..end as usize))
+            }
+            _ => Err(FormatError::new(
+                rules::RECORD_SIZE,
+                rec.full_name.clone(),
+                Some(rec.data_offset),
+                format!(
+                    "record data ({} bytes at offset {}) extends past the end of the file ({} bytes)",
+                    rec.compressed_size,
+                    rec.data_offset,
+                    self.bytes.len()
+                ),
+            )),
+        }
+    }
+
+    /// A record's uncompressed bytes. Stored records are a zero-copy slice; deflated ones
+    /// are inflated to exactly their declared size (never more).
+    pub fn read_record(&self, rec: &Record, verify_crc: bool) -> Result<Bytes, FormatError> {
+        let raw = self.raw_data(rec)?;
+        let data = match rec.method {
+            Method::Stored => {
+                if rec.size != rec.compressed_size {
+                    return Err(FormatError::new(
+                        rules::RECORD_SIZE,
+                        rec.full_name.clone(),
+                        Some(rec.header_offset),
+                        format!(
+                            "stored record has compressed size {} but size {}",
+                            rec.compressed_size, rec.size
+                        ),
+                    ));
+                }
+                raw
+            }
+            Method::Deflated => {
+                // Deflate cannot expand more than ~1032:1, so a larger declared size is a lie
+                // and is not trusted for allocation.
+                let ceiling = rec.compressed_size.saturating_mul(1032).saturating_add(64);
+                if rec.size > ceiling {
+                    return Err(FormatError::new(
+                        rules::RECORD_SIZE,
+                        rec.full_name.clone(),
+                        Some(rec.header_offset),
+                        format!(
+                            "declared size {} is impossible for {} compressed bytes",
+                            rec.size, rec.compressed_size
+                        ),
+                    ));
+                }
+                let mut out = Vec::new();
+                let mut dec = flate2::read::DeflateDecoder::new(&raw[..]).take(rec.size + 1);
+                dec.read_to_end(&mut out).map_err(|e| {
+                    FormatError::new(
+                        rules::ZIP_COMPRESSION,
+                        rec.full_name.clone(),
+                        Some(rec.data_offset),
+                        format!("deflate stream is corrupt: {e}"),
+                    )
+                })?;
+                if out.len() as u64 != rec.size {
+                    return Err(FormatError::new(
+                        rules::RECORD_SIZE,
+                        rec.full_name.clone(),
+                        Some(rec.data_offset),
+                        format!(
+                            "inflated to {}{} bytes but the directory says {}",
+                            out.len().min(rec.size as usize),
+                            if out.len() as u64 > rec.size { "+" } else { "" },
+                            rec.size
+                        ),
+                    ));
+                }
+                Bytes::from(out)
+            }
+            Method::Other(m) => {
+                return Err(FormatError::new(
+                    rules::ZIP_COMPRESSION,
+                    rec.full_name.clone(),
+                    Some(rec.header_offset),
+                    format!("compression method {m} is not supported (only stored and deflate)"),
+                ));
+            }
+        };
+        if verify_crc {
+            let crc = crc32fast::hash(&data);
+            if crc != rec.crc32 {
+                return Err(FormatError::new(
+                    rules::ZIP_CRC,
+                    rec.full_name.clone(),
+                    Some(rec.data_offset),
+                    format!("CRC-32 is {crc:08x} but the directory says {:08x}", rec.crc32),
+                ));
+            }
+        }
+        Ok(data)
+    }
+
+    /// Reads a record by relative name; `RECORD_MISSING` if absent.
+    pub fn read(&self, name: &str, verify_crc: bool) -> Result<Bytes, FormatError> {
+        let rec = self.record(name).ok_or_else(|| {
+            FormatError::new(
+                rules::RECORD_MISSING,
+                format!("{}/{name}", self.prefix),
+                None,
+                format!("required record {name:?} is missing"),
+            )
+        })?;
+        self.read_record(rec, verify_crc)
+    }
+
+    /// The archive's format version: `.data/version` if present, else `version`.
+    pub fn version(&self) -> Result<(u64, &'static str), FormatError> {
+        let name = if self.has_record(".data/version") {
+            ".data/version"
+        } else {
+            "version"
+        };
+        let data = self.read(name, false)?;
+        let text = std::str::from_utf8(&data).unwrap_or("");
+        let text = text.strip_suffix('\n').unwrap_or(text);
+        let v: u64 = if !text.is_empty() && text.len() <= 19 && text.bytes().all(|b| b.is_ascii_digit()) {
+            text.parse().unwrap_or(u64::MAX)
+        } else {
+            return Err(FormatError::new(
+                rules::VERSION,
+                name,
+                Some(0),
+                format!("version record is not a decimal number: {:?}", String::from_utf8_lossy(&data[..data.len().min(40)])),
+            ));
+        };
+        if !(MIN_SUPPORTED_VERSION..=MAX_SUPPORTED_VERSION).contains(&v) {
+            return Err(FormatError::new(
+                rules::VERSION,
+                name,
+                Some(0),
+                format!(
+                    "version {v} is not supported (PyTorch 2.15 reads {MIN_SUPPORTED_VERSION} to {MAX_SUPPORTED_VERSION})"
+                ),
+            ));
+        }
+        Ok((v, name))
+    }
+
+    /// Names of the extra files (`extra/NAME`) in record order.
+    pub fn extra_file_names(&self) -> Vec<String> {
+        self.record_names()
+            .filter_map(|n| n.strip_prefix("extra/"))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// What to do while loading, like `torch.jit.load`'s arguments.
+#[derive(Default)]
+pub struct LoadOptions<'a> {
+    /// Where to put non-meta storages (`map_location`); meta stays meta.
+    pub map_location: Option<Device>,
+    /// Requested extra files: for each name present in the archive, its value is replaced
+    /// by the record's bytes; names not in the archive keep their value (PyTorch 2.15
+    /// behaves the same way: a missing name is not an error).
+    pub extra_files: Option<&'a mut ExtraFilesMap>,
+    /// Verify record CRCs (PyTorch does not; `check` does).
+    pub verify_crc: bool,
+}
+
+/// Converts a pickle error into a format error on `record`.
+pub fn pickle_error(record: &str, e: PickleError) -> FormatError {
+    let rule = match &e.kind {
+        PickleErrorKind::UnknownOpcode(_) | PickleErrorKind::ForeignOpcode(_) => rules::PICKLE_OPCODE,
+        PickleErrorKind::ForbiddenGlobal { .. }
+        | PickleErrorKind::BadGlobal(_)
+        | PickleErrorKind::UnsupportedGlobal(..) => rules::PICKLE_GLOBAL,
+        PickleErrorKind::TooDeep(_) => rules::PICKLE_DEPTH,
+        PickleErrorKind::Storage { .. } => rules::STORAGE,
+        _ => rules::PICKLE_STRUCTURE,
+    };
+    FormatError::new(rule, record, Some(e.offset), e.kind.to_string())
+}
+
+/// Unpickles `name` (e.g. `data.pkl`) with storages from `<storage_dir>/<key>`.
+pub fn read_pickle(
+    archive: &ZipArchiveReader,
+    name: &str,
+    storage_dir: &str,
+    options: &LoadOptions,
+) -> Result<(IValue, usize), FormatError> {
+    let data = archive.read(name, options.verify_crc)?;
+    let mut storages: HashMap<String, Arc<Storage>> = HashMap::new();
+    let mut resolve = |req: &StorageRequest| -> std::result::Result<Arc<Storage>, String> {
+        if let Some(s) = storages.get(req.key) {
+            if s.dtype != req.dtype {
+                return Err(format!(
+                    "reused with dtype {} after {}",
+                    req.dtype.name(),
+                    s.dtype.name()
+                ));
+            }
+            return Ok(s.clone());
+        }
+        let nbytes = req
+            .numel
+            .checked_mul(req.dtype.element_size())
+            .ok_or_else(|| format!("numel {} overflows", req.numel))?;
+        let device = match (&options.map_location, req.location.is_meta()) {
+            (Some(d), false) => d.clone(),
+            _ => req.location.clone(),
+        };
+        // Meta storages have no bytes; empty storages are not looked up (as in PyTorch).
+        let data = if req.location.is_meta() || req.numel == 0 {
+            Bytes::new()
+        } else {
+            let rec_name = format!("{storage_dir}/{}", req.key);
+            let rec = archive
+                .record(&rec_name)
+                .ok_or_else(|| format!("record {rec_name:?} is missing"))?;
+            if rec.size < nbytes {
+                return Err(format!(
+                    "record {rec_name:?} has {} bytes but {} elements of {} need {nbytes}",
+                    rec.size,
+                    req.numel,
+                    req.dtype.name()
+                ));
+            }
+            archive
+                .read_record(rec, options.verify_crc)
+                .map_err(|e| e.to_string())?
+                .slice(..nbytes as usize)
+        };
+        let s = Arc::new(Storage {
+            dtype: req.dtype,
+            device,
+            numel: req.numel,
+            data,
+        });
+        storages.insert(req.key.to_string(), s.clone());
+        Ok(s)
+    };
+    let (value, end) = pickle::unpickle(&data, &mut resolve).map_err(|e| pickle_error(name, e))?;
+    Ok((value, end))
+}
+
+/// Loads the module like `torch.jit.load`.
+pub fn load_archive(archive: &ZipArchiveReader, options: &mut LoadOptions) -> Result<ScriptModule, FormatError> {
+    archive.version()?;
+    let constants = match read_pickle(archive, "constants.pkl", "constants", options)?.0 {
+        IValue::Tuple(t) => t.items.clone(),
+        other => {
+            return Err(FormatError::new(
+                rules::PICKLE_STRUCTURE,
+                "constants.pkl",
+                None,
+                format!("expected a tuple of constants, found {}", other.kind_name()),
+            ));
+        }
+    };
+    let root = match read_pickle(archive, "data.pkl", "data", options)?.0 {
+        IValue::Object(o) => o,
+        other => {
+            return Err(FormatError::new(
+                rules::PICKLE_STRUCTURE,
+                "data.pkl",
+                None,
+                format!("expected the root module object, found {}", other.kind_name()),
+            ));
+        }
+    };
+    let mut needed = Vec::new();
+    collect_named_types(&IValue::Object(root.clone()), &mut needed);
+    for c in &constants {
+        collect_named_types(c, &mut needed);
+    }
+    let cu = import_code(archive, needed, options.verify_crc)?;
+    let module = ScriptModule {
+        root,
+        cu: Arc::new(cu),
+        constants,
+        extra_files: IndexMap::new(),
+    };
+    crate::model::module::validate_objects(&module)?;
+    let mut module = module;
+    if let Some(extra) = options.extra_files.as_deref_mut() {
+        for (name, value) in extra.iter_mut() {
+            if let Some(rec) = archive.record(&format!("extra/{name}")) {
+                *value = archive.read_record(rec, options.verify_crc)?;
+                module.extra_files.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    Ok(module)
+}
+
+/// Class and enum names used by pickled values, visiting each shared value once.
+fn collect_named_types(root: &IValue, out: &mut Vec<QualifiedName>) {
+    let mut seen = HashSet::new();
+    let mut stack = vec![root];
+    while let Some(v) = stack.pop() {
+        if let Some(id) = v.identity() {
+            if !seen.insert(id) {
+                continue;
+            }
+        }
+        match v {
+            IValue::Object(o) => {
+                out.push(o.class.clone());
+                match &o.state {
+                    crate::model::ObjectState::Attributes(a) => stack.extend(a.iter().map(|(_, v)| v)),
+                    crate::model::ObjectState::SetState(s) => stack.push(s),
+                }
+            }
+            IValue::Enum(e) => out.push(e.enum_type.clone()),
+            IValue::Tuple(t) => stack.extend(t.items.iter()),
+            IValue::List(l) => stack.extend(l.items.iter()),
+            IValue::Dict(d) => {
+                for (k, v) in &d.entries {
+                    stack.push(k);
+                    stack.push(v);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Parses the `code/` files needed to define `needed` and everything their declarations
+/// mention, as PyTorch's importer does: a name maps to its file by the qualifier rule, and
+/// files nobody needs are kept as text without being parsed.
+pub fn import_code(
+    archive: &ZipArchiveReader,
+    needed: Vec<QualifiedName>,
+    verify_crc: bool,
+) -> Result<CompilationUnit, FormatError> {
+    let mut cu = CompilationUnit::new();
+    let mut parsed: HashMap<String, usize> = HashMap::new();
+    let mut queue: VecDeque<QualifiedName> = needed.into();
+    let mut requested = HashSet::new();
+    while let Some(name) = queue.pop_front() {
+        if !requested.insert(name.clone()) {
+            continue;
+        }
+        let qualifier = name.qualifier().to_string();
+        if !parsed.contains_key(&qualifier) {
+            let path = qualifier_to_code_path(&qualifier);
+            let text = archive.read(&path, verify_crc).map_err(|e| {
+                if e.rule == rules::RECORD_MISSING {
+                    FormatError::new(
+                        rules::TYPE_UNKNOWN,
+                        path.clone(),
+                        None,
+                        format!("type {name} is used but its code file {path:?} is missing"),
+                    )
+                } else {
+                    e
+                }
+            })?;
+            let text = std::str::from_utf8(&text).map_err(|e| {
+                FormatError::new(
+                    rules::CODE_ENCODING,
+                    path.clone(),
+                    Some(e.valid_up_to() as u64),
+                    "code file is not valid UTF-8",
+                )
+            })?;
+            let defs = code::parse_source(&qualifier, text).map_err(|e| {
+                FormatError::new(rules::CODE_SYNTAX, path.clone(), None, e.to_string())
+            })?;
+            let debug_pkl = archive
+                .record(&format!("{path}.debug_pkl"))
+                .map(|r| archive.read_record(r, verify_crc))
+                .transpose()?;
+            let mut names = Vec::new();
+            for def in defs {
+                for dep in dependencies(&def) {
+                    queue.push_back(dep);
+                }
+                names.push(def.name().clone());
+                if let Err(def) = cu.define(def) {
+                    return Err(FormatError::new(
+                        rules::TYPE_REDEFINED,
+                        path.clone(),
+                        None,
+                        format!("{} is defined twice", def.name()),
+                    ));
+                }
+            }
+            parsed.insert(qualifier.clone(), cu.files.len());
+            cu.files.push(SourceFile {
+                qualifier: qualifier.clone(),
+                text: text.to_string(),
+                debug_pkl,
+                definitions: names,
+            });
+        }
+        if cu.get(&name).is_none() {
+            return Err(FormatError::new(
+                rules::TYPE_UNKNOWN,
+                qualifier_to_code_path(&qualifier),
+                None,
+                format!("type {name} is used but not defined in its code file"),
+            ));
+        }
+    }
+    Ok(cu)
+}
+
+/// Named types a declaration mentions in attribute types and signatures.
+fn dependencies(def: &Definition) -> Vec<QualifiedName> {
+    let mut out = Vec::new();
+    let sig_types = |sig: &crate::model::Signature, out: &mut Vec<QualifiedName>| {
+        for p in &sig.params {
+            if let Some(t) = &p.ty {
+                t.named_types(out);
+            }
+        }
+        if let Some(r) = &sig.returns {
+            r.named_types(out);
+        }
+    };
+    match def {
+        Definition::Class(c) => {
+            for a in &c.attributes {
+                a.ty.named_types(&mut out);
+            }
+            for k in &c.constants {
+                k.ty.named_types(&mut out);
+            }
+            for m in &c.methods {
+                sig_types(&m.signature, &mut out);
+            }
+        }
+        Definition::Interface(i) => {
+            for (_, s) in &i.methods {
+                sig_types(s, &mut out);
+            }
+        }
+        Definition::NamedTuple(n) => {
+            for (_, t) in &n.fields {
+                t.named_types(&mut out);
+            }
+        }
+        Definition::Enum(_) => {}
+        Definition::Function(f) => sig_types(&f.def.signature, &mut out),
+    }
+    // Custom C++ classes (`__torch__.torch.classes.*`) are never printed to code/.
+    out.retain(|n| n.as_str().starts_with("__torch__.") && !n.as_str().starts_with("__torch__.torch.classes."));
+    out
+}

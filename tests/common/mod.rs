@@ -1,0 +1,91 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every `corpus/*.pt` (PyTorch-made), sorted. Panics if the corpus is empty: it is
+/// committed, so an empty corpus is a broken checkout, not a reason to skip.
+pub fn corpus_archives() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(repo().join("corpus"))
+        .expect("corpus/ exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "pt"))
+        .collect();
+    v.sort();
+    assert!(!v.is_empty(), "corpus/ holds no .pt archives");
+    v
+}
+
+pub fn corpus(name: &str) -> PathBuf {
+    repo().join("corpus").join(name)
+}
+
+/// The PyTorch 2.15 interpreter, if installed. Tests that need PyTorch call this and
+/// return early with a printed reason when it is absent; under `CI=true` absence is a
+/// failure, because CI must run them.
+pub fn torch_python() -> Option<PathBuf> {
+    let candidate = std::env::var_os("PTCONFORM_TORCH_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".cache/ptconform/venv-torch-2.15.0/bin/python"))
+        });
+    match candidate {
+        Some(p) if p.exists() => Some(p),
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("PyTorch venv not found under CI=true: run `bash oracle/setup.sh`");
+            }
+            eprintln!(
+                "SKIPPED: PyTorch 2.15 venv not found (run `bash oracle/setup.sh` or set PTCONFORM_TORCH_PYTHON)"
+            );
+            None
+        }
+    }
+}
+
+/// Rebuilds an archive with the `zip` crate (stored entries), letting `edit` replace or
+/// drop records and append new ones. Used to craft malformed inputs from real archives.
+pub fn rebuild(
+    src: &Path,
+    edit: impl Fn(&str, Vec<u8>) -> Option<Vec<u8>>,
+    extra: &[(&str, &[u8])],
+) -> Vec<u8> {
+    use std::io::Read;
+    let mut zin = zip::ZipArchive::new(std::fs::File::open(src).unwrap()).unwrap();
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored);
+    for i in 0..zin.len() {
+        let mut f = zin.by_index(i).unwrap();
+        let name = f.name().to_string();
+        let mut data = Vec::new();
+        f.read_to_end(&mut data).unwrap();
+        if let Some(d) = edit(&name, data) {
+            out.start_file(name, opts).unwrap();
+            out.write_all(&d).unwrap();
+        }
+    }
+    for (name, data) in extra {
+        out.start_file(*name, opts).unwrap();
+        out.write_all(data).unwrap();
+    }
+    out.finish().unwrap().into_inner()
+}
+
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ptconform"))
+        .args(args)
+        .output()
+        .expect("run ptconform");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

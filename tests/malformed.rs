@@ -1,0 +1,238 @@
+//! Bad inputs get a clear verdict (rule, record, offset), never a panic, hang or
+//! unbounded allocation.
+
+mod common;
+
+use std::path::Path;
+
+use ptconform::check::check_archive;
+use ptconform::error::{FormatError, rules};
+use ptconform::zip_archive::ZipArchiveReader;
+
+/// Checks bytes as `check` would; an unreadable container is itself a finding.
+fn check_bytes(bytes: Vec<u8>) -> Vec<FormatError> {
+    match ZipArchiveReader::from_bytes(bytes) {
+        Ok(a) => check_archive(&a),
+        Err(e) => vec![e],
+    }
+}
+
+fn linear() -> std::path::PathBuf {
+    common::corpus("linear.pt")
+}
+
+fn replace_record(src: &Path, record_suffix: &str, data: Vec<u8>) -> Vec<u8> {
+    common::rebuild(
+        src,
+        |name, old| Some(if name.ends_with(record_suffix) { data.clone() } else { old }),
+        &[],
+    )
+}
+
+fn assert_finding(v: &[FormatError], rule: &str, record_contains: &str) -> FormatError {
+    let f = v
+        .iter()
+        .find(|f| f.rule == rule)
+        .unwrap_or_else(|| panic!("expected rule {rule}, got {v:?}"));
+    assert!(
+        f.location.record.contains(record_contains),
+        "expected record {record_contains:?} in {f:?}"
+    );
+    f.clone()
+}
+
+#[test]
+fn rebuilt_archive_without_changes_conforms() {
+    // The crafting helper itself must not introduce findings, or the tests below prove nothing.
+    let v = check_bytes(common::rebuild(&linear(), |_, d| Some(d), &[]));
+    assert!(v.is_empty(), "{v:?}");
+}
+
+#[test]
+fn truncated_archives_are_rejected_at_every_cut() {
+    let bytes = std::fs::read(linear()).unwrap();
+    for cut in (0..bytes.len()).step_by(7) {
+        let v = check_bytes(bytes[..cut].to_vec());
+        assert!(!v.is_empty(), "truncation at {cut} accepted");
+    }
+}
+
+#[test]
+fn crc_damage_names_record_and_offset() {
+    let mut bytes = std::fs::read(linear()).unwrap();
+    let archive = ZipArchiveReader::from_bytes(bytes.clone()).unwrap();
+    let rec = archive.record("data.pkl").unwrap().clone();
+    bytes[rec.data_offset as usize + 5] ^= 0x40;
+    let v = check_bytes(bytes);
+    let f = assert_finding(&v, rules::ZIP_CRC, "data.pkl");
+    assert_eq!(f.location.offset, Some(rec.data_offset));
+}
+
+#[test]
+fn missing_records_are_named() {
+    let v = check_bytes(common::rebuild(&linear(), |n, d| (!n.ends_with("/data.pkl")).then_some(d), &[]));
+    assert_finding(&v, rules::RECORD_MISSING, "data.pkl");
+    let v = check_bytes(common::rebuild(&linear(), |n, d| (!n.ends_with("/data/0")).then_some(d), &[]));
+    let f = assert_finding(&v, rules::STORAGE, "data.pkl");
+    assert!(f.message.contains("data/0"), "{f:?}");
+    let v = check_bytes(common::rebuild(&linear(), |n, d| (!n.contains("/code/")).then_some(d), &[]));
+    assert_finding(&v, rules::TYPE_UNKNOWN, "code/");
+    let v = check_bytes(common::rebuild(&linear(), |n, d| (!n.ends_with("version")).then_some(d), &[]));
+    assert_finding(&v, rules::RECORD_MISSING, "version");
+}
+
+#[test]
+fn unknown_and_foreign_opcodes_are_rejected_with_offset() {
+    let v = check_bytes(replace_record(&linear(), "/data.pkl", b"\x80\x02\xff.".to_vec()));
+    let f = assert_finding(&v, rules::PICKLE_OPCODE, "data.pkl");
+    assert_eq!(f.location.offset, Some(2));
+    // FRAME is real Python pickle, but not TorchScript's dialect.
+    let v = check_bytes(replace_record(&linear(), "/data.pkl", b"\x80\x02\x95\x00\x00\x00\x00\x00\x00\x00\x00N.".to_vec()));
+    let f = assert_finding(&v, rules::PICKLE_OPCODE, "data.pkl");
+    assert!(f.message.contains("FRAME"), "{f:?}");
+}
+
+#[test]
+fn foreign_global_is_named_and_never_resolved() {
+    let evil = b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00true\x85R.".to_vec();
+    let v = check_bytes(replace_record(&linear(), "/data.pkl", evil));
+    let f = assert_finding(&v, rules::PICKLE_GLOBAL, "data.pkl");
+    assert_eq!(f.location.offset, Some(2));
+    assert!(f.message.contains("os.system"), "{f:?}");
+    // builtins other than complex are refused too.
+    let evil = b"\x80\x02cbuiltins\neval\nX\x01\x00\x00\x001\x85R.".to_vec();
+    let v = check_bytes(replace_record(&linear(), "/data.pkl", evil));
+    assert_finding(&v, rules::PICKLE_GLOBAL, "data.pkl");
+}
+
+#[test]
+fn deep_nesting_of_100k_levels_is_refused() {
+    const N: usize = 100_000;
+    let mut tuples = b"\x80\x02".to_vec();
+    tuples.extend(std::iter::repeat_n(b'(', N));
+    tuples.push(b')');
+    tuples.extend(std::iter::repeat_n(b't', N));
+    tuples.push(b'.');
+    let mut lists = b"\x80\x02".to_vec();
+    lists.extend(std::iter::repeat_n(b'(', N));
+    lists.push(b']');
+    lists.extend(std::iter::repeat_n(b'l', N));
+    lists.push(b'.');
+    for p in [tuples, lists] {
+        let v = check_bytes(replace_record(&linear(), "/data.pkl", p));
+        assert_finding(&v, rules::PICKLE_DEPTH, "data.pkl");
+    }
+}
+
+#[test]
+fn huge_declared_sizes_do_not_allocate() {
+    // A string claiming 4 GiB in a tiny pickle.
+    let v = check_bytes(replace_record(&linear(), "/data.pkl", b"\x80\x02X\xff\xff\xff\xffabc.".to_vec()));
+    assert_finding(&v, rules::PICKLE_STRUCTURE, "data.pkl");
+    let v = check_bytes(replace_record(
+        &linear(),
+        "/data.pkl",
+        b"\x80\x02\x8d\xff\xff\xff\xff\xff\xff\xff\x7fabc.".to_vec(),
+    ));
+    assert_finding(&v, rules::PICKLE_STRUCTURE, "data.pkl");
+    // A storage claiming 2^60 elements.
+    let pkl = b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpu\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x10tQK\x00(K\x01t(K\x01t\x89ccollections\nOrderedDict\n)Rt R.".to_vec();
+    let v = check_bytes(replace_record(&linear(), "/data.pkl", pkl));
+    assert_finding(&v, rules::STORAGE, "data.pkl");
+    // A memo id of 4 billion is a map key, not an allocation.
+    let v = check_bytes(replace_record(&linear(), "/data.pkl", b"\x80\x02Nr\xff\xff\xff\xff.".to_vec()));
+    assert!(!v.is_empty());
+    // Central directory claims a huge uncompressed size for a deflated record.
+    let mut bytes = std::fs::read(linear()).unwrap();
+    let archive = ZipArchiveReader::from_bytes(bytes.clone()).unwrap();
+    let rec = archive
+        .records()
+        .iter()
+        .find(|r| r.method == ptconform::zip_archive::read::Method::Deflated)
+        .expect("linear.pt has a deflated code record")
+        .clone();
+    let cd = find_central_header(&bytes, &rec.full_name);
+    bytes[cd + 24..cd + 28].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    let v = check_bytes(bytes);
+    assert_finding(&v, rules::RECORD_SIZE, &rec.full_name);
+}
+
+fn find_central_header(bytes: &[u8], name: &str) -> usize {
+    let mut i = 0;
+    while i + 46 < bytes.len() {
+        if &bytes[i..i + 4] == b"PK\x01\x02" {
+            let n = u16::from_le_bytes([bytes[i + 28], bytes[i + 29]]) as usize;
+            if &bytes[i + 46..i + 46 + n] == name.as_bytes() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("no central header for {name}");
+}
+
+#[test]
+fn path_traversal_names_are_flagged_and_never_extracted() {
+    let prefix = {
+        let a = ZipArchiveReader::open(linear()).unwrap();
+        a.prefix().to_string()
+    };
+    let evil = format!("{prefix}/extra/../../../tmp/ptconform-evil");
+    let abs = format!("{prefix}/extra//etc/passwd-ptconform");
+    let bytes = common::rebuild(&linear(), |_, d| Some(d), &[(&evil, b"x"), (&abs, b"y")]);
+    let v = check_bytes(bytes.clone());
+    assert_finding(&v, rules::EXTRA_NAME, "extra/../");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("evil.pt");
+    std::fs::write(&file, &bytes).unwrap();
+    let out = dir.path().join("out");
+    let (code, _, stderr) = common::run_cli(&[
+        "extra",
+        file.to_str().unwrap(),
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("refusing"), "{stderr}");
+    assert!(!dir.path().join("tmp").exists());
+    assert!(!Path::new("/tmp/ptconform-evil").exists());
+    let (code, _, _) = common::run_cli(&["check", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn random_byte_flips_never_panic() {
+    // Deterministic xorshift so failures reproduce.
+    let base = std::fs::read(linear()).unwrap();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..400 {
+        let mut b = base.clone();
+        for _ in 0..(next() % 4 + 1) {
+            let i = (next() as usize) % b.len();
+            b[i] = next() as u8;
+        }
+        let _ = check_bytes(b);
+    }
+}
+
+#[test]
+fn check_cli_exit_codes() {
+    let (code, _, _) = common::run_cli(&["check", linear().to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let (code, _, _) = common::run_cli(&["check", "/nonexistent/ptconform.pt"]);
+    assert_eq!(code, 2);
+    let (code, _, _) = common::run_cli(&["check"]);
+    assert_eq!(code, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.pt");
+    std::fs::write(&bad, b"not a zip").unwrap();
+    let (code, stdout, _) = common::run_cli(&["check", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("zip-structure"), "{stdout}");
+}
