@@ -5,6 +5,7 @@ use std::path::{Component, Path};
 
 use crate::error::{Error, FormatError, rules};
 use crate::model::{CompilationUnit, Definition, IValue, ObjectState, ScriptModule, TypeExpr};
+use crate::pickle;
 use crate::zip_archive::read::read_pickle;
 use crate::zip_archive::{LoadOptions, ZipArchiveReader, load_archive};
 
@@ -108,7 +109,7 @@ pub fn check_archive(archive: &ZipArchiveReader) -> Vec<FormatError> {
         }
     }
     for (name, dir) in [("data.pkl", "data"), ("constants.pkl", "constants")] {
-        if let Ok((_, end)) = read_pickle(archive, name, dir, &options) {
+        if let Ok(pickle::Unpickled { end, .. }) = read_pickle(archive, name, dir, &options) {
             let len = archive.record(name).map_or(0, |r| r.size as usize);
             if end < len {
                 out.push(FormatError::new(
@@ -233,5 +234,13 @@ pub fn value_matches(v: &IValue, t: &TypeExpr, cu: &CompilationUnit, depth: usiz
             _ => true,
         },
         _ => false,
+    }
+}
+
+/// Checks an archive held in memory (the fuzz targets' entry point).
+pub fn check_bytes(data: &[u8]) -> Vec<FormatError> {
+    match ZipArchiveReader::from_bytes(bytes::Bytes::copy_from_slice(data)) {
+        Ok(a) => check_archive(&a),
+        Err(e) => vec![e],
     }
 }

@@ -9,8 +9,8 @@ use crate::model::{Device, ScriptModule};
 use crate::zip_archive::{ExtraFilesMap, LoadOptions, ZipArchiveReader, load_archive};
 
 /// Loads a TorchScript zip archive from a file, memory-mapping it so tensor data is
-/// not copied. `extra_files` works like PyTorch's `_extra_files`: each requested name that
-/// exists gets its bytes; absent names keep their value.
+/// not copied. `extra_files` works like PyTorch's `_extra_files`: each requested name gets
+/// its record's bytes, or empty bytes when the archive has no such record.
 pub fn load(
     path: impl AsRef<Path>,
     map_location: Option<Device>,

@@ -17,6 +17,9 @@ pub struct ScriptModule {
     pub constants: Vec<IValue>,
     /// Extra files that were requested at load time (or are to be saved).
     pub extra_files: IndexMap<String, Bytes>,
+    /// When read from a pickle: identities of the heap values that were memoized there,
+    /// so a re-save can repeat the writing process's memo decisions exactly.
+    pub memoized: Option<Arc<std::collections::HashSet<usize>>>,
 }
 
 /// A submodule as `named_modules()` reports it.

@@ -1,7 +1,7 @@
 //! The reader. It interprets only the dialect's opcodes and an allow-list of globals;
 //! any other global is reported with its offset and never resolved or called.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -158,13 +158,26 @@ pub struct Unpickler<'s> {
     memo_holders: HashMap<usize, Vec<u32>>,
     storages: &'s mut dyn FnMut(&StorageRequest) -> Result<Arc<Storage>, String>,
     options: ReadOptions,
+    /// Identities of heap values that were followed by BINPUT (writers replay this to
+    /// reproduce the memo decisions of the process that wrote the pickle).
+    memoized: HashSet<usize>,
+}
+
+/// The result of reading a pickle.
+#[derive(Debug)]
+pub struct Unpickled {
+    pub value: IValue,
+    /// Offset just past STOP.
+    pub end: usize,
+    /// Identities (see [`IValue::identity`]) of the heap values that were memoized.
+    pub memoized: HashSet<usize>,
 }
 
 /// Reads a whole pickle and returns its value and the offset just past STOP.
 pub fn unpickle(
     data: &Bytes,
     storages: &mut dyn FnMut(&StorageRequest) -> Result<Arc<Storage>, String>,
-) -> Result<(IValue, usize), PickleError> {
+) -> Result<Unpickled, PickleError> {
     Unpickler::new(data.clone(), storages, ReadOptions::default()).run()
 }
 
@@ -192,6 +205,7 @@ impl<'s> Unpickler<'s> {
             memo_holders: HashMap::new(),
             storages,
             options,
+            memoized: HashSet::new(),
         }
     }
 
@@ -256,15 +270,8 @@ impl<'s> Unpickler<'s> {
         Ok(())
     }
 
-    fn pop_value(&mut self, op: &'static str, expected: &'static str) -> Result<IValue, PickleError> {
-        match self.pop()? {
-            Item::Value(v, _) => Ok(v),
-            other => Err(self.err(type_err(op, expected, &other))),
-        }
-    }
-
     /// Runs to STOP.
-    pub fn run(mut self) -> Result<(IValue, usize), PickleError> {
+    pub fn run(mut self) -> Result<Unpickled, PickleError> {
         if self.data.len() < 2 || self.data[0] != op::PROTO {
             return Err(self.err(PickleErrorKind::MissingProto));
         }
@@ -280,7 +287,11 @@ impl<'s> Unpickler<'s> {
                     return Err(self.err(PickleErrorKind::StackAtStop(self.stack.len())));
                 }
                 return match self.stack.pop().unwrap() {
-                    Item::Value(v, _) => Ok((v, self.pos)),
+                    Item::Value(value, _) => Ok(Unpickled {
+                        value,
+                        end: self.pos,
+                        memoized: std::mem::take(&mut self.memoized),
+                    }),
                     other => Err(self.err(type_err("STOP", "a value", &other))),
                 };
             }
@@ -515,6 +526,11 @@ impl<'s> Unpickler<'s> {
         }
         if let Some(ptr) = mutable_identity(&top) {
             self.memo_holders.entry(ptr).or_default().push(id);
+        }
+        if let Item::Value(v, _) = &top {
+            if let Some(ptr) = v.identity() {
+                self.memoized.insert(ptr);
+            }
         }
         Ok(())
     }

@@ -344,9 +344,8 @@ impl ZipArchiveReader {
 pub struct LoadOptions<'a> {
     /// Where to put non-meta storages (`map_location`); meta stays meta.
     pub map_location: Option<Device>,
-    /// Requested extra files: for each name present in the archive, its value is replaced
-    /// by the record's bytes; names not in the archive keep their value (PyTorch 2.15
-    /// behaves the same way: a missing name is not an error).
+    /// Requested extra files: each value is replaced by the record's bytes, or by empty
+    /// bytes when the archive has no such record (as PyTorch 2.15 does; not an error).
     pub extra_files: Option<&'a mut ExtraFilesMap>,
     /// Verify record CRCs (PyTorch does not; `check` does).
     pub verify_crc: bool,
@@ -372,7 +371,7 @@ pub fn read_pickle(
     name: &str,
     storage_dir: &str,
     options: &LoadOptions,
-) -> Result<(IValue, usize), FormatError> {
+) -> Result<pickle::Unpickled, FormatError> {
     let data = archive.read(name, options.verify_crc)?;
     let mut storages: HashMap<String, Arc<Storage>> = HashMap::new();
     let mut resolve = |req: &StorageRequest| -> std::result::Result<Arc<Storage>, String> {
@@ -424,14 +423,17 @@ pub fn read_pickle(
         storages.insert(req.key.to_string(), s.clone());
         Ok(s)
     };
-    let (value, end) = pickle::unpickle(&data, &mut resolve).map_err(|e| pickle_error(name, e))?;
-    Ok((value, end))
+    pickle::unpickle(&data, &mut resolve).map_err(|e| pickle_error(name, e))
 }
 
 /// Loads the module like `torch.jit.load`.
 pub fn load_archive(archive: &ZipArchiveReader, options: &mut LoadOptions) -> Result<ScriptModule, FormatError> {
     archive.version()?;
-    let constants = match read_pickle(archive, "constants.pkl", "constants", options)?.0 {
+    let constants_pkl = read_pickle(archive, "constants.pkl", "constants", options)?;
+    let data_pkl = read_pickle(archive, "data.pkl", "data", options)?;
+    let mut memoized = constants_pkl.memoized;
+    memoized.extend(data_pkl.memoized);
+    let constants = match constants_pkl.value {
         IValue::Tuple(t) => t.items.clone(),
         other => {
             return Err(FormatError::new(
@@ -442,7 +444,7 @@ pub fn load_archive(archive: &ZipArchiveReader, options: &mut LoadOptions) -> Re
             ));
         }
     };
-    let root = match read_pickle(archive, "data.pkl", "data", options)?.0 {
+    let root = match data_pkl.value {
         IValue::Object(o) => o,
         other => {
             return Err(FormatError::new(
@@ -464,15 +466,19 @@ pub fn load_archive(archive: &ZipArchiveReader, options: &mut LoadOptions) -> Re
         cu: Arc::new(cu),
         constants,
         extra_files: IndexMap::new(),
+        memoized: Some(Arc::new(memoized)),
     };
     crate::model::module::validate_objects(&module)?;
     let mut module = module;
     if let Some(extra) = options.extra_files.as_deref_mut() {
         for (name, value) in extra.iter_mut() {
-            if let Some(rec) = archive.record(&format!("extra/{name}")) {
-                *value = archive.read_record(rec, options.verify_crc)?;
-                module.extra_files.insert(name.clone(), value.clone());
-            }
+            // PyTorch 2.15 hands back empty bytes for a requested name the archive lacks
+            // (whatever value the caller passed in); it is not an error.
+            *value = match archive.record(&format!("extra/{name}")) {
+                Some(rec) => archive.read_record(rec, options.verify_crc)?,
+                None => Bytes::new(),
+            };
+            module.extra_files.insert(name.clone(), value.clone());
         }
     }
     Ok(module)

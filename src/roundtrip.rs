@@ -1,0 +1,102 @@
+//! Load → save in the same format, keeping what PyTorch itself keeps on a re-save of a
+//! loaded module, plus the archive's own prefix and serialization id.
+
+use bytes::Bytes;
+
+use crate::error::{FormatError, Result};
+use crate::pickle::MemoPolicy;
+use crate::zip_archive::save::{SaveOptions, save_to_writer};
+use crate::zip_archive::write::extra_files_write_order;
+use crate::zip_archive::{ExtraFilesMap, LoadOptions, ZipArchiveReader, load_archive};
+
+/// Where two archives first differ.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Difference {
+    /// The record containing the first differing byte (or a description of the layout
+    /// part, e.g. `central directory`).
+    pub record: String,
+    /// Offset inside that record's data (or inside the file for layout parts).
+    pub offset: u64,
+    /// Offset in the file.
+    pub file_offset: u64,
+}
+
+pub struct RoundTrip {
+    pub original: Bytes,
+    pub rewritten: Vec<u8>,
+    pub difference: Option<Difference>,
+}
+
+/// Extra files in an insertion order whose libstdc++ hash-map order is the archive's
+/// order: inserting in reverse reproduces it whenever the archive was written by that
+/// map (each insert lands at the front of the list or of its bucket's run).
+pub fn extra_files_in_insertion_order(archive: &ZipArchiveReader) -> std::result::Result<ExtraFilesMap, FormatError> {
+    let names = archive.extra_file_names();
+    let mut map = ExtraFilesMap::new();
+    for n in names.iter().rev() {
+        map.insert(n.clone(), archive.read(&format!("extra/{n}"), false)?);
+    }
+    let keys: Vec<&str> = map.keys().map(String::as_str).collect();
+    let order: Vec<&str> = extra_files_write_order(&keys).into_iter().map(|i| keys[i]).collect();
+    if order != names.iter().map(String::as_str).collect::<Vec<_>>() {
+        // Not written by PyTorch's map; keep the archive order as the insertion order.
+        let mut map2 = ExtraFilesMap::new();
+        for n in &names {
+            map2.insert(n.clone(), map[n].clone());
+        }
+        return Ok(map2);
+    }
+    Ok(map)
+}
+
+pub fn roundtrip_zip(original: Bytes) -> Result<RoundTrip> {
+    let archive = ZipArchiveReader::from_bytes(original.clone())?;
+    let mut options = LoadOptions::default();
+    let module = load_archive(&archive, &mut options)?;
+    let extra = extra_files_in_insertion_order(&archive)?;
+    let serialization_id = match archive.record(".data/serialization_id") {
+        Some(r) => Some(String::from_utf8_lossy(&archive.read_record(r, false)?).into_owned()),
+        None => None,
+    };
+    let save_options = SaveOptions {
+        policy: module
+            .memoized
+            .clone()
+            .map(MemoPolicy::Recorded)
+            .unwrap_or(MemoPolicy::Loaded),
+        serialization_id,
+    };
+    let rewritten = save_to_writer(&module, Vec::new(), archive.prefix(), &extra, &save_options)?;
+    let difference = first_difference(&original, &rewritten);
+    Ok(RoundTrip {
+        original,
+        rewritten,
+        difference,
+    })
+}
+
+/// The first differing byte, attributed to a record of `a` when it falls in one.
+pub fn first_difference(a: &[u8], b: &[u8]) -> Option<Difference> {
+    let pos = a.iter().zip(b).position(|(x, y)| x != y).or_else(|| (a.len() != b.len()).then_some(a.len().min(b.len())))?;
+    let pos = pos as u64;
+    let mut found = Difference {
+        record: "file layout".into(),
+        offset: pos,
+        file_offset: pos,
+    };
+    if let Ok(archive) = ZipArchiveReader::from_bytes(Bytes::copy_from_slice(a)) {
+        for r in archive.records() {
+            if pos >= r.data_offset && pos < r.data_offset + r.compressed_size {
+                found.record = r.full_name.clone();
+                found.offset = pos - r.data_offset;
+                return Some(found);
+            }
+            if pos >= r.header_offset && pos < r.data_offset {
+                found.record = format!("local header of {}", r.full_name);
+                found.offset = pos - r.header_offset;
+                return Some(found);
+            }
+        }
+    }
+    Some(found)
+}
