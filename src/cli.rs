@@ -41,6 +41,13 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Load and save in the same format; print `identical` or the first difference.
+    Roundtrip {
+        file: PathBuf,
+        /// Also write the re-saved archive here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// List extra files, print one, or extract all.
     Extra {
         file: PathBuf,
@@ -65,6 +72,7 @@ pub fn run(cli: Cli) -> i32 {
             name,
             out_dir,
         } => cmd_extra(&file, name.as_deref(), out_dir.as_deref()),
+        Command::Roundtrip { file, out } => cmd_roundtrip(&file, out.as_deref()),
     }
 }
 
@@ -237,4 +245,44 @@ fn extract_all(archive: &ZipArchiveReader, names: &[String], dir: &Path, file: &
         }
     }
     code
+}
+
+fn cmd_roundtrip(file: &Path, out: Option<&Path>) -> i32 {
+    let data = match std::fs::read(file) {
+        Ok(d) => d,
+        Err(e) => return report_error(file, &Error::io(file.display().to_string(), e)),
+    };
+    let rt = match crate::roundtrip::roundtrip_zip(bytes::Bytes::from(data)) {
+        Ok(rt) => rt,
+        Err(e) => return report_error(file, &e),
+    };
+    if let Some(out) = out {
+        let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let write = tempfile::NamedTempFile::new_in(dir).and_then(|mut t| {
+            t.write_all(&rt.rewritten)?;
+            t.persist(out).map_err(|e| e.error)?;
+            Ok(())
+        });
+        if let Err(e) = write {
+            eprintln!("{}: error: {e}", out.display());
+            return EXIT_USAGE;
+        }
+    }
+    match rt.difference {
+        None => {
+            println!("identical");
+            EXIT_OK
+        }
+        Some(d) => {
+            println!(
+                "differs: first difference in {} at offset {} (file offset {}); original {} bytes, re-saved {} bytes",
+                d.record,
+                d.offset,
+                d.file_offset,
+                rt.original.len(),
+                rt.rewritten.len()
+            );
+            EXIT_FINDING
+        }
+    }
 }

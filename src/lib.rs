@@ -9,6 +9,8 @@ pub mod inspect;
 pub mod jit;
 pub mod model;
 pub mod pickle;
+pub mod roundtrip;
+
 pub mod zip_archive;
 
 pub use error::{Error, FormatError, Result};

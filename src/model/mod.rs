@@ -4,6 +4,7 @@
 pub mod compilation_unit;
 pub mod device;
 pub mod dtype;
+pub mod mangle;
 pub mod module;
 pub mod tensor;
 pub mod types;

@@ -63,7 +63,7 @@ pub fn rebuild(
         .compression_method(zip::CompressionMethod::Stored);
     for i in 0..zin.len() {
         let mut f = zin.by_index(i).unwrap();
-        let name = f.name().to_string();
+        let name = f.name().unwrap().to_string();
         let mut data = Vec::new();
         f.read_to_end(&mut data).unwrap();
         if let Some(d) = edit(&name, data) {
@@ -88,4 +88,38 @@ pub fn run_cli(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Asks real PyTorch (through `oracle/facts.py --worker`, one process for all files)
+/// what `torch.jit.load` sees in each archive. `None` when PyTorch is absent (skipped).
+pub fn pytorch_facts(paths: &[PathBuf]) -> Option<Vec<Result<serde_json::Value, String>>> {
+    use std::io::{BufRead, BufReader};
+    let python = torch_python()?;
+    let mut child = std::process::Command::new(python)
+        .arg(repo().join("oracle/facts.py"))
+        .arg("--worker")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the PyTorch worker");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut out = Vec::new();
+    for p in paths {
+        let req = serde_json::json!({"path": p, "map_location": null});
+        writeln!(stdin, "{req}").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("worker answers");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad worker line {line:?}: {e}"));
+        if v["ok"].as_bool() == Some(true) {
+            out.push(Ok(v["facts"].clone()));
+        } else {
+            out.push(Err(v["error"].to_string()));
+        }
+    }
+    drop(stdin);
+    let _ = child.wait();
+    Some(out)
 }
