@@ -87,7 +87,12 @@ pub fn check_archive(archive: &ZipArchiveReader) -> Vec<FormatError> {
         .map(str::to_string)
         .collect();
     for path in all_code {
-        if module.cu.files.iter().any(|f| crate::model::types::qualifier_to_code_path(&f.qualifier) == path) {
+        if module
+            .cu
+            .files
+            .iter()
+            .any(|f| crate::model::types::qualifier_to_code_path(&f.qualifier) == path)
+        {
             continue;
         }
         let qualifier = path["code/".len()..path.len() - 3].replace('/', ".");
@@ -95,7 +100,12 @@ pub fn check_archive(archive: &ZipArchiveReader) -> Vec<FormatError> {
             Ok(text) => match std::str::from_utf8(&text) {
                 Ok(t) => {
                     if let Err(e) = crate::code::parse_source(&qualifier, t) {
-                        out.push(FormatError::new(rules::CODE_SYNTAX, path.clone(), None, e.to_string()));
+                        out.push(FormatError::new(
+                            rules::CODE_SYNTAX,
+                            path.clone(),
+                            None,
+                            e.to_string(),
+                        ));
                     }
                 }
                 Err(e) => out.push(FormatError::new(
@@ -134,24 +144,26 @@ fn check_attribute_types(m: &ScriptModule, out: &mut Vec<FormatError>) {
         if !seen.insert(std::sync::Arc::as_ptr(&o) as usize) {
             continue;
         }
-        let Some(class) = m.cu.class(&o.class) else { continue };
+        let Some(class) = m.cu.class(&o.class) else {
+            continue;
+        };
         if let ObjectState::Attributes(attrs) = &o.state {
             for (name, value) in attrs {
                 let n = name.to_string_lossy();
-                if let Some(decl) = class.attribute(&n) {
-                    if !value_matches(value, &decl.ty, &m.cu, 0) {
-                        out.push(FormatError::new(
-                            rules::ATTRIBUTE_TYPE,
-                            "data.pkl",
-                            None,
-                            format!(
-                                "{}.{n} is declared {} but holds a {}",
-                                o.class,
-                                decl.ty,
-                                value.kind_name()
-                            ),
-                        ));
-                    }
+                if let Some(decl) = class.attribute(&n)
+                    && !value_matches(value, &decl.ty, &m.cu, 0)
+                {
+                    out.push(FormatError::new(
+                        rules::ATTRIBUTE_TYPE,
+                        "data.pkl",
+                        None,
+                        format!(
+                            "{}.{n} is declared {} but holds a {}",
+                            o.class,
+                            decl.ty,
+                            value.kind_name()
+                        ),
+                    ));
                 }
                 collect_objects(value, &mut stack);
             }
@@ -198,7 +210,9 @@ pub fn value_matches(v: &IValue, t: &TypeExpr, cu: &CompilationUnit, depth: usiz
     match (t.head(), v) {
         ("Any", _) => true,
         ("Optional", IValue::None) => true,
-        ("Optional", _) | ("Final", _) => args.first().is_none_or(|a| value_matches(v, a, cu, depth + 1)),
+        ("Optional", _) | ("Final", _) => args
+            .first()
+            .is_none_or(|a| value_matches(v, a, cu, depth + 1)),
         ("NoneType", IValue::None) => true,
         ("Tensor", IValue::Tensor(_)) => true,
         ("int", IValue::Int(_)) => true,
@@ -211,21 +225,28 @@ pub fn value_matches(v: &IValue, t: &TypeExpr, cu: &CompilationUnit, depth: usiz
             .first()
             .is_none_or(|a| l.items.iter().all(|x| value_matches(x, a, cu, depth + 1))),
         ("Dict", IValue::Dict(d)) => match args {
-            [k, val] => d
-                .entries
-                .iter()
-                .all(|(dk, dv)| value_matches(dk, k, cu, depth + 1) && value_matches(dv, val, cu, depth + 1)),
+            [k, val] => d.entries.iter().all(|(dk, dv)| {
+                value_matches(dk, k, cu, depth + 1) && value_matches(dv, val, cu, depth + 1)
+            }),
             _ => true,
         },
         ("Tuple", IValue::Tuple(tu)) => {
             matches!(t, TypeExpr::EmptyTuple) && tu.items.is_empty()
                 || (tu.items.len() == args.len()
-                    && tu.items.iter().zip(args).all(|(x, a)| value_matches(x, a, cu, depth + 1)))
+                    && tu
+                        .items
+                        .iter()
+                        .zip(args)
+                        .all(|(x, a)| value_matches(x, a, cu, depth + 1)))
         }
         (name, _) if name.contains('.') => match cu.get_str(name) {
-            Some(Definition::Class(_)) => matches!(v, IValue::Object(o) if o.class.as_str() == name),
+            Some(Definition::Class(_)) => {
+                matches!(v, IValue::Object(o) if o.class.as_str() == name)
+            }
             Some(Definition::Interface(_)) => matches!(v, IValue::Object(_)),
-            Some(Definition::Enum(_)) => matches!(v, IValue::Enum(e) if e.enum_type.as_str() == name),
+            Some(Definition::Enum(_)) => {
+                matches!(v, IValue::Enum(e) if e.enum_type.as_str() == name)
+            }
             Some(Definition::NamedTuple(nt)) => {
                 matches!(v, IValue::Tuple(tu) if tu.items.len() == nt.fields.len()
                     && tu.items.iter().zip(&nt.fields).all(|(x, (_, ft))| value_matches(x, ft, cu, depth + 1)))

@@ -18,7 +18,11 @@ pub const EXIT_FINDING: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 
 #[derive(Parser, Debug)]
-#[command(name = "ptconform", version, about = "Conformance harness for PyTorch TorchScript archives")]
+#[command(
+    name = "ptconform",
+    version,
+    about = "Conformance harness for PyTorch TorchScript archives"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -83,7 +87,13 @@ fn report_error(file: &Path, e: &Error) -> i32 {
             EXIT_USAGE
         }
         Error::Format(f) => {
-            eprintln!("{}: {}: {}: {}", file.display(), f.rule, f.location, f.message);
+            eprintln!(
+                "{}: {}: {}: {}",
+                file.display(),
+                f.rule,
+                f.location,
+                f.message
+            );
             EXIT_FINDING
         }
     }
@@ -213,7 +223,11 @@ fn extract_all(archive: &ZipArchiveReader, names: &[String], dir: &Path, file: &
     };
     for n in names {
         if check::is_unsafe_name(n) {
-            eprintln!("{}: refusing extra file {n:?}: it would be written outside {}", file.display(), dir.display());
+            eprintln!(
+                "{}: refusing extra file {n:?}: it would be written outside {}",
+                file.display(),
+                dir.display()
+            );
             code = EXIT_FINDING;
             continue;
         }
@@ -234,7 +248,10 @@ fn extract_all(archive: &ZipArchiveReader, names: &[String], dir: &Path, file: &
             }
             let tmp = real_parent.join(format!(".ptconform-tmp-{}", std::process::id()));
             std::fs::write(&tmp, &data)?;
-            std::fs::rename(&tmp, real_parent.join(target.file_name().unwrap_or_default()))
+            std::fs::rename(
+                &tmp,
+                real_parent.join(target.file_name().unwrap_or_default()),
+            )
         });
         match written {
             Ok(()) => println!("{}", target.display()),
@@ -257,7 +274,10 @@ fn cmd_roundtrip(file: &Path, out: Option<&Path>) -> i32 {
         Err(e) => return report_error(file, &e),
     };
     if let Some(out) = out {
-        let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let write = tempfile::NamedTempFile::new_in(dir).and_then(|mut t| {
             t.write_all(&rt.rewritten)?;
             t.persist(out).map_err(|e| e.error)?;

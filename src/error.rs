@@ -38,7 +38,12 @@ pub struct FormatError {
 }
 
 impl FormatError {
-    pub fn new(rule: Rule, record: impl Into<String>, offset: Option<u64>, message: impl Into<String>) -> Self {
+    pub fn new(
+        rule: Rule,
+        record: impl Into<String>,
+        offset: Option<u64>,
+        message: impl Into<String>,
+    ) -> Self {
         FormatError {
             rule,
             location: Location {

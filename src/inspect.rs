@@ -80,9 +80,22 @@ pub fn report(facts: &Value) -> String {
     let _ = writeln!(s, "\nmodules:");
     for m in get("modules") {
         let name = m["name"].as_str().unwrap_or("");
-        let depth = if name.is_empty() { 0 } else { name.matches('.').count() + 1 };
-        let shown = if name.is_empty() { "<root>" } else { name.rsplit('.').next().unwrap_or(name) };
-        let _ = writeln!(s, "  {}{shown}: {}", "  ".repeat(depth), m["type"].as_str().unwrap_or(""));
+        let depth = if name.is_empty() {
+            0
+        } else {
+            name.matches('.').count() + 1
+        };
+        let shown = if name.is_empty() {
+            "<root>"
+        } else {
+            name.rsplit('.').next().unwrap_or(name)
+        };
+        let _ = writeln!(
+            s,
+            "  {}{shown}: {}",
+            "  ".repeat(depth),
+            m["type"].as_str().unwrap_or("")
+        );
     }
     for key in ["parameters", "buffers"] {
         let items = get(key);

@@ -30,14 +30,19 @@ pub struct RoundTrip {
 /// Extra files in an insertion order whose libstdc++ hash-map order is the archive's
 /// order: inserting in reverse reproduces it whenever the archive was written by that
 /// map (each insert lands at the front of the list or of its bucket's run).
-pub fn extra_files_in_insertion_order(archive: &ZipArchiveReader) -> std::result::Result<ExtraFilesMap, FormatError> {
+pub fn extra_files_in_insertion_order(
+    archive: &ZipArchiveReader,
+) -> std::result::Result<ExtraFilesMap, FormatError> {
     let names = archive.extra_file_names();
     let mut map = ExtraFilesMap::new();
     for n in names.iter().rev() {
         map.insert(n.clone(), archive.read(&format!("extra/{n}"), false)?);
     }
     let keys: Vec<&str> = map.keys().map(String::as_str).collect();
-    let order: Vec<&str> = extra_files_write_order(&keys).into_iter().map(|i| keys[i]).collect();
+    let order: Vec<&str> = extra_files_write_order(&keys)
+        .into_iter()
+        .map(|i| keys[i])
+        .collect();
     if order != names.iter().map(String::as_str).collect::<Vec<_>>() {
         // Not written by PyTorch's map; keep the archive order as the insertion order.
         let mut map2 = ExtraFilesMap::new();
@@ -77,7 +82,11 @@ pub fn roundtrip_zip(original: Bytes) -> Result<RoundTrip> {
 
 /// The first differing byte, attributed to a record of `a` when it falls in one.
 pub fn first_difference(a: &[u8], b: &[u8]) -> Option<Difference> {
-    let pos = a.iter().zip(b).position(|(x, y)| x != y).or_else(|| (a.len() != b.len()).then_some(a.len().min(b.len())))?;
+    let pos = a
+        .iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .or_else(|| (a.len() != b.len()).then_some(a.len().min(b.len())))?;
     let pos = pos as u64;
     let mut found = Difference {
         record: "file layout".into(),

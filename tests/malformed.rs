@@ -24,7 +24,13 @@ fn linear() -> std::path::PathBuf {
 fn replace_record(src: &Path, record_suffix: &str, data: Vec<u8>) -> Vec<u8> {
     common::rebuild(
         src,
-        |name, old| Some(if name.ends_with(record_suffix) { data.clone() } else { old }),
+        |name, old| {
+            Some(if name.ends_with(record_suffix) {
+                data.clone()
+            } else {
+                old
+            })
+        },
         &[],
     )
 }
@@ -70,24 +76,48 @@ fn crc_damage_names_record_and_offset() {
 
 #[test]
 fn missing_records_are_named() {
-    let v = check_bytes(common::rebuild(&linear(), |n, d| (!n.ends_with("/data.pkl")).then_some(d), &[]));
+    let v = check_bytes(common::rebuild(
+        &linear(),
+        |n, d| (!n.ends_with("/data.pkl")).then_some(d),
+        &[],
+    ));
     assert_finding(&v, rules::RECORD_MISSING, "data.pkl");
-    let v = check_bytes(common::rebuild(&linear(), |n, d| (!n.ends_with("/data/0")).then_some(d), &[]));
+    let v = check_bytes(common::rebuild(
+        &linear(),
+        |n, d| (!n.ends_with("/data/0")).then_some(d),
+        &[],
+    ));
     let f = assert_finding(&v, rules::STORAGE, "data.pkl");
     assert!(f.message.contains("data/0"), "{f:?}");
-    let v = check_bytes(common::rebuild(&linear(), |n, d| (!n.contains("/code/")).then_some(d), &[]));
+    let v = check_bytes(common::rebuild(
+        &linear(),
+        |n, d| (!n.contains("/code/")).then_some(d),
+        &[],
+    ));
     assert_finding(&v, rules::TYPE_UNKNOWN, "code/");
-    let v = check_bytes(common::rebuild(&linear(), |n, d| (!n.ends_with("version")).then_some(d), &[]));
+    let v = check_bytes(common::rebuild(
+        &linear(),
+        |n, d| (!n.ends_with("version")).then_some(d),
+        &[],
+    ));
     assert_finding(&v, rules::RECORD_MISSING, "version");
 }
 
 #[test]
 fn unknown_and_foreign_opcodes_are_rejected_with_offset() {
-    let v = check_bytes(replace_record(&linear(), "/data.pkl", b"\x80\x02\xff.".to_vec()));
+    let v = check_bytes(replace_record(
+        &linear(),
+        "/data.pkl",
+        b"\x80\x02\xff.".to_vec(),
+    ));
     let f = assert_finding(&v, rules::PICKLE_OPCODE, "data.pkl");
     assert_eq!(f.location.offset, Some(2));
     // FRAME is real Python pickle, but not TorchScript's dialect.
-    let v = check_bytes(replace_record(&linear(), "/data.pkl", b"\x80\x02\x95\x00\x00\x00\x00\x00\x00\x00\x00N.".to_vec()));
+    let v = check_bytes(replace_record(
+        &linear(),
+        "/data.pkl",
+        b"\x80\x02\x95\x00\x00\x00\x00\x00\x00\x00\x00N.".to_vec(),
+    ));
     let f = assert_finding(&v, rules::PICKLE_OPCODE, "data.pkl");
     assert!(f.message.contains("FRAME"), "{f:?}");
 }
@@ -127,7 +157,11 @@ fn deep_nesting_of_100k_levels_is_refused() {
 #[test]
 fn huge_declared_sizes_do_not_allocate() {
     // A string claiming 4 GiB in a tiny pickle.
-    let v = check_bytes(replace_record(&linear(), "/data.pkl", b"\x80\x02X\xff\xff\xff\xffabc.".to_vec()));
+    let v = check_bytes(replace_record(
+        &linear(),
+        "/data.pkl",
+        b"\x80\x02X\xff\xff\xff\xffabc.".to_vec(),
+    ));
     assert_finding(&v, rules::PICKLE_STRUCTURE, "data.pkl");
     let v = check_bytes(replace_record(
         &linear(),
@@ -140,7 +174,11 @@ fn huge_declared_sizes_do_not_allocate() {
     let v = check_bytes(replace_record(&linear(), "/data.pkl", pkl));
     assert_finding(&v, rules::STORAGE, "data.pkl");
     // A memo id of 4 billion is a map key, not an allocation.
-    let v = check_bytes(replace_record(&linear(), "/data.pkl", b"\x80\x02Nr\xff\xff\xff\xff.".to_vec()));
+    let v = check_bytes(replace_record(
+        &linear(),
+        "/data.pkl",
+        b"\x80\x02Nr\xff\xff\xff\xff.".to_vec(),
+    ));
     assert!(!v.is_empty());
     // Central directory claims a huge uncompressed size for a deflated record.
     let mut bytes = std::fs::read(linear()).unwrap();

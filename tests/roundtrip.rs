@@ -14,7 +14,12 @@ fn roundtrip_of_every_corpus_archive_is_byte_identical() {
         let original = Bytes::from(std::fs::read(pt).unwrap());
         let rt = roundtrip_zip(original).unwrap_or_else(|e| panic!("{}: {e}", pt.display()));
         if let Some(d) = rt.difference {
-            failures.push(format!("{}: first difference in {} at offset {}", pt.display(), d.record, d.offset));
+            failures.push(format!(
+                "{}: first difference in {} at offset {}",
+                pt.display(),
+                d.record,
+                d.offset
+            ));
         }
         // Independent check: the zip crate reads what we wrote.
         let mut z = zip::ZipArchive::new(std::io::Cursor::new(rt.rewritten)).unwrap();
@@ -23,7 +28,13 @@ fn roundtrip_of_every_corpus_archive_is_byte_identical() {
             std::io::copy(&mut f, &mut std::io::sink()).unwrap();
         }
     }
-    assert!(failures.is_empty(), "{} of {} not identical:\n{}", failures.len(), archives.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} not identical:\n{}",
+        failures.len(),
+        archives.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -44,9 +55,16 @@ fn pytorch_loads_what_ptconform_writes() {
         let out = dir.path().join(pt.file_name().unwrap());
         std::fs::write(&out, &rt.rewritten).unwrap();
         written.push(out);
-        expected.push(serde_json::from_slice::<serde_json::Value>(&std::fs::read(pt.with_extension("json")).unwrap()).unwrap());
+        expected.push(
+            serde_json::from_slice::<serde_json::Value>(
+                &std::fs::read(pt.with_extension("json")).unwrap(),
+            )
+            .unwrap(),
+        );
     }
-    let Some(got) = common::pytorch_facts(&written) else { return };
+    let Some(got) = common::pytorch_facts(&written) else {
+        return;
+    };
     for ((path, got), want) in written.iter().zip(got).zip(expected) {
         let got = got.unwrap_or_else(|e| panic!("PyTorch failed to load {}: {e}", path.display()));
         assert_eq!(got, want, "{}", path.display());

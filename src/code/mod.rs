@@ -89,7 +89,8 @@ fn parse_type(s: &str, line: usize) -> Result<TypeExpr, CodeError> {
 
 fn is_identifier(s: &str) -> bool {
     let mut c = s.chars();
-    matches!(c.next(), Some(f) if f.is_alphabetic() || f == '_') && c.all(|c| c.is_alphanumeric() || c == '_')
+    matches!(c.next(), Some(f) if f.is_alphabetic() || f == '_')
+        && c.all(|c| c.is_alphanumeric() || c == '_')
 }
 
 /// Parses `name: T=default` (type and default optional).
@@ -119,20 +120,28 @@ fn parse_signature(text: &str, line: usize) -> Result<(String, Signature), CodeE
         .trim()
         .strip_prefix("def ")
         .ok_or_else(|| err(line, "expected 'def'"))?;
-    let open = rest.find('(').ok_or_else(|| err(line, "expected '(' after the function name"))?;
+    let open = rest
+        .find('(')
+        .ok_or_else(|| err(line, "expected '(' after the function name"))?;
     let name = rest[..open].trim();
     if !is_identifier(name) {
         return Err(err(line, format!("invalid function name {name:?}")));
     }
     let after = &rest[open + 1..];
-    let close = find_top(after, ')').ok_or_else(|| err(line, "unbalanced parentheses in signature"))?;
+    let close =
+        find_top(after, ')').ok_or_else(|| err(line, "unbalanced parentheses in signature"))?;
     let params_text = &after[..close];
     let tail = after[close + 1..].trim();
-    let tail = tail.strip_suffix(':').ok_or_else(|| err(line, "signature must end with ':'"))?.trim();
+    let tail = tail
+        .strip_suffix(':')
+        .ok_or_else(|| err(line, "signature must end with ':'"))?
+        .trim();
     let returns = if tail.is_empty() {
         None
     } else {
-        let r = tail.strip_prefix("->").ok_or_else(|| err(line, format!("unexpected text {tail:?} after parameters")))?;
+        let r = tail
+            .strip_prefix("->")
+            .ok_or_else(|| err(line, format!("unexpected text {tail:?} after parameters")))?;
         Some(parse_type(r, line)?)
     };
     let mut params = Vec::new();
@@ -190,7 +199,14 @@ fn parse_def(lines: &[&str], mut i: usize, ind: usize) -> Result<(MethodDef, usi
     if body.trim().is_empty() {
         return Err(err(start, format!("def {name} has no body")));
     }
-    Ok((MethodDef { name, signature, body }, i))
+    Ok((
+        MethodDef {
+            name,
+            signature,
+            body,
+        },
+        i,
+    ))
 }
 
 fn parse_name_list(text: &str, line: usize) -> Result<Vec<String>, CodeError> {
@@ -205,7 +221,10 @@ fn parse_name_list(text: &str, line: usize) -> Result<Vec<String>, CodeError> {
         if item.is_empty() {
             continue;
         }
-        out.push(parse_string_literal(item).ok_or_else(|| err(line, format!("expected a string, found {item:?}")))?);
+        out.push(
+            parse_string_literal(item)
+                .ok_or_else(|| err(line, format!("expected a string, found {item:?}")))?,
+        );
     }
     Ok(out)
 }
@@ -278,16 +297,36 @@ pub fn parse_source(qualifier: &str, text: &str) -> Result<Vec<Definition>, Code
             defs.push(def);
             i = next;
         } else {
-            return Err(err(i, format!("unexpected line {:?}", l.trim_end().chars().take(60).collect::<String>())));
+            return Err(err(
+                i,
+                format!(
+                    "unexpected line {:?}",
+                    l.trim_end().chars().take(60).collect::<String>()
+                ),
+            ));
         }
     }
     Ok(defs)
 }
 
-fn parse_class(qualifier: &str, header: &str, lines: &[&str], start: usize) -> Result<(Definition, usize), CodeError> {
-    let header = header.strip_suffix(':').ok_or_else(|| err(start, "class line must end with ':'"))?;
+fn parse_class(
+    qualifier: &str,
+    header: &str,
+    lines: &[&str],
+    start: usize,
+) -> Result<(Definition, usize), CodeError> {
+    let header = header
+        .strip_suffix(':')
+        .ok_or_else(|| err(start, "class line must end with ':'"))?;
     let (name, base) = match header.split_once('(') {
-        Some((n, b)) => (n.trim(), Some(b.strip_suffix(')').ok_or_else(|| err(start, "unbalanced class base"))?.trim())),
+        Some((n, b)) => (
+            n.trim(),
+            Some(
+                b.strip_suffix(')')
+                    .ok_or_else(|| err(start, "unbalanced class base"))?
+                    .trim(),
+            ),
+        ),
         None => (header.trim(), None),
     };
     if !is_identifier(name) {
@@ -375,10 +414,19 @@ fn parse_class(qualifier: &str, header: &str, lines: &[&str], start: usize) -> R
             if base == Some("NamedTuple") {
                 fields.push((n.to_string(), ty));
             } else {
-                class.attributes.push(AttributeDecl { name: n.to_string(), ty });
+                class.attributes.push(AttributeDecl {
+                    name: n.to_string(),
+                    ty,
+                });
             }
         } else {
-            return Err(err(i, format!("unexpected class item {:?}", item.chars().take(60).collect::<String>())));
+            return Err(err(
+                i,
+                format!(
+                    "unexpected class item {:?}",
+                    item.chars().take(60).collect::<String>()
+                ),
+            ));
         }
         i += 1;
     }
@@ -389,8 +437,14 @@ fn parse_class(qualifier: &str, header: &str, lines: &[&str], start: usize) -> R
             is_module_interface: b == "ModuleInterface",
             methods: iface_methods,
         }),
-        Some("NamedTuple") => Definition::NamedTuple(NamedTupleDef { name: qname, fields }),
-        Some("Enum") => Definition::Enum(EnumDef { name: qname, members }),
+        Some("NamedTuple") => Definition::NamedTuple(NamedTupleDef {
+            name: qname,
+            fields,
+        }),
+        Some("Enum") => Definition::Enum(EnumDef {
+            name: qname,
+            members,
+        }),
         Some(other) => return Err(err(start, format!("unknown class base {other:?}"))),
     };
     Ok((def, i))
@@ -404,7 +458,9 @@ mod tests {
     fn parses_spec_module() {
         let text = "class Linear(Module):\n  __parameters__ = [\"weight\", \"bias\", ]\n  __buffers__ = []\n  weight : Tensor\n  bias : Tensor\n  training : bool\n  _is_full_backward_hook : NoneType\n  in_features : Final[int] = 2\n  out_features : Final[int] = 2\n  def forward(self: __torch__.torch.nn.modules.linear.Linear,\n    input: Tensor) -> Tensor:\n    weight = self.weight\n    bias = self.bias\n    return torch.linear(input, weight, bias)\n";
         let defs = parse_source("__torch__.torch.nn.modules.linear", text).unwrap();
-        let Definition::Class(c) = &defs[0] else { panic!() };
+        let Definition::Class(c) = &defs[0] else {
+            panic!()
+        };
         assert_eq!(c.parameters, ["weight", "bias"]);
         assert_eq!(c.attributes.len(), 4);
         assert_eq!(c.constants.len(), 2);
@@ -414,7 +470,12 @@ mod tests {
 
     #[test]
     fn errors_have_line_numbers_and_never_panic() {
-        assert_eq!(parse_source("__torch__", "class A(Module):\n  x : List[int\n").unwrap_err().line, 2);
+        assert_eq!(
+            parse_source("__torch__", "class A(Module):\n  x : List[int\n")
+                .unwrap_err()
+                .line,
+            2
+        );
         assert!(parse_source("__torch__", "def f(x: int) -> int\n  return x\n").is_err());
         let deep = format!("class A:\n  x : {}\n", "[".repeat(100_000));
         assert!(parse_source("__torch__", &deep).is_err());
@@ -422,7 +483,9 @@ mod tests {
         for _ in 0..2000 {
             let mut t = String::new();
             for _ in 0..(s % 80) {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 t.push(b"class def ():[],=\"'\\ \n#abc_0->"[(s >> 33) as usize % 30] as char);
             }
             let _ = parse_source("__torch__", &t);

@@ -28,11 +28,11 @@ impl CompilationUnit {
         Self::default()
     }
 
-    /// Adds a definition; a second definition of the same name is refused, as PyTorch's
-    /// loader refuses to define a class twice in one unit.
-    pub fn define(&mut self, def: Definition) -> Result<(), Definition> {
+    /// Adds a definition; a second definition of the same name is refused (returning
+    /// the name), as PyTorch's loader refuses to define a class twice in one unit.
+    pub fn define(&mut self, def: Definition) -> Result<(), QualifiedName> {
         if self.definitions.contains_key(def.name()) {
-            return Err(def);
+            return Err(def.name().clone());
         }
         self.definitions.insert(def.name().clone(), def);
         Ok(())
@@ -54,7 +54,8 @@ impl CompilationUnit {
     }
 
     pub fn is_module_class(&self, name: &QualifiedName) -> bool {
-        self.class(name).is_some_and(|c| c.kind == ClassKind::Module)
+        self.class(name)
+            .is_some_and(|c| c.kind == ClassKind::Module)
     }
 
     pub fn definitions(&self) -> impl Iterator<Item = &Definition> {

@@ -84,16 +84,25 @@ mod tests {
     #[test]
     fn mangle_inserts_or_renumbers() {
         let mut c = 0;
-        assert_eq!(mangle(&"__torch__.Foo".into(), &mut c).as_str(), "__torch__.___torch_mangle_0.Foo");
+        assert_eq!(
+            mangle(&"__torch__.Foo".into(), &mut c).as_str(),
+            "__torch__.___torch_mangle_0.Foo"
+        );
         assert_eq!(
             mangle(&"__torch__.torch.nn.modules.linear.Linear".into(), &mut c).as_str(),
             "__torch__.torch.nn.modules.linear.___torch_mangle_1.Linear"
         );
         let mut c = 3;
-        assert_eq!(mangle(&"__torch__.___torch_mangle_0.Foo".into(), &mut c).as_str(), "__torch__.___torch_mangle_3.Foo");
+        assert_eq!(
+            mangle(&"__torch__.___torch_mangle_0.Foo".into(), &mut c).as_str(),
+            "__torch__.___torch_mangle_3.Foo"
+        );
         assert_eq!(c, 4);
         let mut c = 0;
-        assert_eq!(mangle(&"__torch__.___torch_mangle_7.Foo".into(), &mut c).as_str(), "__torch__.___torch_mangle_8.Foo");
+        assert_eq!(
+            mangle(&"__torch__.___torch_mangle_7.Foo".into(), &mut c).as_str(),
+            "__torch__.___torch_mangle_8.Foo"
+        );
     }
 
     /// mangling.md §2.3: two loaded copies of the ContainsBoth archive under Outer.x/.y.
@@ -113,7 +122,11 @@ mod tests {
         }
         let got: Vec<String> = x
             .iter()
-            .map(|n| u.unique(&format!("{n}#1").as_str().into()).as_str().to_string())
+            .map(|n| {
+                u.unique(&format!("{n}#1").as_str().into())
+                    .as_str()
+                    .to_string()
+            })
             .collect();
         assert_eq!(
             got,
@@ -126,6 +139,9 @@ mod tests {
             ]
         );
         // Asking again gives the same answer.
-        assert_eq!(u.unique(&"__torch__.Foo#1".into()).as_str(), "__torch__.___torch_mangle_1.Foo");
+        assert_eq!(
+            u.unique(&"__torch__.Foo#1".into()).as_str(),
+            "__torch__.___torch_mangle_1.Foo"
+        );
     }
 }

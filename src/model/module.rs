@@ -42,13 +42,18 @@ impl ScriptModule {
 
     /// Direct submodules of `obj`: attributes holding objects of module classes, in
     /// slot order.
-    pub fn children<'a>(&'a self, obj: &'a Object) -> impl Iterator<Item = (String, Arc<Object>)> + 'a {
-        obj.attributes().iter().filter_map(move |(name, v)| match v {
-            IValue::Object(o) if self.cu.is_module_class(&o.class) => {
-                Some((name.to_string_lossy(), o.clone()))
-            }
-            _ => None,
-        })
+    pub fn children<'a>(
+        &'a self,
+        obj: &'a Object,
+    ) -> impl Iterator<Item = (String, Arc<Object>)> + 'a {
+        obj.attributes()
+            .iter()
+            .filter_map(move |(name, v)| match v {
+                IValue::Object(o) if self.cu.is_module_class(&o.class) => {
+                    Some((name.to_string_lossy(), o.clone()))
+                }
+                _ => None,
+            })
     }
 
     /// Pre-order module tree, root named `""`, like `Module.named_modules()`. Script
@@ -125,8 +130,8 @@ pub const MAX_MODULE_PATHS: usize = 1_000_000;
 /// defined class, each pickled attribute is declared by it, each enum value is a member;
 /// and that the module tree stays of bounded size.
 pub fn validate_objects(m: &ScriptModule) -> Result<(), crate::error::FormatError> {
-    use crate::error::{FormatError, rules};
     use super::{Definition, ObjectState};
+    use crate::error::{FormatError, rules};
     let err = |rule, msg: String| FormatError::new(rule, "data.pkl", None, msg);
     let mut seen = HashSet::new();
     let mut stack: Vec<&IValue> = Vec::new();
@@ -134,10 +139,10 @@ pub fn validate_objects(m: &ScriptModule) -> Result<(), crate::error::FormatErro
     stack.push(&root);
     stack.extend(m.constants.iter());
     while let Some(v) = stack.pop() {
-        if let Some(id) = v.identity() {
-            if !seen.insert(id) {
-                continue;
-            }
+        if let Some(id) = v.identity()
+            && !seen.insert(id)
+        {
+            continue;
         }
         match v {
             IValue::Object(o) => {
@@ -146,10 +151,19 @@ pub fn validate_objects(m: &ScriptModule) -> Result<(), crate::error::FormatErro
                     Some(other) => {
                         return Err(err(
                             rules::TYPE_UNKNOWN,
-                            format!("object of {} which is a {}, not a class", o.class, other.kind_name()),
+                            format!(
+                                "object of {} which is a {}, not a class",
+                                o.class,
+                                other.kind_name()
+                            ),
                         ));
                     }
-                    None => return Err(err(rules::TYPE_UNKNOWN, format!("class {} is not defined", o.class))),
+                    None => {
+                        return Err(err(
+                            rules::TYPE_UNKNOWN,
+                            format!("class {} is not defined", o.class),
+                        ));
+                    }
                 };
                 match &o.state {
                     ObjectState::Attributes(attrs) => {
@@ -158,7 +172,10 @@ pub fn validate_objects(m: &ScriptModule) -> Result<(), crate::error::FormatErro
                             if class.attribute(&n).is_none() {
                                 return Err(err(
                                     rules::OBJECT_ATTRIBUTES,
-                                    format!("{} has no attribute {n:?} but the pickle sets it", o.class),
+                                    format!(
+                                        "{} has no attribute {n:?} but the pickle sets it",
+                                        o.class
+                                    ),
                                 ));
                             }
                             stack.push(value);
@@ -180,7 +197,12 @@ pub fn validate_objects(m: &ScriptModule) -> Result<(), crate::error::FormatErro
             }
             IValue::Enum(e) => match m.cu.get(&e.enum_type) {
                 Some(Definition::Enum(_)) => {}
-                _ => return Err(err(rules::TYPE_UNKNOWN, format!("enum {} is not defined", e.enum_type))),
+                _ => {
+                    return Err(err(
+                        rules::TYPE_UNKNOWN,
+                        format!("enum {} is not defined", e.enum_type),
+                    ));
+                }
             },
             IValue::Tuple(t) => stack.extend(t.items.iter()),
             IValue::List(l) => stack.extend(l.items.iter()),
@@ -201,7 +223,9 @@ pub fn validate_objects(m: &ScriptModule) -> Result<(), crate::error::FormatErro
         if paths > MAX_MODULE_PATHS {
             return Err(err(
                 rules::MODULE_TREE,
-                format!("the module tree has more than {MAX_MODULE_PATHS} paths (shared submodules)"),
+                format!(
+                    "the module tree has more than {MAX_MODULE_PATHS} paths (shared submodules)"
+                ),
             ));
         }
         stack.extend(m.children(&o).map(|(_, c)| c));

@@ -416,7 +416,10 @@ mod tests {
     fn qualified_name_parts() {
         let q = QualifiedName::from("__torch__.torch.nn.modules.linear.___torch_mangle_3.Linear");
         assert_eq!(q.name(), "Linear");
-        assert_eq!(q.qualifier(), "__torch__.torch.nn.modules.linear.___torch_mangle_3");
+        assert_eq!(
+            q.qualifier(),
+            "__torch__.torch.nn.modules.linear.___torch_mangle_3"
+        );
         assert_eq!(q.mangle_number(), Some(3));
         assert_eq!(
             q.code_file(),

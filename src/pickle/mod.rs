@@ -7,5 +7,7 @@ pub mod opcodes;
 pub mod read;
 pub mod write;
 
+pub use read::{
+    PickleError, PickleErrorKind, ReadOptions, StorageRequest, Unpickled, Unpickler, unpickle,
+};
 pub use write::{MemoPolicy, PickleBytes, Pickler, pickle_value};
-pub use read::{PickleError, PickleErrorKind, ReadOptions, StorageRequest, Unpickled, Unpickler, unpickle};

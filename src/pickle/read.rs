@@ -492,7 +492,9 @@ impl<'s> Unpickler<'s> {
             }
             ("collections", "OrderedDict") => Item::Global(Global::OrderedDict),
             ("builtins", "complex") => Item::Global(Global::Complex),
-            ("torch", n) if n.ends_with("Storage") && ScalarType::from_storage_name(n).is_some() => {
+            ("torch", n)
+                if n.ends_with("Storage") && ScalarType::from_storage_name(n).is_some() =>
+            {
                 Item::StorageType(ScalarType::from_storage_name(n).unwrap())
             }
             ("torch", n) if QScheme::from_name(n).is_some() => {
@@ -500,7 +502,9 @@ impl<'s> Unpickler<'s> {
             }
             (m, n) if (m == "__torch__" || m.starts_with("__torch__.")) && is_identifier(n) => {
                 if m.split('.').any(|a| !is_identifier(a)) {
-                    return Err(self.err(PickleErrorKind::BadGlobal("malformed qualified class name")));
+                    return Err(
+                        self.err(PickleErrorKind::BadGlobal("malformed qualified class name"))
+                    );
                 }
                 Item::Global(Global::Class(QualifiedName::join(m, n)))
             }
@@ -517,20 +521,19 @@ impl<'s> Unpickler<'s> {
             .last()
             .ok_or_else(|| self.err(PickleErrorKind::StackUnderflow))?
             .clone();
-        if let Some(old) = self.memo.insert(id, top.clone()) {
-            if let Some(ptr) = mutable_identity(&old) {
-                if let Some(ids) = self.memo_holders.get_mut(&ptr) {
-                    ids.retain(|&i| i != id);
-                }
-            }
+        if let Some(old) = self.memo.insert(id, top.clone())
+            && let Some(ptr) = mutable_identity(&old)
+            && let Some(ids) = self.memo_holders.get_mut(&ptr)
+        {
+            ids.retain(|&i| i != id);
         }
         if let Some(ptr) = mutable_identity(&top) {
             self.memo_holders.entry(ptr).or_default().push(id);
         }
-        if let Item::Value(v, _) = &top {
-            if let Some(ptr) = v.identity() {
-                self.memoized.insert(ptr);
-            }
+        if let Item::Value(v, _) = &top
+            && let Some(ptr) = v.identity()
+        {
+            self.memoized.insert(ptr);
         }
         Ok(())
     }
@@ -545,7 +548,11 @@ impl<'s> Unpickler<'s> {
         Ok(())
     }
 
-    fn values(&self, op: &'static str, items: Vec<Item>) -> Result<(Vec<IValue>, u32), PickleError> {
+    fn values(
+        &self,
+        op: &'static str,
+        items: Vec<Item>,
+    ) -> Result<(Vec<IValue>, u32), PickleError> {
         let mut depth = 0;
         let mut out = Vec::with_capacity(items.len());
         for it in items {
@@ -641,7 +648,7 @@ impl<'s> Unpickler<'s> {
     }
 
     fn set_items(&mut self, items: Vec<Item>) -> Result<(), PickleError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.err(PickleErrorKind::Invalid(
                 "SETITEMS with an odd number of items".into(),
             )));
@@ -716,7 +723,10 @@ impl<'s> Unpickler<'s> {
                     IValue::Tuple(t) if t.items.len() == 1 => t.items[0].clone(),
                     v => v,
                 };
-                if !matches!(value, IValue::Int(_) | IValue::Double(_) | IValue::String(_)) {
+                if !matches!(
+                    value,
+                    IValue::Int(_) | IValue::Double(_) | IValue::String(_)
+                ) {
                     return Err(self.err(PickleErrorKind::Type {
                         op: "REDUCE",
                         expected: "an int, float or str enum value",
@@ -832,15 +842,26 @@ impl<'s> Unpickler<'s> {
     fn persistent_load(&mut self, pid: Item) -> Result<Arc<Storage>, PickleError> {
         let items: Vec<Item> = match pid {
             Item::ArgTuple(t) => t.as_ref().clone(),
-            other => return Err(self.err(type_err("BINPERSID", "('storage', type, key, location, numel)", &other))),
+            other => {
+                return Err(self.err(type_err(
+                    "BINPERSID",
+                    "('storage', type, key, location, numel)",
+                    &other,
+                )));
+            }
         };
         let bad = |s: &Self| {
             s.err(PickleErrorKind::Invalid(
                 "persistent id must be ('storage', <Type>Storage, key, location, numel)".into(),
             ))
         };
-        let [tag, Item::StorageType(dtype), Item::Value(IValue::String(key), _), Item::Value(IValue::String(loc), _), Item::Value(IValue::Int(numel), _)] =
-            items.as_slice()
+        let [
+            tag,
+            Item::StorageType(dtype),
+            Item::Value(IValue::String(key), _),
+            Item::Value(IValue::String(loc), _),
+            Item::Value(IValue::Int(numel), _),
+        ] = items.as_slice()
         else {
             return Err(bad(self));
         };
@@ -901,7 +922,11 @@ impl<'s> Unpickler<'s> {
         if !expected_ok {
             return Err(self.err(PickleErrorKind::Invalid(format!(
                 "{} takes {} arguments, got {n}",
-                if quantized { "_rebuild_qtensor" } else { "_rebuild_tensor_v2" },
+                if quantized {
+                    "_rebuild_qtensor"
+                } else {
+                    "_rebuild_tensor_v2"
+                },
                 if quantized { "7" } else { "6 or 7" }
             ))));
         }
@@ -913,7 +938,11 @@ impl<'s> Unpickler<'s> {
         };
         let sizes = self.int_tuple("int sizes", &items[2])?;
         let strides = self.int_tuple("int strides", &items[3])?;
-        let (qitem, rg_index) = if quantized { (Some(&items[4]), 5) } else { (None, 4) };
+        let (qitem, rg_index) = if quantized {
+            (Some(&items[4]), 5)
+        } else {
+            (None, 4)
+        };
         let Item::Value(IValue::Bool(requires_grad), _) = items[rg_index] else {
             return Err(self.err(type_err("REDUCE", "a bool requires_grad", &items[rg_index])));
         };
@@ -949,7 +978,11 @@ impl<'s> Unpickler<'s> {
             return Err(self.err(PickleErrorKind::Invalid(format!(
                 "{} storage used by {}",
                 storage.dtype.storage_name(),
-                if quantized { "_rebuild_qtensor" } else { "_rebuild_tensor_v2" }
+                if quantized {
+                    "_rebuild_qtensor"
+                } else {
+                    "_rebuild_tensor_v2"
+                }
             ))));
         }
         let tensor = Tensor {
@@ -978,9 +1011,11 @@ impl<'s> Unpickler<'s> {
             ))
         };
         match items.as_slice() {
-            [Item::QScheme(s), Item::Value(scale, _), Item::Value(IValue::Int(zp), _)]
-                if !s.is_per_channel() =>
-            {
+            [
+                Item::QScheme(s),
+                Item::Value(scale, _),
+                Item::Value(IValue::Int(zp), _),
+            ] if !s.is_per_channel() => {
                 let scale = match scale {
                     IValue::Double(f) => *f,
                     IValue::Int(i) => *i as f64,
@@ -992,16 +1027,17 @@ impl<'s> Unpickler<'s> {
                     zero_point: *zp,
                 })
             }
-            [Item::QScheme(s), Item::Value(IValue::Tensor(scales), _), Item::Value(IValue::Tensor(zps), _), Item::Value(IValue::Int(axis), _)]
-                if s.is_per_channel() =>
-            {
-                Ok(Quantization::PerChannel {
-                    scheme: *s,
-                    scales: scales.clone(),
-                    zero_points: zps.clone(),
-                    axis: *axis,
-                })
-            }
+            [
+                Item::QScheme(s),
+                Item::Value(IValue::Tensor(scales), _),
+                Item::Value(IValue::Tensor(zps), _),
+                Item::Value(IValue::Int(axis), _),
+            ] if s.is_per_channel() => Ok(Quantization::PerChannel {
+                scheme: *s,
+                scales: scales.clone(),
+                zero_points: zps.clone(),
+                axis: *axis,
+            }),
             _ => Err(bad()),
         }
     }
@@ -1016,16 +1052,19 @@ fn check_view(t: &Tensor) -> Result<(), String> {
             t.strides.len()
         ));
     }
-    let extent = t
-        .storage_extent()
-        .map_err(|_| format!("invalid view: offset {}, sizes {:?}, strides {:?}", t.storage_offset, t.sizes, t.strides))?;
-    if let Some((lo, hi)) = extent {
-        if lo < 0 || hi > t.storage.numel as i128 {
-            return Err(format!(
-                "view (offset {}, sizes {:?}, strides {:?}) reaches outside its storage of {} elements",
-                t.storage_offset, t.sizes, t.strides, t.storage.numel
-            ));
-        }
+    let extent = t.storage_extent().map_err(|_| {
+        format!(
+            "invalid view: offset {}, sizes {:?}, strides {:?}",
+            t.storage_offset, t.sizes, t.strides
+        )
+    })?;
+    if let Some((lo, hi)) = extent
+        && (lo < 0 || hi > t.storage.numel as i128)
+    {
+        return Err(format!(
+            "view (offset {}, sizes {:?}, strides {:?}) reaches outside its storage of {} elements",
+            t.storage_offset, t.sizes, t.strides, t.storage.numel
+        ));
     }
     Ok(())
 }

@@ -162,10 +162,8 @@ impl<'a> Pickler<'a> {
                         ObjectState::SetState(s) => stack.push(s),
                     }
                 }
-                IValue::Tensor(_) => {
-                    if policy == MemoPolicy::Scripted {
-                        self.memoize.insert(id);
-                    }
+                IValue::Tensor(_) if policy == MemoPolicy::Scripted => {
+                    self.memoize.insert(id);
                 }
                 IValue::Tuple(t) => stack.extend(t.items.iter()),
                 IValue::List(l) => stack.extend(l.items.iter()),
@@ -197,7 +195,12 @@ impl<'a> Pickler<'a> {
         self.cur.push(op::STOP);
         let cur = std::mem::take(&mut self.cur);
         self.chunks.push(Bytes::from(cur));
-        (PickleBytes { chunks: self.chunks }, self.storages)
+        (
+            PickleBytes {
+                chunks: self.chunks,
+            },
+            self.storages,
+        )
     }
 
     fn put(&mut self) -> u32 {
@@ -372,11 +375,13 @@ impl<'a> Pickler<'a> {
         match builder {
             Some(b) => {
                 self.global("torch.jit._pickle", b);
-                self.cur.extend_from_slice(&[op::MARK, op::EMPTY_LIST, op::MARK]);
+                self.cur
+                    .extend_from_slice(&[op::MARK, op::EMPTY_LIST, op::MARK]);
                 for i in &l.items {
                     self.value(i);
                 }
-                self.cur.extend_from_slice(&[op::APPENDS, op::TUPLE, op::REDUCE]);
+                self.cur
+                    .extend_from_slice(&[op::APPENDS, op::TUPLE, op::REDUCE]);
             }
             None => {
                 self.global("torch.jit._pickle", "restore_type_tag");
@@ -462,7 +467,11 @@ impl<'a> Pickler<'a> {
         let quantized = t.quantization.is_some();
         self.global(
             "torch._utils",
-            if quantized { "_rebuild_qtensor" } else { "_rebuild_tensor_v2" },
+            if quantized {
+                "_rebuild_qtensor"
+            } else {
+                "_rebuild_tensor_v2"
+            },
         );
         self.cur.push(op::MARK);
         self.storage(&t.storage);
@@ -495,7 +504,11 @@ impl<'a> Pickler<'a> {
             }
             self.cur.push(op::TUPLE);
         }
-        self.cur.push(if t.requires_grad { op::NEWTRUE } else { op::NEWFALSE });
+        self.cur.push(if t.requires_grad {
+            op::NEWTRUE
+        } else {
+            op::NEWFALSE
+        });
         self.global("collections", "OrderedDict");
         self.cur.extend_from_slice(&[op::EMPTY_TUPLE, op::REDUCE]);
         if !quantized && (t.conj || t.neg) {
@@ -521,15 +534,20 @@ pub fn map_type_names(t: &TypeExpr, map: NameMap) -> TypeExpr {
         TypeExpr::Name(n) if n.starts_with("__torch__.") => {
             TypeExpr::Name(map(&QualifiedName::new(n.clone())).as_str().to_string())
         }
-        TypeExpr::Generic(n, args) => {
-            TypeExpr::Generic(n.clone(), args.iter().map(|a| map_type_names(a, map)).collect())
-        }
+        TypeExpr::Generic(n, args) => TypeExpr::Generic(
+            n.clone(),
+            args.iter().map(|a| map_type_names(a, map)).collect(),
+        ),
         other => other.clone(),
     }
 }
 
 /// Pickles `v` with an identity name map (no mangling).
-pub fn pickle_value(v: &IValue, is_module: &dyn Fn(&QualifiedName) -> bool, policy: MemoPolicy) -> (PickleBytes, Vec<Arc<Storage>>) {
+pub fn pickle_value(
+    v: &IValue,
+    is_module: &dyn Fn(&QualifiedName) -> bool,
+    policy: MemoPolicy,
+) -> (PickleBytes, Vec<Arc<Storage>>) {
     let ident = |q: &QualifiedName| q.clone();
     let mut p = Pickler::new(is_module, &ident);
     p.plan(v, policy);

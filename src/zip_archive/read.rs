@@ -67,7 +67,8 @@ impl ZipArchiveReader {
     /// Maps the file read-only; tensor storages will borrow from the mapping.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path.display().to_string(), e))?;
+        let file =
+            std::fs::File::open(path).map_err(|e| Error::io(path.display().to_string(), e))?;
         let len = file
             .metadata()
             .map_err(|e| Error::io(path.display().to_string(), e))?
@@ -277,7 +278,10 @@ impl ZipArchiveReader {
                     rules::ZIP_CRC,
                     rec.full_name.clone(),
                     Some(rec.data_offset),
-                    format!("CRC-32 is {crc:08x} but the directory says {:08x}", rec.crc32),
+                    format!(
+                        "CRC-32 is {crc:08x} but the directory says {:08x}",
+                        rec.crc32
+                    ),
                 ));
             }
         }
@@ -307,16 +311,20 @@ impl ZipArchiveReader {
         let data = self.read(name, false)?;
         let text = std::str::from_utf8(&data).unwrap_or("");
         let text = text.strip_suffix('\n').unwrap_or(text);
-        let v: u64 = if !text.is_empty() && text.len() <= 19 && text.bytes().all(|b| b.is_ascii_digit()) {
-            text.parse().unwrap_or(u64::MAX)
-        } else {
-            return Err(FormatError::new(
-                rules::VERSION,
-                name,
-                Some(0),
-                format!("version record is not a decimal number: {:?}", String::from_utf8_lossy(&data[..data.len().min(40)])),
-            ));
-        };
+        let v: u64 =
+            if !text.is_empty() && text.len() <= 19 && text.bytes().all(|b| b.is_ascii_digit()) {
+                text.parse().unwrap_or(u64::MAX)
+            } else {
+                return Err(FormatError::new(
+                    rules::VERSION,
+                    name,
+                    Some(0),
+                    format!(
+                        "version record is not a decimal number: {:?}",
+                        String::from_utf8_lossy(&data[..data.len().min(40)])
+                    ),
+                ));
+            };
         if !(MIN_SUPPORTED_VERSION..=MAX_SUPPORTED_VERSION).contains(&v) {
             return Err(FormatError::new(
                 rules::VERSION,
@@ -354,7 +362,9 @@ pub struct LoadOptions<'a> {
 /// Converts a pickle error into a format error on `record`.
 pub fn pickle_error(record: &str, e: PickleError) -> FormatError {
     let rule = match &e.kind {
-        PickleErrorKind::UnknownOpcode(_) | PickleErrorKind::ForeignOpcode(_) => rules::PICKLE_OPCODE,
+        PickleErrorKind::UnknownOpcode(_) | PickleErrorKind::ForeignOpcode(_) => {
+            rules::PICKLE_OPCODE
+        }
         PickleErrorKind::ForbiddenGlobal { .. }
         | PickleErrorKind::BadGlobal(_)
         | PickleErrorKind::UnsupportedGlobal(..) => rules::PICKLE_GLOBAL,
@@ -427,7 +437,10 @@ pub fn read_pickle(
 }
 
 /// Loads the module like `torch.jit.load`.
-pub fn load_archive(archive: &ZipArchiveReader, options: &mut LoadOptions) -> Result<ScriptModule, FormatError> {
+pub fn load_archive(
+    archive: &ZipArchiveReader,
+    options: &mut LoadOptions,
+) -> Result<ScriptModule, FormatError> {
     archive.version()?;
     let constants_pkl = read_pickle(archive, "constants.pkl", "constants", options)?;
     let data_pkl = read_pickle(archive, "data.pkl", "data", options)?;
@@ -451,7 +464,10 @@ pub fn load_archive(archive: &ZipArchiveReader, options: &mut LoadOptions) -> Re
                 rules::PICKLE_STRUCTURE,
                 "data.pkl",
                 None,
-                format!("expected the root module object, found {}", other.kind_name()),
+                format!(
+                    "expected the root module object, found {}",
+                    other.kind_name()
+                ),
             ));
         }
     };
@@ -489,16 +505,18 @@ fn collect_named_types(root: &IValue, out: &mut Vec<QualifiedName>) {
     let mut seen = HashSet::new();
     let mut stack = vec![root];
     while let Some(v) = stack.pop() {
-        if let Some(id) = v.identity() {
-            if !seen.insert(id) {
-                continue;
-            }
+        if let Some(id) = v.identity()
+            && !seen.insert(id)
+        {
+            continue;
         }
         match v {
             IValue::Object(o) => {
                 out.push(o.class.clone());
                 match &o.state {
-                    crate::model::ObjectState::Attributes(a) => stack.extend(a.iter().map(|(_, v)| v)),
+                    crate::model::ObjectState::Attributes(a) => {
+                        stack.extend(a.iter().map(|(_, v)| v))
+                    }
                     crate::model::ObjectState::SetState(s) => stack.push(s),
                 }
             }
@@ -568,12 +586,12 @@ pub fn import_code(
                     queue.push_back(dep);
                 }
                 names.push(def.name().clone());
-                if let Err(def) = cu.define(def) {
+                if let Err(name) = cu.define(def) {
                     return Err(FormatError::new(
                         rules::TYPE_REDEFINED,
                         path.clone(),
                         None,
-                        format!("{} is defined twice", def.name()),
+                        format!("{name} is defined twice"),
                     ));
                 }
             }
@@ -636,6 +654,8 @@ fn dependencies(def: &Definition) -> Vec<QualifiedName> {
         Definition::Function(f) => sig_types(&f.def.signature, &mut out),
     }
     // Custom C++ classes (`__torch__.torch.classes.*`) are never printed to code/.
-    out.retain(|n| n.as_str().starts_with("__torch__.") && !n.as_str().starts_with("__torch__.torch.classes."));
+    out.retain(|n| {
+        n.as_str().starts_with("__torch__.") && !n.as_str().starts_with("__torch__.torch.classes.")
+    });
     out
 }

@@ -59,8 +59,8 @@ pub fn rebuild(
     use std::io::Read;
     let mut zin = zip::ZipArchive::new(std::fs::File::open(src).unwrap()).unwrap();
     let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Stored);
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     for i in 0..zin.len() {
         let mut f = zin.by_index(i).unwrap();
         let name = f.name().unwrap().to_string();
@@ -112,7 +112,8 @@ pub fn pytorch_facts(paths: &[PathBuf]) -> Option<Vec<Result<serde_json::Value, 
         stdin.flush().unwrap();
         let mut line = String::new();
         stdout.read_line(&mut line).expect("worker answers");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad worker line {line:?}: {e}"));
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad worker line {line:?}: {e}"));
         if v["ok"].as_bool() == Some(true) {
             out.push(Ok(v["facts"].clone()));
         } else {
