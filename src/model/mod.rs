@@ -2,6 +2,7 @@
 //! the compilation unit. Codecs (`pickle`, `code`, `zip_archive`) read into and write from it.
 
 pub mod compilation_unit;
+pub mod compose;
 pub mod device;
 pub mod dtype;
 pub mod mangle;
