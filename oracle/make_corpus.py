@@ -65,6 +65,7 @@ class Out:
         sys.stderr.flush()
 
     def emit(self, name, data, map_location_cpu=False):
+        os.makedirs(os.path.dirname(self.path(name)), exist_ok=True)
         with open(self.path(name), "wb") as f:
             f.write(data)
         self.done_path(name, map_location_cpu=map_location_cpu)

@@ -70,3 +70,24 @@ fn pytorch_loads_what_ptconform_writes() {
         assert_eq!(got, want, "{}", path.display());
     }
 }
+
+#[test]
+fn nul_named_extra_file_differs_only_in_its_padding() {
+    let pt = common::repo().join("corpus/quirks/extra_files_nul_name.pt");
+    let rt = roundtrip_zip(Bytes::from(std::fs::read(&pt).unwrap())).unwrap();
+    let d = rt
+        .difference
+        .expect("cannot be identical: the full name is not in the archive");
+    assert_eq!(d.record, "local header of archive/extra/nul");
+    // Offset 28 is the extra-field length: PyTorch padded for the 16-byte full name.
+    assert_eq!(d.offset, 28);
+    let a = ptconform::zip_archive::ZipArchiveReader::from_bytes(rt.original.clone()).unwrap();
+    let b = ptconform::zip_archive::ZipArchiveReader::from_bytes(rt.rewritten.clone()).unwrap();
+    let names = |z: &ptconform::zip_archive::ZipArchiveReader| {
+        z.record_names().map(str::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&a), names(&b));
+    for n in names(&a) {
+        assert_eq!(a.read(&n, true).unwrap(), b.read(&n, true).unwrap(), "{n}");
+    }
+}

@@ -46,62 +46,67 @@ fn rename_signature(s: &Signature, r: &Renames) -> Signature {
     s
 }
 
-/// Rewrites qualified names inside opaque code text (calls, constructors, annotations,
-/// enum members like `__torch__.Color.RED`). The longest dotted prefix that is renamed
-/// wins; string literals are left alone.
-pub fn rename_text(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
+/// Calls `f` for each dotted `__torch__...` token outside string literals (with its byte
+/// range), and returns the text with each token replaced by `f`'s answer if any.
+fn map_tokens(text: &str, mut f: impl FnMut(&str) -> Option<String>) -> String {
     let bytes = text.as_bytes();
+    let is_tok = |c: char| c.is_alphanumeric() || c == '_' || c == '.' || c == KEY_SEPARATOR;
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
     let mut quote: Option<u8> = None;
     while i < bytes.len() {
         let c = bytes[i];
         if let Some(q) = quote {
-            out.push(c as char);
             if c == b'\\' && i + 1 < bytes.len() {
-                out.push(bytes[i + 1] as char);
-                i += 2;
+                let n = 1 + text[i + 1..].chars().next().map_or(1, char::len_utf8);
+                out.push_str(&text[i..i + n]);
+                i += n;
                 continue;
             }
             if c == q {
                 quote = None;
             }
-            i += 1;
-            continue;
-        }
-        let starts_token = text[i..].starts_with("__torch__")
-            && (i == 0
-                || !(bytes[i - 1].is_ascii_alphanumeric()
-                    || bytes[i - 1] == b'_'
-                    || bytes[i - 1] == b'.'));
-        if starts_token {
+        } else if text[i..].starts_with("__torch__")
+            && (i == 0 || !text[..i].chars().next_back().is_some_and(is_tok))
+        {
             let end = text[i..]
-                .find(|ch: char| !(ch.is_alphanumeric() || ch == '_' || ch == '.'))
+                .find(|ch: char| !is_tok(ch))
                 .map_or(text.len(), |e| i + e);
             let token = text[i..end].trim_end_matches('.');
-            let atoms: Vec<&str> = token.split('.').collect();
-            let mut replaced = None;
-            for k in (2..=atoms.len()).rev() {
-                let prefix = atoms[..k].join(".");
-                if let Some(new) = lookup(&prefix) {
-                    let rest = &token[prefix.len()..];
-                    replaced = Some(format!("{new}{rest}"));
-                    break;
-                }
-            }
-            out.push_str(replaced.as_deref().unwrap_or(token));
+            out.push_str(&f(token).unwrap_or_else(|| token.to_string()));
             i += token.len();
             continue;
-        }
-        if c == b'"' || c == b'\'' {
+        } else if c == b'"' || c == b'\'' {
             quote = Some(c);
         }
-        // Copy one whole UTF-8 character.
-        let ch_len = text[i..].chars().next().map_or(1, char::len_utf8);
-        out.push_str(&text[i..i + ch_len]);
-        i += ch_len;
+        let n = text[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&text[i..i + n]);
+        i += n;
     }
     out
+}
+
+/// Dotted `__torch__...` tokens of code text (calls, constructors, enum members such as
+/// `__torch__.Color.RED`), outside string literals, in order.
+pub fn qualified_tokens(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    map_tokens(text, |t| {
+        out.push(t.to_string());
+        None
+    });
+    out
+}
+
+/// Rewrites qualified names inside opaque code text. For each token the longest dotted
+/// prefix that `lookup` renames wins (so `__torch__.Color.RED` follows `__torch__.Color`).
+pub fn rename_text(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
+    map_tokens(text, |token| {
+        let atoms: Vec<&str> = token.split('.').collect();
+        (2..=atoms.len()).rev().find_map(|k| {
+            let prefix = atoms[..k].join(".");
+            lookup(&prefix).map(|new| format!("{new}{}", &token[prefix.len()..]))
+        })
+    })
 }
 
 fn rename_method(m: &MethodDef, r: &Renames) -> MethodDef {

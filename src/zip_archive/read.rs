@@ -543,16 +543,23 @@ pub fn import_code(
     verify_crc: bool,
 ) -> Result<CompilationUnit, FormatError> {
     let mut cu = CompilationUnit::new();
-    let mut parsed: HashMap<String, usize> = HashMap::new();
-    let mut queue: VecDeque<QualifiedName> = needed.into();
+    let mut parsed: HashSet<String> = HashSet::new();
+    // (name, required): names used by pickled values or declarations must exist; names
+    // seen only inside method bodies are followed when their file exists (PyTorch
+    // resolves those when it compiles the body).
+    let mut queue: VecDeque<(QualifiedName, bool)> =
+        needed.into_iter().map(|n| (n, true)).collect();
     let mut requested = HashSet::new();
-    while let Some(name) = queue.pop_front() {
+    while let Some((name, required)) = queue.pop_front() {
         if !requested.insert(name.clone()) {
             continue;
         }
         let qualifier = name.qualifier().to_string();
-        if !parsed.contains_key(&qualifier) {
-            let path = qualifier_to_code_path(&qualifier);
+        let path = qualifier_to_code_path(&qualifier);
+        if !required && !archive.has_record(&path) {
+            continue;
+        }
+        if parsed.insert(qualifier.clone()) {
             let text = archive.read(&path, verify_crc).map_err(|e| {
                 if e.rule == rules::RECORD_MISSING {
                     FormatError::new(
@@ -583,7 +590,12 @@ pub fn import_code(
             let mut names = Vec::new();
             for def in defs {
                 for dep in dependencies(&def) {
-                    queue.push_back(dep);
+                    queue.push_back((dep, true));
+                }
+                for token in body_references(&def) {
+                    for dep in candidate_names(&token) {
+                        queue.push_back((dep, false));
+                    }
                 }
                 names.push(def.name().clone());
                 if let Err(name) = cu.define(def) {
@@ -595,7 +607,6 @@ pub fn import_code(
                     ));
                 }
             }
-            parsed.insert(qualifier.clone(), cu.files.len());
             cu.files.push(SourceFile {
                 qualifier: qualifier.clone(),
                 text: text.to_string(),
@@ -603,16 +614,52 @@ pub fn import_code(
                 definitions: names,
             });
         }
-        if cu.get(&name).is_none() {
+        if required && cu.get(&name).is_none() {
             return Err(FormatError::new(
                 rules::TYPE_UNKNOWN,
-                qualifier_to_code_path(&qualifier),
+                path,
                 None,
                 format!("type {name} is used but not defined in its code file"),
             ));
         }
     }
+    // Keep the archive's file order: a re-save writes the files in that order.
+    let position: HashMap<&str, usize> = archive
+        .record_names()
+        .enumerate()
+        .map(|(i, n)| (n, i))
+        .collect();
+    cu.files.sort_by_key(|f| {
+        position
+            .get(qualifier_to_code_path(&f.qualifier).as_str())
+            .copied()
+            .unwrap_or(usize::MAX)
+    });
     Ok(cu)
+}
+
+/// Dotted `__torch__...` tokens in method and function bodies (calls, constructors,
+/// enum members), outside string literals.
+fn body_references(def: &Definition) -> Vec<String> {
+    let bodies: Vec<&str> = match def {
+        Definition::Class(c) => c.methods.iter().map(|m| m.body.as_str()).collect(),
+        Definition::Function(f) => vec![f.def.body.as_str()],
+        _ => Vec::new(),
+    };
+    bodies
+        .into_iter()
+        .flat_map(crate::model::compose::qualified_tokens)
+        .collect()
+}
+
+/// `__torch__.a.B.C` may name `__torch__.a.B.C` (a type or function) or a member of
+/// `__torch__.a.B` (an enum value): every prefix of at least two atoms, longest first.
+fn candidate_names(token: &str) -> Vec<QualifiedName> {
+    let atoms: Vec<&str> = token.split('.').collect();
+    (2..=atoms.len())
+        .rev()
+        .map(|k| QualifiedName::new(atoms[..k].join(".")))
+        .collect()
 }
 
 /// Named types a declaration mentions in attribute types and signatures.
