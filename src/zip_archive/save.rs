@@ -11,6 +11,13 @@ use super::ExtraFilesMap;
 use super::write::{PyTorchZipWriter, archive_name_from_path, extra_files_write_order};
 use crate::error::{Error, Result};
 use crate::model::{IValue, QualifiedName, ScriptModule, Storage, Tuple};
+use std::cell::RefCell;
+use std::collections::{HashSet, VecDeque};
+
+use crate::code::print_source;
+use crate::model::compose::{Renames, qualified_tokens, rename_definition};
+use crate::model::mangle::{NameUniquer, original_name};
+use crate::model::{CompilationUnit, Definition};
 use crate::pickle::{MemoPolicy, PickleBytes, Pickler};
 
 /// How to save beyond the module itself.
@@ -108,28 +115,45 @@ pub fn save_to_writer<W: Write>(
     }
     let cu = module.cu.clone();
     let is_module = move |q: &QualifiedName| cu.is_module_class(q);
-    let ident = |q: &QualifiedName| q.clone();
+    // Types are asked for their archive names in PyTorch's order: first while pickling
+    // (root first, depth first, slot order), then while printing code.
+    let uniquer = RefCell::new(NameUniquer::new());
+    let asked = RefCell::new(Vec::<QualifiedName>::new());
+    let name_map = |q: &QualifiedName| {
+        asked.borrow_mut().push(q.clone());
+        archive_name(&module.cu, &uniquer, q)
+    };
     let root = IValue::Object(module.root.clone());
-    let mut p = Pickler::new(&is_module, &ident);
+    let mut p = Pickler::new(&is_module, &name_map);
     p.plan(&root, options.policy.clone());
     let (data_pkl, storages) = p.finish(&root);
     write_storages(&mut zw, "data", &storages).map_err(io)?;
     write_pickle(&mut zw, "data.pkl", &data_pkl).map_err(io)?;
+    let files = if is_verbatim(module) {
+        module
+            .cu
+            .files
+            .iter()
+            .map(|f| (f.qualifier.clone(), f.text.clone(), f.debug_pkl.clone()))
+            .collect()
+    } else {
+        let pickled: Vec<QualifiedName> = asked.borrow().clone();
+        print_code(&module.cu, &uniquer, pickled)
+    };
     let mut texts = Vec::new();
-    for f in &module.cu.files {
-        let path = crate::model::types::qualifier_to_code_path(&f.qualifier);
-        zw.write_record(&path, f.text.as_bytes()).map_err(io)?;
-        if let Some(d) = &f.debug_pkl {
-            zw.write_record(&format!("{path}.debug_pkl"), d)
-                .map_err(io)?;
-        }
-        texts.push(f.text.as_str());
+    for (qualifier, text, debug_pkl) in &files {
+        let path = crate::model::types::qualifier_to_code_path(qualifier);
+        zw.write_record(&path, text.as_bytes()).map_err(io)?;
+        let debug = debug_pkl.clone().unwrap_or_else(minimal_debug_pkl);
+        zw.write_record(&format!("{path}.debug_pkl"), &debug)
+            .map_err(io)?;
+        texts.push(text.as_str());
     }
     let constants = IValue::Tuple(Arc::new(Tuple {
         items: module.constants.clone(),
         named: None,
     }));
-    let mut p = Pickler::new(&is_module, &ident);
+    let mut p = Pickler::new(&is_module, &name_map);
     // The constants tuple is built afresh at save time; its contents keep the policy.
     p.plan(&constants, options.policy.clone());
     p.unmemoize(&constants);
@@ -193,4 +217,155 @@ pub fn save_to_buffer(
 ) -> Result<Bytes> {
     let out = save_to_writer(module, Vec::new(), "archive", extra_files, options)?;
     Ok(Bytes::from(out))
+}
+
+/// A module read from an archive and not combined with others is re-saved with its files
+/// exactly as read (PyTorch's re-save reproduces them too).
+fn is_verbatim(module: &ScriptModule) -> bool {
+    let cu = &module.cu;
+    !cu.files.is_empty()
+        && cu.definitions().all(|d| {
+            !d.name()
+                .as_str()
+                .contains(crate::model::mangle::KEY_SEPARATOR)
+                && cu.files.iter().any(|f| f.definitions.contains(d.name()))
+        })
+}
+
+/// The archive name of a type key: uniqued for classes, interfaces, NamedTuples and
+/// enums; free functions keep their names (PyTorch does not unique them at save time).
+fn archive_name(
+    cu: &CompilationUnit,
+    uniquer: &RefCell<NameUniquer>,
+    key: &QualifiedName,
+) -> QualifiedName {
+    match cu.get(key) {
+        Some(Definition::Function(_)) => original_name(key),
+        _ => uniquer.borrow_mut().unique(key),
+    }
+}
+
+/// Names a definition refers to, in the order PyTorch's printer meets them (its own name,
+/// attribute and constant types, then each method's signature and body).
+fn references_in_order(cu: &CompilationUnit, d: &Definition) -> Vec<QualifiedName> {
+    let mut out = vec![d.name().clone()];
+    let sig = |s: &crate::model::Signature, out: &mut Vec<QualifiedName>| {
+        for p in &s.params {
+            if let Some(t) = &p.ty {
+                t.named_types(out);
+            }
+        }
+        if let Some(r) = &s.returns {
+            r.named_types(out);
+        }
+    };
+    let body = |text: &str, out: &mut Vec<QualifiedName>| {
+        for token in qualified_tokens(text) {
+            let atoms: Vec<&str> = token.split('.').collect();
+            if let Some(n) = (2..=atoms.len())
+                .rev()
+                .map(|k| QualifiedName::new(atoms[..k].join(".")))
+                .find(|n| cu.get(n).is_some())
+            {
+                out.push(n);
+            }
+        }
+    };
+    match d {
+        Definition::Class(c) => {
+            for a in &c.attributes {
+                a.ty.named_types(&mut out);
+            }
+            for k in &c.constants {
+                k.ty.named_types(&mut out);
+            }
+            for m in &c.methods {
+                sig(&m.signature, &mut out);
+                body(&m.body, &mut out);
+            }
+        }
+        Definition::Interface(i) => i.methods.iter().for_each(|(_, s)| sig(s, &mut out)),
+        Definition::NamedTuple(n) => n.fields.iter().for_each(|(_, t)| t.named_types(&mut out)),
+        Definition::Enum(_) => {}
+        Definition::Function(f) => {
+            sig(&f.def.signature, &mut out);
+            body(&f.def.body, &mut out);
+        }
+    }
+    out.retain(|n| cu.get(n).is_some());
+    out
+}
+
+/// Prints the code of every type the archive needs: first the classes met while
+/// pickling, then what their code refers to, breadth first; one file per (uniqued)
+/// qualifier, files in the order first needed.
+fn print_code(
+    cu: &CompilationUnit,
+    uniquer: &RefCell<NameUniquer>,
+    pickled: Vec<QualifiedName>,
+) -> Vec<(String, String, Option<Bytes>)> {
+    let mut queue: VecDeque<QualifiedName> = pickled
+        .into_iter()
+        .filter(|n| cu.get(n).is_some())
+        .collect();
+    let mut printed = HashSet::new();
+    let mut files: Vec<(String, Vec<Definition>)> = Vec::new();
+    while let Some(key) = queue.pop_front() {
+        if !printed.insert(key.clone()) {
+            continue;
+        }
+        let Some(def) = cu.get(&key) else { continue };
+        let refs = references_in_order(cu, def);
+        let mut renames = Renames::new();
+        for r in &refs {
+            renames.insert(r.clone(), archive_name(cu, uniquer, r));
+            queue.push_back(r.clone());
+        }
+        let out_name = archive_name(cu, uniquer, &key);
+        let printed_def = rename_definition(def, &renames);
+        let qualifier = out_name.qualifier().to_string();
+        match files.iter_mut().find(|(q, _)| *q == qualifier) {
+            Some((_, defs)) => defs.push(printed_def),
+            None => files.push((qualifier, vec![printed_def])),
+        }
+    }
+    files
+        .into_iter()
+        .map(|(q, defs)| {
+            let refs: Vec<&Definition> = defs.iter().collect();
+            (q, print_source(&refs), None)
+        })
+        .collect()
+}
+
+/// A `.debug_pkl` in PyTorch's structure for code that has no recorded source ranges:
+/// the string table holds only `""` and one record maps the whole file to an empty range.
+fn minimal_debug_pkl() -> Bytes {
+    use crate::model::{List, Str, TypeExpr};
+    let t = |items: Vec<IValue>| IValue::Tuple(Arc::new(Tuple { items, named: None }));
+    let source = t(vec![
+        IValue::List(Arc::new(List {
+            elem_type: TypeExpr::name("int"),
+            items: Vec::new(),
+        })),
+        IValue::Int(0),
+        IValue::Int(0),
+    ]);
+    let record = t(vec![
+        IValue::Int(0),
+        t(vec![source, IValue::Int(0), IValue::Int(0)]),
+        IValue::Int(0),
+    ]);
+    let v = t(vec![
+        IValue::String(Str::from("FORMAT_WITH_STRING_TABLE")),
+        t(vec![IValue::String(Str::from(""))]),
+        t(vec![record]),
+    ]);
+    let none = |_: &QualifiedName| false;
+    let ident = |q: &QualifiedName| q.clone();
+    let mut p = Pickler::new(&none, &ident);
+    p.plan(&v, MemoPolicy::Loaded);
+    // The table is a fresh value in PyTorch, so not memoized.
+    p.unmemoize(&v);
+    Bytes::from(p.finish(&v).0.to_vec())
 }
