@@ -386,3 +386,32 @@ mod tests {
         );
     }
 }
+
+/// A module whose types are given as TorchScript declarations (what `torch.jit.script`
+/// would have compiled), one `(qualifier, text)` per code file, and whose state is `root`.
+pub fn module_from_source(
+    sources: &[(&str, &str)],
+    root: Arc<Object>,
+) -> Result<ScriptModule, crate::code::CodeError> {
+    let mut cu = CompilationUnit::new();
+    for (qualifier, text) in sources {
+        for d in crate::code::parse_source(qualifier, text)? {
+            let _ = cu.define(d);
+        }
+    }
+    Ok(ScriptModule {
+        root,
+        cu: Arc::new(cu),
+        constants: Vec::new(),
+        extra_files: IndexMap::new(),
+        memoized: None,
+    })
+}
+
+/// An object of `class` with attributes in slot order.
+pub fn object(class: &str, attrs: Vec<(&str, IValue)>) -> Arc<Object> {
+    Arc::new(Object {
+        class: QualifiedName::new(class),
+        state: ObjectState::Attributes(attrs.into_iter().map(|(n, v)| (Str::from(n), v)).collect()),
+    })
+}

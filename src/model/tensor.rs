@@ -151,3 +151,29 @@ impl Tensor {
         Ok(Some((lo, hi + 1)))
     }
 }
+
+impl Tensor {
+    /// A contiguous tensor over a new storage holding exactly `data`.
+    pub fn contiguous(dtype: ScalarType, device: Device, sizes: Vec<i64>, data: Bytes, requires_grad: bool) -> Tensor {
+        let numel = if device.is_meta() {
+            sizes.iter().product::<i64>().max(0) as u64
+        } else {
+            data.len() as u64 / dtype.element_size()
+        };
+        Tensor {
+            storage: Arc::new(Storage {
+                dtype,
+                device,
+                numel,
+                data,
+            }),
+            storage_offset: 0,
+            strides: Tensor::contiguous_strides(&sizes),
+            sizes,
+            requires_grad,
+            conj: false,
+            neg: false,
+            quantization: None,
+        }
+    }
+}
