@@ -155,7 +155,13 @@ const MY_MOD: &str = "class MyMod(Module):\n  __parameters__ = []\n  __buffers__
 fn test_save_load_with_extra_files() {
     let m = module_from_source(
         &[("__torch__", MY_MOD)],
-        object("__torch__.MyMod", vec![("training", IValue::Bool(true)), ("_is_full_backward_hook", IValue::None)]),
+        object(
+            "__torch__.MyMod",
+            vec![
+                ("training", IValue::Bool(true)),
+                ("_is_full_backward_hook", IValue::None),
+            ],
+        ),
     )
     .unwrap();
     // Binary data, and a str value stored as its UTF-8 bytes.
@@ -168,7 +174,10 @@ fn test_save_load_with_extra_files() {
     let dir = tempfile::tempdir().unwrap();
     let fname = dir.path().join("extra_files.pt");
     save(&m, &fname, &expected, &scripted()).unwrap();
-    assert_same_records(&Bytes::from(std::fs::read(&fname).unwrap()), "extra_files.pt");
+    assert_same_records(
+        &Bytes::from(std::fs::read(&fname).unwrap()),
+        "extra_files.pt",
+    );
     let mut extra = ExtraFilesMap::new();
     extra.insert("foo".into(), Bytes::new());
     extra.insert("foo2".into(), Bytes::new());
@@ -201,7 +210,13 @@ fn namedtuple_module(forward: &str) -> ScriptModule {
     );
     module_from_source(
         &[("__torch__", &text)],
-        object("__torch__.MyModule", vec![("training", IValue::Bool(true)), ("_is_full_backward_hook", IValue::None)]),
+        object(
+            "__torch__.MyModule",
+            vec![
+                ("training", IValue::Bool(true)),
+                ("_is_full_backward_hook", IValue::None),
+            ],
+        ),
     )
     .unwrap()
 }
@@ -219,20 +234,26 @@ fn check_namedtuple(m: ScriptModule, expected: &str) {
 
 #[test]
 fn test_save_namedtuple_input_only() {
-    let m = namedtuple_module("  def forward(self: __torch__.MyModule,\n    x: __torch__.FooTuple) -> Tensor:\n    return torch.tensor(3)\n");
+    let m = namedtuple_module(
+        "  def forward(self: __torch__.MyModule,\n    x: __torch__.FooTuple) -> Tensor:\n    return torch.tensor(3)\n",
+    );
     check_namedtuple(m, "namedtuple_input_only.pt");
 }
 
 #[test]
 fn test_save_namedtuple_input_only_forwardref() {
     // `a: "int"` compiles to the same declaration as `a: int`.
-    let m = namedtuple_module("  def forward(self: __torch__.MyModule,\n    x: __torch__.FooTuple) -> Tensor:\n    return torch.tensor(3)\n");
+    let m = namedtuple_module(
+        "  def forward(self: __torch__.MyModule,\n    x: __torch__.FooTuple) -> Tensor:\n    return torch.tensor(3)\n",
+    );
     check_namedtuple(m, "namedtuple_input_only_forwardref.pt");
 }
 
 #[test]
 fn test_save_namedtuple_output_only() {
-    let m = namedtuple_module("  def forward(self: __torch__.MyModule) -> Optional[__torch__.FooTuple]:\n    return None\n");
+    let m = namedtuple_module(
+        "  def forward(self: __torch__.MyModule) -> Optional[__torch__.FooTuple]:\n    return None\n",
+    );
     check_namedtuple(m, "namedtuple_output_only.pt");
 }
 
@@ -267,12 +288,26 @@ fn test_save_load_params_buffers_submodules() {
         "class TestModule(Module):\n  __parameters__ = [\"parameter_a\", \"parameter_b\", ]\n  __buffers__ = [\"buffer\", ]\n  parameter_a : Tensor\n  parameter_b : Tensor\n  buffer : Tensor\n  training : bool\n  _is_full_backward_hook : Optional[bool]\n  t : Tensor\n  submodule_a : __torch__.Submodule\n  submodule_b : __torch__.Submodule\n{SUBMODULE}"
     );
     let src = "params_buffers_submodules.pt";
-    let sub = || IValue::Object(object("__torch__.Submodule", vec![("training", IValue::Bool(true)), ("_is_full_backward_hook", IValue::None)]));
+    let sub = || {
+        IValue::Object(object(
+            "__torch__.Submodule",
+            vec![
+                ("training", IValue::Bool(true)),
+                ("_is_full_backward_hook", IValue::None),
+            ],
+        ))
+    };
     let root = object(
         "__torch__.TestModule",
         vec![
-            ("parameter_a", fresh(&corpus_tensor(src, "parameter_a"), true)),
-            ("parameter_b", fresh(&corpus_tensor(src, "parameter_b"), true)),
+            (
+                "parameter_a",
+                fresh(&corpus_tensor(src, "parameter_a"), true),
+            ),
+            (
+                "parameter_b",
+                fresh(&corpus_tensor(src, "parameter_b"), true),
+            ),
             ("buffer", fresh(&corpus_tensor(src, "buffer"), false)),
             ("training", IValue::Bool(true)),
             ("_is_full_backward_hook", IValue::None),
@@ -285,10 +320,15 @@ fn test_save_load_params_buffers_submodules() {
     let saved = save_to_buffer(&m, &ExtraFilesMap::new(), &scripted()).unwrap();
     assert_same_records(&saved, src);
     let m_loaded = load_from_buffer(saved, None, None).unwrap();
-    let names = |v: Vec<ptconform::model::module::NamedModule>| v.into_iter().map(|n| n.name).collect::<Vec<_>>();
+    let names = |v: Vec<ptconform::model::module::NamedModule>| {
+        v.into_iter().map(|n| n.name).collect::<Vec<_>>()
+    };
     assert_eq!(names(m.named_modules()), names(m_loaded.named_modules()));
     assert_eq!(names(m.named_modules()), ["", "submodule_a", "submodule_b"]);
-    for (a, b) in [(m.named_parameters(), m_loaded.named_parameters()), (m.named_buffers(), m_loaded.named_buffers())] {
+    for (a, b) in [
+        (m.named_parameters(), m_loaded.named_parameters()),
+        (m.named_buffers(), m_loaded.named_buffers()),
+    ] {
         assert_eq!(a.len(), b.len());
         for (x, y) in a.iter().zip(&b) {
             assert_eq!(x.name, y.name);
@@ -309,10 +349,21 @@ fn linear_source(qualifier: &str, archive: &str, file: &str) -> String {
         String::from_utf8(a.read(file, false).unwrap().to_vec()).unwrap()
     };
     let (i, o) = {
-        let grab = |k: &str| text.lines().find(|l| l.contains(k)).unwrap().rsplit(' ').next().unwrap().to_string();
+        let grab = |k: &str| {
+            text.lines()
+                .find(|l| l.contains(k))
+                .unwrap()
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        };
         (grab("in_features"), grab("out_features"))
     };
-    let mut t = LINEAR.replace("{IN}", &i).replace("{OUT}", &o).replace("{QUAL}", qualifier);
+    let mut t = LINEAR
+        .replace("{IN}", &i)
+        .replace("{OUT}", &o)
+        .replace("{QUAL}", qualifier);
     if text.find("out_features").unwrap() < text.find("in_features").unwrap() {
         let lines: Vec<&str> = t.lines().collect();
         let (a, b) = (lines[7].to_string(), lines[8].to_string());
@@ -336,13 +387,23 @@ fn linear_object(class: &str, w: &Tensor, b: &Tensor) -> IValue {
 fn meta_foo(archive: &str, with_buffer: bool) -> ScriptModule {
     let lin0 = "__torch__.torch.nn.modules.linear";
     let lin1 = "__torch__.torch.nn.modules.linear.___torch_mangle_0";
-    let foo = format!(
+    let foo_class = format!(
         "class Foo(Module):\n  __parameters__ = []\n  __buffers__ = [{}]\n{}  training : bool\n  _is_full_backward_hook : Optional[bool]\n  foo : {lin0}.Linear\n  bar : {lin1}.Linear\n  def forward(self: __torch__.Foo,\n    x: Tensor) -> Tensor:\n    foo = self.foo\n    x0 = (foo).forward(x, )\n    bar = self.bar\n    return (bar).forward(x0, )\n",
         if with_buffer { "\"buffer\", " } else { "" },
-        if with_buffer { "  buffer : Tensor\n" } else { "" },
+        if with_buffer {
+            "  buffer : Tensor\n"
+        } else {
+            ""
+        },
     );
     let meta = |sizes: Vec<i64>, rg: bool| {
-        IValue::Tensor(Arc::new(Tensor::contiguous(ScalarType::Float32, Device::meta(), sizes, Bytes::new(), rg)))
+        IValue::Tensor(Arc::new(Tensor::contiguous(
+            ScalarType::Float32,
+            Device::meta(),
+            sizes,
+            Bytes::new(),
+            rg,
+        )))
     };
     let mut attrs = Vec::new();
     if with_buffer {
@@ -362,10 +423,25 @@ fn meta_foo(archive: &str, with_buffer: bool) -> ScriptModule {
             ],
         )),
     ));
-    attrs.push(("bar", linear_object(&format!("{lin1}.Linear"), &corpus_tensor(archive, "bar.weight"), &corpus_tensor(archive, "bar.bias"))));
+    attrs.push((
+        "bar",
+        linear_object(
+            &format!("{lin1}.Linear"),
+            &corpus_tensor(archive, "bar.weight"),
+            &corpus_tensor(archive, "bar.bias"),
+        ),
+    ));
     let l0 = linear_source(lin0, archive, "code/__torch__/torch/nn/modules/linear.py");
-    let l1 = linear_source(lin1, archive, "code/__torch__/torch/nn/modules/linear/___torch_mangle_0.py");
-    module_from_source(&[("__torch__", &foo), (lin0, &l0), (lin1, &l1)], object("__torch__.Foo", attrs)).unwrap()
+    let l1 = linear_source(
+        lin1,
+        archive,
+        "code/__torch__/torch/nn/modules/linear/___torch_mangle_0.py",
+    );
+    module_from_source(
+        &[("__torch__", &foo_class), (lin0, &l0), (lin1, &l1)],
+        object("__torch__.Foo", attrs),
+    )
+    .unwrap()
 }
 
 fn device_of(m: &ScriptModule) -> Vec<(String, String)> {
@@ -400,7 +476,12 @@ fn test_save_load_meta_tensors_to_device() {
     let saved = save_to_buffer(&m, &ExtraFilesMap::new(), &scripted()).unwrap();
     assert_same_records(&saved, "meta_tensors_to_device.pt");
     let m_loaded = load_from_buffer(saved, Some(Device::cpu()), None).unwrap();
-    let expected = [("foo.weight", "meta"), ("foo.bias", "meta"), ("bar.weight", "cpu"), ("bar.bias", "cpu")]
-        .map(|(a, b)| (a.to_string(), b.to_string()));
+    let expected = [
+        ("foo.weight", "meta"),
+        ("foo.bias", "meta"),
+        ("bar.weight", "cpu"),
+        ("bar.bias", "cpu"),
+    ]
+    .map(|(a, b)| (a.to_string(), b.to_string()));
     assert_eq!(device_of(&m_loaded), expected);
 }

@@ -173,10 +173,8 @@ pub fn rename_value(v: &IValue, r: &Renames, memo: &mut HashMap<usize, IValue>) 
     if r.is_empty() {
         return v.clone();
     }
-    if let Some(id) = v.identity() {
-        if let Some(done) = memo.get(&id) {
-            return done.clone();
-        }
+    if let Some(done) = v.identity().and_then(|id| memo.get(&id)) {
+        return done.clone();
     }
     let out = match v {
         IValue::Object(o) => {
@@ -360,33 +358,6 @@ impl ModuleBuilder {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn text_renaming_takes_longest_known_prefix_and_skips_strings() {
-        let mut r = Renames::new();
-        r.insert("__torch__.Color".into(), "__torch__.Color#1".into());
-        r.insert("__torch__.lol".into(), "__torch__.lol#1".into());
-        let lookup = |s: &str| {
-            r.get(&QualifiedName::new(s))
-                .map(|q| q.as_str().to_string())
-        };
-        assert_eq!(
-            rename_text(
-                "x = __torch__.Color.RED\n  y = __torch__.lol(x, )\n  s = \"__torch__.lol\"\n",
-                &lookup
-            ),
-            "x = __torch__.Color#1.RED\n  y = __torch__.lol#1(x, )\n  s = \"__torch__.lol\"\n"
-        );
-        assert_eq!(
-            rename_text("a__torch__.lol ü __torch__.other", &lookup),
-            "a__torch__.lol ü __torch__.other"
-        );
-    }
-}
-
 /// A module whose types are given as TorchScript declarations (what `torch.jit.script`
 /// would have compiled), one `(qualifier, text)` per code file, and whose state is `root`.
 pub fn module_from_source(
@@ -414,4 +385,31 @@ pub fn object(class: &str, attrs: Vec<(&str, IValue)>) -> Arc<Object> {
         class: QualifiedName::new(class),
         state: ObjectState::Attributes(attrs.into_iter().map(|(n, v)| (Str::from(n), v)).collect()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_renaming_takes_longest_known_prefix_and_skips_strings() {
+        let mut r = Renames::new();
+        r.insert("__torch__.Color".into(), "__torch__.Color#1".into());
+        r.insert("__torch__.lol".into(), "__torch__.lol#1".into());
+        let lookup = |s: &str| {
+            r.get(&QualifiedName::new(s))
+                .map(|q| q.as_str().to_string())
+        };
+        assert_eq!(
+            rename_text(
+                "x = __torch__.Color.RED\n  y = __torch__.lol(x, )\n  s = \"__torch__.lol\"\n",
+                &lookup
+            ),
+            "x = __torch__.Color#1.RED\n  y = __torch__.lol#1(x, )\n  s = \"__torch__.lol\"\n"
+        );
+        assert_eq!(
+            rename_text("a__torch__.lol ü __torch__.other", &lookup),
+            "a__torch__.lol ü __torch__.other"
+        );
+    }
 }

@@ -154,7 +154,13 @@ impl Tensor {
 
 impl Tensor {
     /// A contiguous tensor over a new storage holding exactly `data`.
-    pub fn contiguous(dtype: ScalarType, device: Device, sizes: Vec<i64>, data: Bytes, requires_grad: bool) -> Tensor {
+    pub fn contiguous(
+        dtype: ScalarType,
+        device: Device,
+        sizes: Vec<i64>,
+        data: Bytes,
+        requires_grad: bool,
+    ) -> Tensor {
         let numel = if device.is_meta() {
             sizes.iter().product::<i64>().max(0) as u64
         } else {

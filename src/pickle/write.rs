@@ -98,6 +98,9 @@ pub struct Pickler<'a> {
     chunks: Vec<Bytes>,
     next_memo: u32,
     strings: HashMap<Bytes, u32>,
+    /// Strings of at least `SHARED_CHUNK_MIN` bytes, memoized without hashing their
+    /// contents (a multi-GiB string would otherwise be hashed twice).
+    long_strings: Vec<(Bytes, u32)>,
     globals: HashMap<String, u32>,
     devices: HashMap<String, u32>,
     storage_memo: HashMap<usize, u32>,
@@ -121,6 +124,7 @@ impl<'a> Pickler<'a> {
             chunks: Vec::new(),
             next_memo: 0,
             strings: HashMap::new(),
+            long_strings: Vec::new(),
             globals: HashMap::new(),
             devices: HashMap::new(),
             storage_memo: HashMap::new(),
@@ -246,7 +250,17 @@ impl<'a> Pickler<'a> {
     }
 
     pub fn string(&mut self, s: &Bytes) {
-        if let Some(&id) = self.strings.get(s) {
+        let long = s.len() >= SHARED_CHUNK_MIN;
+        let known = if long {
+            // Same length first; equal contents then (memcmp, usually the same buffer).
+            self.long_strings
+                .iter()
+                .find(|(b, _)| b.len() == s.len() && (b.as_ptr() == s.as_ptr() || b == s))
+                .map(|&(_, id)| id)
+        } else {
+            self.strings.get(s).copied()
+        };
+        if let Some(id) = known {
             self.get(id);
             return;
         }
@@ -265,7 +279,11 @@ impl<'a> Pickler<'a> {
             self.cur.extend_from_slice(s);
         }
         let id = self.put();
-        self.strings.insert(s.clone(), id);
+        if long {
+            self.long_strings.push((s.clone(), id));
+        } else {
+            self.strings.insert(s.clone(), id);
+        }
     }
 
     fn str(&mut self, s: &str) {

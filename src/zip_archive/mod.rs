@@ -4,3 +4,6 @@ pub mod save;
 pub mod write;
 
 pub use read::{ExtraFilesMap, LoadOptions, Record, ZipArchiveReader, load_archive};
+pub use write::{
+    PyTorchZipWriter, archive_name_from_path, extra_files_write_order, std_hash_bytes,
+};
