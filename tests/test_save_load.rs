@@ -485,3 +485,80 @@ fn test_save_load_meta_tensors_to_device() {
     .map(|(a, b)| (a.to_string(), b.to_string()));
     assert_eq!(device_of(&m_loaded), expected);
 }
+
+/// The scenario archives built here load in real PyTorch 2.15 with the facts PyTorch
+/// reported for its own archives of the same scenarios.
+#[test]
+fn pytorch_loads_the_rust_built_scenarios() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_extra = ExtraFilesMap::new();
+    let mut extra = ExtraFilesMap::new();
+    extra.insert("foo".into(), Bytes::from_static(b"bar\x00\xffbaz"));
+    extra.insert("foo2".into(), Bytes::from_static(b"bar"));
+    let my_mod = module_from_source(
+        &[("__torch__", MY_MOD)],
+        object(
+            "__torch__.MyMod",
+            vec![
+                ("training", IValue::Bool(true)),
+                ("_is_full_backward_hook", IValue::None),
+            ],
+        ),
+    )
+    .unwrap();
+    let cases: Vec<(&str, ScriptModule, &ExtraFilesMap)> = vec![
+        (
+            "different_modules",
+            contains_both(
+                "different_modules_first.pt",
+                "different_modules_second.pt",
+                "Tensor",
+            ),
+            &no_extra,
+        ),
+        (
+            "different_functions",
+            contains_both(
+                "different_functions_first.pt",
+                "different_functions_second.pt",
+                "str",
+            ),
+            &no_extra,
+        ),
+        (
+            "different_interfaces",
+            contains_both(
+                "different_interfaces_first.pt",
+                "different_interfaces_second.pt",
+                "Tensor",
+            ),
+            &no_extra,
+        ),
+        ("extra_files_buffer", my_mod, &extra),
+        (
+            "namedtuple_output_only",
+            namedtuple_module(
+                "  def forward(self: __torch__.MyModule) -> Optional[__torch__.FooTuple]:\n    return None\n",
+            ),
+            &no_extra,
+        ),
+        ("meta_tensors", meta_foo("meta_tensors.pt", true), &no_extra),
+    ];
+    let mut paths = Vec::new();
+    let mut expected = Vec::new();
+    for (name, m, extra) in &cases {
+        let bytes = save_to_buffer(m, extra, &scripted()).unwrap();
+        let p = dir.path().join(format!("{name}.pt"));
+        std::fs::write(&p, &bytes).unwrap();
+        paths.push(p);
+        let json = std::fs::read(common::corpus(&format!("{name}.json"))).unwrap();
+        expected.push(serde_json::from_slice::<serde_json::Value>(&json).unwrap());
+    }
+    let Some(got) = common::pytorch_facts(&paths) else {
+        return;
+    };
+    for ((p, got), want) in paths.iter().zip(got).zip(expected) {
+        let got = got.unwrap_or_else(|e| panic!("PyTorch could not load {}: {e}", p.display()));
+        assert_eq!(got, want, "{}", p.display());
+    }
+}
