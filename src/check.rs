@@ -190,13 +190,7 @@ fn collect_objects(v: &IValue, out: &mut Vec<std::sync::Arc<crate::model::Object
     while let Some(v) = stack.pop() {
         match v {
             IValue::Object(o) => out.push(o.clone()),
-            IValue::Tuple(t) => stack.extend(t.items.iter()),
-            IValue::List(l) => stack.extend(l.items.iter()),
-            IValue::Dict(d) => d.entries.iter().for_each(|(k, v)| {
-                stack.push(k);
-                stack.push(v);
-            }),
-            _ => {}
+            other => stack.extend(other.children()),
         }
     }
 }

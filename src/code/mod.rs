@@ -333,20 +333,11 @@ fn parse_class(
         return Err(err(start, format!("invalid class name {name:?}")));
     }
     let qname = QualifiedName::join(qualifier, name);
-    let mut class = ClassDef {
-        name: qname.clone(),
-        kind: match base {
-            Some("Module") => ClassKind::Module,
-            _ => ClassKind::Class,
-        },
-        parameters: Vec::new(),
-        buffers: Vec::new(),
-        forward_pre_hooks: None,
-        forward_hooks: None,
-        attributes: Vec::new(),
-        constants: Vec::new(),
-        methods: Vec::new(),
+    let kind = match base {
+        Some("Module") => ClassKind::Module,
+        _ => ClassKind::Class,
     };
+    let mut class = ClassDef::new(qname.clone(), kind);
     let mut iface_methods = Vec::new();
     let mut fields = Vec::new();
     let mut members = Vec::new();

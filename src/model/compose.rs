@@ -234,17 +234,7 @@ impl ModuleBuilder {
     /// (`training`, `_is_full_backward_hook`).
     pub fn new(name: &str) -> Self {
         let mut b = ModuleBuilder {
-            class: ClassDef {
-                name: QualifiedName::new(name),
-                kind: ClassKind::Module,
-                parameters: Vec::new(),
-                buffers: Vec::new(),
-                forward_pre_hooks: None,
-                forward_hooks: None,
-                attributes: Vec::new(),
-                constants: Vec::new(),
-                methods: Vec::new(),
-            },
+            class: ClassDef::new(QualifiedName::new(name), ClassKind::Module),
             attrs: Vec::new(),
             cu: CompilationUnit::new(),
             extra_defs: Vec::new(),

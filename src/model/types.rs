@@ -268,6 +268,20 @@ pub struct Signature {
     pub returns: Option<TypeExpr>,
 }
 
+impl Signature {
+    /// Named types of the parameters, then of the return type.
+    pub fn named_types(&self, out: &mut Vec<QualifiedName>) {
+        for t in self
+            .params
+            .iter()
+            .filter_map(|p| p.ty.as_ref())
+            .chain(&self.returns)
+        {
+            t.named_types(out);
+        }
+    }
+}
+
 /// A method of a class, or a free function: signature plus the body kept as text.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MethodDef {
@@ -316,6 +330,21 @@ pub struct ClassDef {
 }
 
 impl ClassDef {
+    /// An empty class (no attributes, constants or methods).
+    pub fn new(name: QualifiedName, kind: ClassKind) -> Self {
+        ClassDef {
+            name,
+            kind,
+            parameters: Vec::new(),
+            buffers: Vec::new(),
+            forward_pre_hooks: None,
+            forward_hooks: None,
+            attributes: Vec::new(),
+            constants: Vec::new(),
+            methods: Vec::new(),
+        }
+    }
+
     pub fn attribute(&self, name: &str) -> Option<&AttributeDecl> {
         self.attributes.iter().find(|a| a.name == name)
     }
@@ -375,6 +404,42 @@ impl Definition {
             Definition::NamedTuple(n) => &n.name,
             Definition::Enum(e) => &e.name,
             Definition::Function(f) => &f.name,
+        }
+    }
+
+    /// Named types the declaration mentions, in text order: attribute and constant types,
+    /// then each method's (or the function's) parameter and return types.
+    pub fn type_references(&self) -> Vec<QualifiedName> {
+        let mut out = self.field_types();
+        for m in self.methods() {
+            m.signature.named_types(&mut out);
+        }
+        if let Definition::Interface(i) = self {
+            i.methods.iter().for_each(|(_, s)| s.named_types(&mut out));
+        }
+        out
+    }
+
+    /// Named types of attributes, constants and NamedTuple fields, in text order.
+    pub fn field_types(&self) -> Vec<QualifiedName> {
+        let mut out = Vec::new();
+        match self {
+            Definition::Class(c) => {
+                c.attributes.iter().for_each(|a| a.ty.named_types(&mut out));
+                c.constants.iter().for_each(|k| k.ty.named_types(&mut out));
+            }
+            Definition::NamedTuple(n) => n.fields.iter().for_each(|(_, t)| t.named_types(&mut out)),
+            _ => {}
+        }
+        out
+    }
+
+    /// The methods (or the function) with their bodies, in text order.
+    pub fn methods(&self) -> Vec<&MethodDef> {
+        match self {
+            Definition::Class(c) => c.methods.iter().collect(),
+            Definition::Function(f) => vec![&f.def],
+            _ => Vec::new(),
         }
     }
 

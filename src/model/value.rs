@@ -169,6 +169,22 @@ impl IValue {
         }
     }
 
+    /// The values directly inside this one: object attributes (or `__setstate__` state),
+    /// tuple and list items, dict keys and values. Tensors' quantizer tensors are not
+    /// values of the graph and are not included.
+    pub fn children(&self) -> Vec<&IValue> {
+        match self {
+            IValue::Object(o) => match &o.state {
+                ObjectState::Attributes(a) => a.iter().map(|(_, v)| v).collect(),
+                ObjectState::SetState(s) => vec![s],
+            },
+            IValue::Tuple(t) => t.items.iter().collect(),
+            IValue::List(l) => l.items.iter().collect(),
+            IValue::Dict(d) => d.entries.iter().flat_map(|(k, v)| [k, v]).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Identity of a heap value (for sharing), `None` for immediates and strings.
     pub fn identity(&self) -> Option<usize> {
         match self {

@@ -157,26 +157,15 @@ impl<'a> Pickler<'a> {
                 continue;
             }
             match v {
-                IValue::Object(o) => {
-                    if (self.is_module)(&o.class) {
-                        self.memoize.insert(id);
-                    }
-                    match &o.state {
-                        ObjectState::Attributes(a) => stack.extend(a.iter().map(|(_, v)| v)),
-                        ObjectState::SetState(s) => stack.push(s),
-                    }
+                IValue::Object(o) if (self.is_module)(&o.class) => {
+                    self.memoize.insert(id);
                 }
                 IValue::Tensor(_) if policy == MemoPolicy::Scripted => {
                     self.memoize.insert(id);
                 }
-                IValue::Tuple(t) => stack.extend(t.items.iter()),
-                IValue::List(l) => stack.extend(l.items.iter()),
-                IValue::Dict(d) => d.entries.iter().for_each(|(k, v)| {
-                    stack.push(k);
-                    stack.push(v);
-                }),
                 _ => {}
             }
+            stack.extend(v.children());
         }
     }
 

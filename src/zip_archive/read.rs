@@ -511,26 +511,11 @@ fn collect_named_types(root: &IValue, out: &mut Vec<QualifiedName>) {
             continue;
         }
         match v {
-            IValue::Object(o) => {
-                out.push(o.class.clone());
-                match &o.state {
-                    crate::model::ObjectState::Attributes(a) => {
-                        stack.extend(a.iter().map(|(_, v)| v))
-                    }
-                    crate::model::ObjectState::SetState(s) => stack.push(s),
-                }
-            }
+            IValue::Object(o) => out.push(o.class.clone()),
             IValue::Enum(e) => out.push(e.enum_type.clone()),
-            IValue::Tuple(t) => stack.extend(t.items.iter()),
-            IValue::List(l) => stack.extend(l.items.iter()),
-            IValue::Dict(d) => {
-                for (k, v) in &d.entries {
-                    stack.push(k);
-                    stack.push(v);
-                }
-            }
             _ => {}
         }
+        stack.extend(v.children());
     }
 }
 
@@ -664,42 +649,7 @@ fn candidate_names(token: &str) -> Vec<QualifiedName> {
 
 /// Named types a declaration mentions in attribute types and signatures.
 fn dependencies(def: &Definition) -> Vec<QualifiedName> {
-    let mut out = Vec::new();
-    let sig_types = |sig: &crate::model::Signature, out: &mut Vec<QualifiedName>| {
-        for p in &sig.params {
-            if let Some(t) = &p.ty {
-                t.named_types(out);
-            }
-        }
-        if let Some(r) = &sig.returns {
-            r.named_types(out);
-        }
-    };
-    match def {
-        Definition::Class(c) => {
-            for a in &c.attributes {
-                a.ty.named_types(&mut out);
-            }
-            for k in &c.constants {
-                k.ty.named_types(&mut out);
-            }
-            for m in &c.methods {
-                sig_types(&m.signature, &mut out);
-            }
-        }
-        Definition::Interface(i) => {
-            for (_, s) in &i.methods {
-                sig_types(s, &mut out);
-            }
-        }
-        Definition::NamedTuple(n) => {
-            for (_, t) in &n.fields {
-                t.named_types(&mut out);
-            }
-        }
-        Definition::Enum(_) => {}
-        Definition::Function(f) => sig_types(&f.def.signature, &mut out),
-    }
+    let mut out = def.type_references();
     // Custom C++ classes (`__torch__.torch.classes.*`) are never printed to code/.
     out.retain(|n| {
         n.as_str().starts_with("__torch__.") && !n.as_str().starts_with("__torch__.torch.classes.")

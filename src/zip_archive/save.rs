@@ -248,19 +248,15 @@ fn archive_name(
 /// Names a definition refers to, in the order PyTorch's printer meets them (its own name,
 /// attribute and constant types, then each method's signature and body).
 fn references_in_order(cu: &CompilationUnit, d: &Definition) -> Vec<QualifiedName> {
+    // Printing goes attribute by attribute, then method by method (signature, body).
     let mut out = vec![d.name().clone()];
-    let sig = |s: &crate::model::Signature, out: &mut Vec<QualifiedName>| {
-        for p in &s.params {
-            if let Some(t) = &p.ty {
-                t.named_types(out);
-            }
-        }
-        if let Some(r) = &s.returns {
-            r.named_types(out);
-        }
-    };
-    let body = |text: &str, out: &mut Vec<QualifiedName>| {
-        for token in qualified_tokens(text) {
+    out.extend(d.field_types());
+    if let Definition::Interface(i) = d {
+        i.methods.iter().for_each(|(_, s)| s.named_types(&mut out));
+    }
+    for m in d.methods() {
+        m.signature.named_types(&mut out);
+        for token in qualified_tokens(&m.body) {
             let atoms: Vec<&str> = token.split('.').collect();
             if let Some(n) = (2..=atoms.len())
                 .rev()
@@ -269,27 +265,6 @@ fn references_in_order(cu: &CompilationUnit, d: &Definition) -> Vec<QualifiedNam
             {
                 out.push(n);
             }
-        }
-    };
-    match d {
-        Definition::Class(c) => {
-            for a in &c.attributes {
-                a.ty.named_types(&mut out);
-            }
-            for k in &c.constants {
-                k.ty.named_types(&mut out);
-            }
-            for m in &c.methods {
-                sig(&m.signature, &mut out);
-                body(&m.body, &mut out);
-            }
-        }
-        Definition::Interface(i) => i.methods.iter().for_each(|(_, s)| sig(s, &mut out)),
-        Definition::NamedTuple(n) => n.fields.iter().for_each(|(_, t)| t.named_types(&mut out)),
-        Definition::Enum(_) => {}
-        Definition::Function(f) => {
-            sig(&f.def.signature, &mut out);
-            body(&f.def.body, &mut out);
         }
     }
     out.retain(|n| cu.get(n).is_some());
