@@ -562,3 +562,54 @@ fn pytorch_loads_the_rust_built_scenarios() {
         assert_eq!(got, want, "{}", p.display());
     }
 }
+
+/// Beyond TestSaveLoad (spec/mangling.md §2.3): two loaded copies of a ContainsBoth
+/// archive under one parent. Every type of the second copy collides, including names that
+/// are already mangled, which get renumbered.
+#[test]
+fn nested_collisions_are_renumbered_like_pytorch() {
+    let x = loaded("different_modules.pt");
+    let y = loaded("different_modules.pt");
+    let mut b = ModuleBuilder::new("__torch__.Outer");
+    b.submodule("x", &x);
+    b.submodule("y", &y);
+    b.method_source("def forward(self: __torch__.Outer,\n    t: Tensor) -> Tensor:\n  y = self.y\n  x = self.x\n  return (y).forward((x).forward(t, ), )\n")
+        .unwrap();
+    let saved = save_to_buffer(&b.build(), &ExtraFilesMap::new(), &SaveOptions::default()).unwrap();
+    // Tensor values differ (the scenario drew its own random weights): compare everything
+    // else.
+    let ours: Vec<(String, Bytes)> = comparable(&saved)
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("data/"))
+        .collect();
+    let theirs_bytes = Bytes::from(std::fs::read(common::corpus("nested_collisions.pt")).unwrap());
+    let theirs: Vec<(String, Bytes)> = comparable(&theirs_bytes)
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("data/"))
+        .collect();
+    assert_eq!(
+        ours.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        theirs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>()
+    );
+    for ((n, a), (_, b)) in ours.iter().zip(&theirs) {
+        assert!(
+            a == b,
+            "record {n} differs:\n{}\n---\n{}",
+            String::from_utf8_lossy(a),
+            String::from_utf8_lossy(b)
+        );
+    }
+    let m = load_from_buffer(saved, None, None).unwrap();
+    let names = qualified_names(&m);
+    assert!(
+        names.contains(&("y.first".into(), "__torch__.___torch_mangle_3.Foo".into())),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&(
+            "y.first.foo".into(),
+            "__torch__.torch.nn.modules.linear.___torch_mangle_4.Linear".into()
+        )),
+        "{names:?}"
+    );
+}
