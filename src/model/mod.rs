@@ -1,6 +1,7 @@
 //! The format-agnostic model: values, tensors over shared storages, declared types and
 //! the compilation unit. Codecs (`pickle`, `code`, `zip_archive`) read into and write from it.
 
+pub mod bytecode;
 pub mod compilation_unit;
 pub mod compose;
 pub mod device;

@@ -1,0 +1,158 @@
+//! Mobile bytecode: the functions a mobile flatbuffer (or a mobile zip's `bytecode.pkl`)
+//! carries for the lite interpreter.
+
+use super::{IValue, QualifiedName};
+
+macro_rules! opcodes {
+    ($( $variant:ident = $num:literal, $name:literal; )*) => {
+        /// Interpreter opcodes of PyTorch 2.15, numbered by their position in PyTorch's
+        /// opcode list (the flatbuffer `Instruction.op`); `name()` is the `bytecode.pkl`
+        /// spelling.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum OpCode { $( $variant = $num, )* }
+
+        impl OpCode {
+            pub const ALL: &'static [OpCode] = &[ $( OpCode::$variant, )* ];
+
+            pub fn name(self) -> &'static str {
+                match self { $( OpCode::$variant => $name, )* }
+            }
+
+            pub fn from_number(n: i64) -> Option<Self> {
+                match n { $( $num => Some(OpCode::$variant), )* _ => None }
+            }
+
+            pub fn from_name(s: &str) -> Option<Self> {
+                match s { $( $name => Some(OpCode::$variant), )* _ => None }
+            }
+        }
+    };
+}
+
+opcodes! {
+    Op = 0, "OP";
+    OpN = 1, "OPN";
+    Load = 2, "LOAD";
+    Move = 3, "MOVE";
+    StoreN = 4, "STOREN";
+    Store = 5, "STORE";
+    Drop = 6, "DROP";
+    DropR = 7, "DROPR";
+    LoadC = 8, "LOADC";
+    Jf = 9, "JF";
+    Jmp = 10, "JMP";
+    Loop = 11, "LOOP";
+    Ret = 12, "RET";
+    Wait = 13, "WAIT";
+    Call = 14, "CALL";
+    Guard = 15, "GUARD";
+    TypeCheck = 16, "TYPECHECK";
+    FailGuard = 17, "FAIL_GUARD";
+    ProfileOp = 18, "PROFILE_OP";
+    TailCall = 19, "TAIL_CALL";
+    InterfaceCall = 20, "INTERFACE_CALL";
+    GetAttr = 21, "GET_ATTR";
+    SetAttr = 22, "SET_ATTR";
+    ListUnpack = 23, "LIST_UNPACK";
+    TupleConstruct = 24, "TUPLE_CONSTRUCT";
+    NamedTupleConstruct = 25, "NAMED_TUPLE_CONSTRUCT";
+    ListConstruct = 26, "LIST_CONSTRUCT";
+    DictConstruct = 27, "DICT_CONSTRUCT";
+    CreateObject = 28, "CREATE_OBJECT";
+    IsInstance = 29, "ISINSTANCE";
+    TupleSlice = 30, "TUPLE_SLICE";
+    TupleIndex = 31, "TUPLE_INDEX";
+    RaiseException = 32, "RAISE_EXCEPTION";
+    DictIndex = 33, "DICT_INDEX";
+    UncheckedCast = 34, "UNCHECKED_CAST";
+    Is = 35, "__IS__";
+    UnInitialized = 36, "UN_INITIALIZED";
+    IsNot = 37, "__ISNOT__";
+    Format = 38, "FORMAT";
+    Device = 39, "DEVICE";
+    Dtype = 40, "DTYPE";
+    Dim = 41, "DIM";
+    Not = 42, "__NOT__";
+    ToList = 43, "TO_LIST";
+    NumToTensor = 44, "NUM_TO_TENSOR";
+    IsCuda = 45, "IS_CUDA";
+    Fork = 46, "FORK";
+    Warn = 47, "WARN";
+    Enter = 48, "ENTER";
+    Exit = 49, "EXIT";
+    Awaitable = 50, "AWAITABLE";
+}
+
+/// One instruction: opcode, `n` (count operand) and `x` (index or offset operand).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Instruction {
+    pub op: OpCode,
+    pub n: u16,
+    pub x: i32,
+}
+
+/// An operator a function calls (`aten::linear`, overload `""`), with the number of
+/// arguments passed at the call site (`None` = not recorded, the runtime's default -1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operator {
+    pub name: String,
+    pub overload_name: String,
+    pub num_args: Option<i32>,
+}
+
+impl Operator {
+    /// `name` or `name.overload`, the key of PyTorch's `opname_to_num_args`.
+    pub fn full_name(&self) -> String {
+        if self.overload_name.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}.{}", self.name, self.overload_name)
+        }
+    }
+}
+
+/// A schema argument or return: name, type string and default value.
+#[derive(Clone, Debug)]
+pub struct Arg {
+    pub name: String,
+    pub type_str: String,
+    pub default_value: Option<IValue>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct FunctionSchema {
+    pub arguments: Vec<Arg>,
+    pub returns: Vec<Arg>,
+}
+
+/// A bytecode function.
+#[derive(Clone, Debug)]
+pub struct BytecodeFunction {
+    pub qualified_name: QualifiedName,
+    pub instructions: Vec<Instruction>,
+    pub operators: Vec<Operator>,
+    pub constants: Vec<IValue>,
+    pub type_annotations: Vec<String>,
+    pub register_size: i32,
+    pub schema: Option<FunctionSchema>,
+    /// One debug handle per instruction (a process-wide counter in PyTorch).
+    pub debug_handles: Vec<i64>,
+    /// Index of `self`'s class among the module's object types.
+    pub class_type: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opcode_numbers_are_positions() {
+        for (i, op) in OpCode::ALL.iter().enumerate() {
+            assert_eq!(*op as usize, i);
+            assert_eq!(OpCode::from_number(i as i64), Some(*op));
+            assert_eq!(OpCode::from_name(op.name()), Some(*op));
+        }
+        assert_eq!(OpCode::ALL.len(), 51);
+        assert_eq!(OpCode::GetAttr.name(), "GET_ATTR");
+    }
+}
