@@ -156,3 +156,42 @@ mod tests {
         assert_eq!(OpCode::GetAttr.name(), "GET_ATTR");
     }
 }
+
+/// What PyTorch's `get_flatbuffer_module_info` reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ModuleInfo {
+    pub bytecode_version: u32,
+    pub operator_version: u32,
+    pub function_names: std::collections::BTreeSet<String>,
+    pub type_names: std::collections::BTreeSet<String>,
+    pub opname_to_num_args: std::collections::BTreeMap<String, i32>,
+}
+
+impl ModuleInfo {
+    /// Collects the info over `functions` (the functions among the mobile ivalues).
+    pub fn new<'a>(
+        bytecode_version: u32,
+        operator_version: u32,
+        functions: impl IntoIterator<Item = &'a BytecodeFunction>,
+    ) -> Self {
+        let mut info = ModuleInfo {
+            bytecode_version,
+            operator_version,
+            ..Default::default()
+        };
+        for f in functions {
+            info.function_names.insert(f.qualified_name.as_str().to_string());
+            for op in &f.operators {
+                info.opname_to_num_args.insert(op.full_name(), op.num_args.unwrap_or(-1));
+            }
+            for t in &f.type_annotations {
+                if let Ok(t) = super::TypeExpr::parse(t) {
+                    let mut names = Vec::new();
+                    t.named_types(&mut names);
+                    info.type_names.extend(names.into_iter().map(|n| n.as_str().to_string()));
+                }
+            }
+        }
+        info
+    }
+}
