@@ -544,11 +544,10 @@ def scenario_extra_files(out):
 
     # A NUL inside an extra-file name: the zip entry name is cut at the NUL
     # ("archive/extra/nul") but the 64-byte padding is computed from the full name length,
-    # so this record's data is NOT 64-byte aligned. Kept in its own file.
+    # so this record's data is NOT 64-byte aligned. Kept in corpus/quirks/ (see README).
     buf = io.BytesIO()
     torch.jit.save(m, buf, _extra_files={"nul\x00inside": b"value of a name with a NUL",
                                          "after": b"aligned again?"})
-    # Kept in corpus/quirks/: ptconform cannot re-save it byte-identically (see README).
     out.emit("quirks/extra_files_nul_name", buf.getvalue())
 
 

@@ -111,4 +111,6 @@ pub mod rules {
     pub const ATTRIBUTE_TYPE: Rule = "attribute-type";
     pub const MODULE_TREE: Rule = "module-tree";
     pub const EXTRA_NAME: Rule = "extra-file-name";
+    pub const FLATBUFFER: Rule = "flatbuffer";
+    pub const FLATBUFFER_TYPES: Rule = "flatbuffer-object-types";
 }

@@ -5,6 +5,7 @@ pub mod check;
 pub mod cli;
 pub mod code;
 pub mod error;
+pub mod flatbuffer;
 pub mod inspect;
 pub mod jit;
 pub mod model;
