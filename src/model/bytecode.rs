@@ -180,15 +180,18 @@ impl ModuleInfo {
             ..Default::default()
         };
         for f in functions {
-            info.function_names.insert(f.qualified_name.as_str().to_string());
+            info.function_names
+                .insert(f.qualified_name.as_str().to_string());
             for op in &f.operators {
-                info.opname_to_num_args.insert(op.full_name(), op.num_args.unwrap_or(-1));
+                info.opname_to_num_args
+                    .insert(op.full_name(), op.num_args.unwrap_or(-1));
             }
             for t in &f.type_annotations {
                 if let Ok(t) = super::TypeExpr::parse(t) {
                     let mut names = Vec::new();
                     t.named_types(&mut names);
-                    info.type_names.extend(names.into_iter().map(|n| n.as_str().to_string()));
+                    info.type_names
+                        .extend(names.into_iter().map(|n| n.as_str().to_string()));
                 }
             }
         }
