@@ -9,4 +9,7 @@
 //!   explains why.
 
 pub mod generated;
+pub mod read;
 pub mod support;
+
+pub use read::{MobileModule, is_flatbuffer, read_flatbuffer};

@@ -14,7 +14,7 @@ use flatbuffers::{
 };
 
 use super::generated::mobile_bytecode::{
-    Bool, ComplexDouble, Double, IValue, IValueArgs, IValueUnion, Int,
+    Bool, Bytes8, ComplexDouble, Double, IValue, IValueArgs, IValueUnion, Int,
 };
 
 /// The tags of the struct members, left out of the derived schema and so not generated.
@@ -244,6 +244,17 @@ pub fn create_aligned_bytes<'fbb, A: Allocator + 'fbb>(
         32 => aligned_bytes::<A, 32>(fbb, data),
         _ => panic!("create_aligned_bytes: alignment {align} is not a power of two <= 32"),
     }
+}
+
+/// The `i64` of an 8-byte vector element. Such vectors are typed `[Bytes8]` in the
+/// derived Rust schema (alignment 1) because PyTorch leaves empty ones unaligned.
+pub fn bytes8_i64(b: &Bytes8) -> i64 {
+    i64::from_le_bytes(b.0)
+}
+
+/// The `f64` of an 8-byte vector element (see [`bytes8_i64`]).
+pub fn bytes8_f64(b: &Bytes8) -> f64 {
+    f64::from_le_bytes(b.0)
 }
 
 #[cfg(test)]

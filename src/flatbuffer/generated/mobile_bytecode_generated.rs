@@ -940,6 +940,87 @@ impl<'a> Instruction {
 
 }
 
+// struct Bytes8, aligned to 1
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq)]
+pub struct Bytes8(pub [u8; 8]);
+impl Default for Bytes8 { 
+  fn default() -> Self { 
+    Self([0; 8])
+  }
+}
+impl ::core::fmt::Debug for Bytes8 {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    f.debug_struct("Bytes8")
+      .field("bytes", &self.bytes())
+      .finish()
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for Bytes8 {}
+impl<'a> ::flatbuffers::Follow<'a> for Bytes8 {
+  type Inner = &'a Bytes8;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { <&'a Bytes8>::follow(buf, loc) }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for &'a Bytes8 {
+  type Inner = &'a Bytes8;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { ::flatbuffers::follow_cast_ref::<Bytes8>(buf, loc) }
+  }
+}
+impl<'b> ::flatbuffers::Push for Bytes8 {
+    type Output = Bytes8;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        let src = unsafe { ::core::slice::from_raw_parts(self as *const Bytes8 as *const u8, <Self as ::flatbuffers::Push>::size()) };
+        dst.copy_from_slice(src);
+    }
+    #[inline]
+    fn alignment() -> ::flatbuffers::PushAlignment {
+        ::flatbuffers::PushAlignment::new(1)
+    }
+}
+
+impl<'a> ::flatbuffers::Verifiable for Bytes8 {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.in_buffer::<Self>(pos)
+  }
+}
+
+impl<'a> Bytes8 {
+  #[allow(clippy::too_many_arguments)]
+  pub fn new(
+    bytes: &[u8; 8],
+  ) -> Self {
+    let mut s = Self([0; 8]);
+    s.set_bytes(bytes);
+    s
+  }
+
+  pub fn bytes(&'a self) -> ::flatbuffers::Array<'a, u8, 8> {
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid array in this slot
+    use ::flatbuffers::Follow;
+    unsafe { ::flatbuffers::Array::follow(&self.0, 0) }
+  }
+
+  pub fn set_bytes(&mut self, items: &[u8; 8]) {
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid array in this slot
+    unsafe { ::flatbuffers::emplace_scalar_array(&mut self.0, 0, items) };
+  }
+
+}
+
 pub enum QuantizedSchemaOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -1658,11 +1739,11 @@ impl<'a> IntList<'a> {
 
 
   #[inline]
-  pub fn items(&self) -> Option<::flatbuffers::Vector<'a, i64>> {
+  pub fn items(&self) -> Option<::flatbuffers::Vector<'a, Bytes8>> {
     // Safety:
     // Created from valid Table for this object
     // which contains a valid value in this slot
-    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, i64>>>(IntList::VT_ITEMS, None)}
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, Bytes8>>>(IntList::VT_ITEMS, None)}
   }
 }
 
@@ -1672,13 +1753,13 @@ impl ::flatbuffers::Verifiable for IntList<'_> {
     v: &mut ::flatbuffers::Verifier, pos: usize
   ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
     v.visit_table(pos)?
-     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, i64>>>("items", Self::VT_ITEMS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, Bytes8>>>("items", Self::VT_ITEMS, false)?
      .finish();
     Ok(())
   }
 }
 pub struct IntListArgs<'a> {
-    pub items: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, i64>>>,
+    pub items: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, Bytes8>>>,
 }
 impl<'a> Default for IntListArgs<'a> {
   #[inline]
@@ -1695,7 +1776,7 @@ pub struct IntListBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
 }
 impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> IntListBuilder<'a, 'b, A> {
   #[inline]
-  pub fn add_items(&mut self, items: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , i64>>) {
+  pub fn add_items(&mut self, items: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , Bytes8>>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(IntList::VT_ITEMS, items);
   }
   #[inline]
@@ -1754,11 +1835,11 @@ impl<'a> DoubleList<'a> {
 
 
   #[inline]
-  pub fn items(&self) -> Option<::flatbuffers::Vector<'a, f64>> {
+  pub fn items(&self) -> Option<::flatbuffers::Vector<'a, Bytes8>> {
     // Safety:
     // Created from valid Table for this object
     // which contains a valid value in this slot
-    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, f64>>>(DoubleList::VT_ITEMS, None)}
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, Bytes8>>>(DoubleList::VT_ITEMS, None)}
   }
 }
 
@@ -1768,13 +1849,13 @@ impl ::flatbuffers::Verifiable for DoubleList<'_> {
     v: &mut ::flatbuffers::Verifier, pos: usize
   ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
     v.visit_table(pos)?
-     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, f64>>>("items", Self::VT_ITEMS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, Bytes8>>>("items", Self::VT_ITEMS, false)?
      .finish();
     Ok(())
   }
 }
 pub struct DoubleListArgs<'a> {
-    pub items: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, f64>>>,
+    pub items: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, Bytes8>>>,
 }
 impl<'a> Default for DoubleListArgs<'a> {
   #[inline]
@@ -1791,7 +1872,7 @@ pub struct DoubleListBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
 }
 impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DoubleListBuilder<'a, 'b, A> {
   #[inline]
-  pub fn add_items(&mut self, items: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , f64>>) {
+  pub fn add_items(&mut self, items: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , Bytes8>>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DoubleList::VT_ITEMS, items);
   }
   #[inline]
@@ -2935,11 +3016,11 @@ impl<'a> DebugInfo<'a> {
 
 
   #[inline]
-  pub fn debug_handle(&self) -> Option<::flatbuffers::Vector<'a, i64>> {
+  pub fn debug_handle(&self) -> Option<::flatbuffers::Vector<'a, Bytes8>> {
     // Safety:
     // Created from valid Table for this object
     // which contains a valid value in this slot
-    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, i64>>>(DebugInfo::VT_DEBUG_HANDLE, None)}
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, Bytes8>>>(DebugInfo::VT_DEBUG_HANDLE, None)}
   }
 }
 
@@ -2949,13 +3030,13 @@ impl ::flatbuffers::Verifiable for DebugInfo<'_> {
     v: &mut ::flatbuffers::Verifier, pos: usize
   ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
     v.visit_table(pos)?
-     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, i64>>>("debug_handle", Self::VT_DEBUG_HANDLE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, Bytes8>>>("debug_handle", Self::VT_DEBUG_HANDLE, false)?
      .finish();
     Ok(())
   }
 }
 pub struct DebugInfoArgs<'a> {
-    pub debug_handle: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, i64>>>,
+    pub debug_handle: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, Bytes8>>>,
 }
 impl<'a> Default for DebugInfoArgs<'a> {
   #[inline]
@@ -2972,7 +3053,7 @@ pub struct DebugInfoBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
 }
 impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DebugInfoBuilder<'a, 'b, A> {
   #[inline]
-  pub fn add_debug_handle(&mut self, debug_handle: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , i64>>) {
+  pub fn add_debug_handle(&mut self, debug_handle: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , Bytes8>>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DebugInfo::VT_DEBUG_HANDLE, debug_handle);
   }
   #[inline]
@@ -3765,11 +3846,11 @@ impl<'a> ExtraFile<'a> {
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ExtraFile::VT_NAME, None)}
   }
   #[inline]
-  pub fn content(&self) -> Option<&'a str> {
+  pub fn content(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
     // Safety:
     // Created from valid Table for this object
     // which contains a valid value in this slot
-    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ExtraFile::VT_CONTENT, None)}
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(ExtraFile::VT_CONTENT, None)}
   }
 }
 
@@ -3780,14 +3861,14 @@ impl ::flatbuffers::Verifiable for ExtraFile<'_> {
   ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
     v.visit_table(pos)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
-     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("content", Self::VT_CONTENT, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("content", Self::VT_CONTENT, false)?
      .finish();
     Ok(())
   }
 }
 pub struct ExtraFileArgs<'a> {
     pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
-    pub content: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub content: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
 }
 impl<'a> Default for ExtraFileArgs<'a> {
   #[inline]
@@ -3809,7 +3890,7 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ExtraFileBuilder<'a, 'b, A> {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ExtraFile::VT_NAME, name);
   }
   #[inline]
-  pub fn add_content(&mut self, content: ::flatbuffers::WIPOffset<&'b  str>) {
+  pub fn add_content(&mut self, content: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ExtraFile::VT_CONTENT, content);
   }
   #[inline]

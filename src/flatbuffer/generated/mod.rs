@@ -109,7 +109,7 @@ mod tests {
 
     /// The same text transform as the Python in scripts/regen-flatbuffers.sh: replace
     /// the leading comment block, drop the struct members of each union and give every
-    /// remaining member its original tag explicitly.
+    /// remaining member its original tag explicitly; read `ExtraFile.content` as bytes.
     fn derive_rust_schema(real: &str) -> String {
         let lines: Vec<&str> = real.split('\n').collect();
         let structs: Vec<&str> = lines
@@ -127,9 +127,31 @@ mod tests {
             "// flatc --rust accepts only tables in a union, so the struct members are left out;"
                 .into(),
             "// the explicit discriminants keep every table's tag as in the real schema.".into(),
+            "// ExtraFile.content is read as [ubyte]: extra files hold arbitrary bytes, which the"
+                .into(),
+            "// Rust verifier would reject as strings (not UTF-8); the layout is the same.".into(),
+            "// Vectors of 8-byte scalars are read as [Bytes8] (alignment 1): PyTorch's builder"
+                .into(),
+            "// does not align empty vectors, which the Rust verifier (unlike C++'s) rejects."
+                .into(),
         ];
+        let mut table = "";
         let (mut in_union, mut tag) = (false, 0u32);
         for &l in &lines[skip..] {
+            if let Some(name) = l.strip_prefix("table ").and_then(|r| r.strip_suffix(" {")) {
+                table = name;
+            }
+            if table == "ExtraFile" && l == "  content:string;" {
+                out.push("  content:[ubyte];".to_string());
+                continue;
+            }
+            if matches!(table, "IntList" | "DoubleList" | "DebugInfo")
+                && (l.ends_with(":[long];") || l.ends_with(":[double];"))
+            {
+                let field = l.split(':').next().unwrap_or_default();
+                out.push(format!("{field}:[Bytes8];"));
+                continue;
+            }
             if l.starts_with("union ") && l.ends_with(" {") {
                 (in_union, tag) = (true, 0);
             } else if in_union && l == "}" {
@@ -148,6 +170,7 @@ mod tests {
             }
             out.push(l.to_string());
         }
+        out.extend(["", "struct Bytes8 {", "  bytes:[ubyte:8];", "}", ""].map(String::from));
         out.join("\n")
     }
 
@@ -345,6 +368,7 @@ class Foo(nn.Module):
             .debug_handle()
             .unwrap()
             .iter()
+            .map(crate::flatbuffer::support::bytes8_i64)
             .collect();
         assert_eq!(handles, (0..21).collect::<Vec<_>>());
 
