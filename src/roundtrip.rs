@@ -109,3 +109,46 @@ pub fn first_difference(a: &[u8], b: &[u8]) -> Option<Difference> {
     }
     Some(found)
 }
+
+/// Reads a mobile flatbuffer and writes it again with ptconform's writer. PyTorch's own
+/// files carry no collisions to resolve, so both name modes must give the same bytes;
+/// the PyTorch-reproducing mode is used.
+pub fn roundtrip_flatbuffer(original: Bytes) -> Result<RoundTrip> {
+    use crate::flatbuffer::{NameMode, WriteOptions, read_flatbuffer, write_flatbuffer};
+    let module = read_flatbuffer(&original, None)?;
+    let rewritten = write_flatbuffer(
+        &module,
+        &WriteOptions {
+            names: NameMode::PyTorch,
+        },
+    )?;
+    let difference = first_difference_flatbuffer(&original, &rewritten);
+    Ok(RoundTrip {
+        original,
+        rewritten,
+        difference,
+    })
+}
+
+/// The first differing byte of two flatbuffers (no records to attribute it to).
+pub fn first_difference_flatbuffer(a: &[u8], b: &[u8]) -> Option<Difference> {
+    let pos = a
+        .iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .or_else(|| (a.len() != b.len()).then_some(a.len().min(b.len())))? as u64;
+    Some(Difference {
+        record: "flatbuffer".into(),
+        offset: pos,
+        file_offset: pos,
+    })
+}
+
+/// Load → save in the file's own format (detected from its bytes like PyTorch does).
+pub fn roundtrip(original: Bytes) -> Result<RoundTrip> {
+    if crate::flatbuffer::is_flatbuffer(&original) {
+        roundtrip_flatbuffer(original)
+    } else {
+        roundtrip_zip(original)
+    }
+}

@@ -8,8 +8,11 @@
 //!   the union, unknown union tags, 32-byte aligned storage bytes); `schema/README.md`
 //!   explains why.
 
+pub mod builder;
 pub mod generated;
 pub mod read;
 pub mod support;
+pub mod write;
 
 pub use read::{MobileModule, is_flatbuffer, read_flatbuffer};
+pub use write::{NameMode, WriteOptions, write_flatbuffer};

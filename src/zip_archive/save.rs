@@ -221,7 +221,7 @@ pub fn save_to_buffer(
 
 /// A module read from an archive and not combined with others is re-saved with its files
 /// exactly as read (PyTorch's re-save reproduces them too).
-fn is_verbatim(module: &ScriptModule) -> bool {
+pub(crate) fn is_verbatim(module: &ScriptModule) -> bool {
     let cu = &module.cu;
     !cu.files.is_empty()
         && cu.definitions().all(|d| {
@@ -234,7 +234,7 @@ fn is_verbatim(module: &ScriptModule) -> bool {
 
 /// The archive name of a type key: uniqued for classes, interfaces, NamedTuples and
 /// enums; free functions keep their names (PyTorch does not unique them at save time).
-fn archive_name(
+pub(crate) fn archive_name(
     cu: &CompilationUnit,
     uniquer: &RefCell<NameUniquer>,
     key: &QualifiedName,
@@ -274,7 +274,7 @@ fn references_in_order(cu: &CompilationUnit, d: &Definition) -> Vec<QualifiedNam
 /// Prints the code of every type the archive needs: first the classes met while
 /// pickling, then what their code refers to, breadth first; one file per (uniqued)
 /// qualifier, files in the order first needed.
-fn print_code(
+pub(crate) fn print_code(
     cu: &CompilationUnit,
     uniquer: &RefCell<NameUniquer>,
     pickled: Vec<QualifiedName>,
