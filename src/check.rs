@@ -1,22 +1,37 @@
 //! `check`: conformance rules over an archive. Each violation names a stable rule id
 //! (see the README), the record and, where known, the byte offset.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path};
+use std::sync::Arc;
+
+use bytes::Bytes;
 
 use crate::error::{Error, FormatError, rules};
-use crate::model::{CompilationUnit, Definition, IValue, ObjectState, ScriptModule, TypeExpr};
+use crate::flatbuffer::generated::mobile_bytecode as fb;
+use crate::flatbuffer::read::ObjectKind;
+use crate::flatbuffer::{MobileModule, is_flatbuffer, read_flatbuffer};
+use crate::model::{
+    CompilationUnit, Definition, IValue, Object, ObjectState, ScriptModule, TypeExpr,
+};
 use crate::pickle;
 use crate::zip_archive::read::read_pickle;
 use crate::zip_archive::{LoadOptions, ZipArchiveReader, load_archive};
 
-/// Result of checking one file: violations, or an I/O error that prevented checking.
+/// Result of checking one file (zip archive or mobile flatbuffer, detected from the
+/// bytes as PyTorch does): violations, or an I/O error that prevented checking.
 pub fn check_file(path: &Path) -> Result<Vec<FormatError>, Error> {
-    let archive = match ZipArchiveReader::open(path) {
-        Ok(a) => a,
-        Err(Error::Format(f)) => return Ok(vec![f]),
-        Err(e) => return Err(e),
-    };
-    Ok(check_archive(&archive))
+    Ok(check_data(crate::jit::map_file(path)?))
+}
+
+fn check_data(data: Bytes) -> Vec<FormatError> {
+    if is_flatbuffer(&data) {
+        return check_flatbuffer(&data);
+    }
+    match ZipArchiveReader::from_bytes(data) {
+        Ok(a) => check_archive(&a),
+        Err(e) => vec![e],
+    }
 }
 
 /// True when a record name could escape a directory it is extracted into.
@@ -135,13 +150,206 @@ pub fn check_archive(archive: &ZipArchiveReader) -> Vec<FormatError> {
     out
 }
 
+/// Checks a mobile flatbuffer: every reader error (rule and field), then what PyTorch
+/// 2.15's flatbuffer loaders need that the reader accepts:
+///
+/// * `flatbuffer-enum`: an `EnumValue` ivalue anywhere (every PyTorch flatbuffer loader
+///   fails on it: "Enum with type: ... not found");
+/// * `flatbuffer-object-types`: signs of classes PyTorch's writer merged because they
+///   share a qualified name (it does not apply `___torch_mangle_N` to `object_types`):
+///   an `ObjectType` whose attribute names differ from the class of that name in
+///   `jit_sources`; an attribute declared (in `jit_sources`) as one class holding an
+///   object of another class; objects of one class holding values of different kinds
+///   in one slot where the declared type does not allow both;
+/// * `attribute-type`: any other attribute value that does not match its declared type.
+pub fn check_flatbuffer(buf: &Bytes) -> Vec<FormatError> {
+    let mut out = Vec::new();
+    let mobile = match read_flatbuffer(buf, None) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            out.push(e);
+            None
+        }
+    };
+    check_enum_values(buf, &mut out);
+    if let Some(m) = mobile {
+        check_object_types(&m, &mut out);
+        check_flatbuffer_objects(&m.module, &mut out);
+    }
+    out
+}
+
+/// One `flatbuffer-enum` violation per `EnumValue` ivalue (found on the verified buffer,
+/// so also when the reader stopped earlier).
+fn check_enum_values(buf: &[u8], out: &mut Vec<FormatError>) {
+    let Ok(m) = fb::root_as_module_with_opts(&crate::jit::verifier_options(buf.len()), buf) else {
+        return;
+    };
+    for (i, iv) in m.ivalues().into_iter().flatten().enumerate() {
+        if iv.val_type() != fb::IValueUnion::EnumValue {
+            continue;
+        }
+        let name = iv
+            .val_as_enum_value()
+            .and_then(|e| e.type_name())
+            .unwrap_or("?");
+        out.push(FormatError::new(
+            rules::FLATBUFFER_ENUM,
+            format!("Module.ivalues[{i}]"),
+            None,
+            format!(
+                "an enum value of {name}: PyTorch 2.15's flatbuffer loaders (torch.jit.load, \
+                 the lite interpreter, _get_model_extra_files_from_buffer) reject every enum \
+                 value (\"Enum with type: {name} not found\"); only get_flatbuffer_module_info \
+                 reads such a file"
+            ),
+        ));
+    }
+}
+
+/// `ObjectType`s whose attribute names (in slot order) differ from the class of the same
+/// name declared in `jit_sources`.
+fn check_object_types(m: &MobileModule, out: &mut Vec<FormatError>) {
+    for (i, t) in m.object_types.iter().enumerate() {
+        if !matches!(t.kind, ObjectKind::ClassWithField | ObjectKind::Unset) {
+            continue;
+        }
+        let Some(Definition::Class(class)) = m.module.cu.get_str(&t.type_name) else {
+            continue;
+        };
+        let declared: Vec<&str> = class.attributes.iter().map(|a| a.name.as_str()).collect();
+        if declared != t.attr_names {
+            out.push(FormatError::new(
+                rules::FLATBUFFER_TYPES,
+                format!("Module.object_types[{i}]"),
+                None,
+                format!(
+                    "ObjectType {} names attributes {:?} but the class declared in jit_sources has {declared:?} (PyTorch's flatbuffer writer merges distinct classes that share a qualified name)",
+                    t.type_name, t.attr_names
+                ),
+            ));
+        }
+    }
+}
+
+/// Walks every object from the root (each once, named by its attribute path from
+/// `Module.state_obj`), comparing values with the types declared in `jit_sources` and the
+/// value kinds of objects of one class with each other.
+fn check_flatbuffer_objects(m: &ScriptModule, out: &mut Vec<FormatError>) {
+    // Per (class, slot): the first non-None value seen and where.
+    let mut first_seen: HashMap<(String, String), (IValue, String)> = HashMap::new();
+    let mut reported: HashSet<(String, String)> = HashSet::new();
+    let mut seen = HashSet::new();
+    let mut stack: Vec<(Arc<Object>, String)> =
+        vec![(m.root.clone(), "Module.state_obj".to_string())];
+    let mut children = Vec::new();
+    while let Some((o, path)) = stack.pop() {
+        if !seen.insert(Arc::as_ptr(&o) as usize) {
+            continue;
+        }
+        let class = m.cu.class(&o.class);
+        let ObjectState::Attributes(attrs) = &o.state else {
+            if let ObjectState::SetState(s) = &o.state {
+                push_objects(s, &format!("{path}.__getstate__()"), &mut stack);
+            }
+            continue;
+        };
+        for (name, value) in attrs {
+            let n = name.to_string_lossy();
+            let at = format!("{path}.{n}");
+            let decl = class.and_then(|c| c.attribute(&n));
+            if let Some(decl) = decl
+                && !value_matches(value, &decl.ty, &m.cu, 0)
+            {
+                out.push(declared_type_violation(
+                    &o.class, &n, &decl.ty, value, &at, &m.cu,
+                ));
+            }
+            if !matches!(value, IValue::None) {
+                let key = (o.class.as_str().to_string(), n.clone());
+                match first_seen.get(&key) {
+                    None => {
+                        first_seen.insert(key, (value.clone(), at.clone()));
+                    }
+                    Some((first, first_at)) => {
+                        let both_declared_ok = decl.is_some_and(|d| {
+                            value_matches(first, &d.ty, &m.cu, 0)
+                                && value_matches(value, &d.ty, &m.cu, 0)
+                        });
+                        if first.kind_name() != value.kind_name()
+                            && !both_declared_ok
+                            && reported.insert(key)
+                        {
+                            out.push(FormatError::new(
+                                rules::FLATBUFFER_TYPES,
+                                at.clone(),
+                                None,
+                                format!(
+                                    "objects of {} hold a {} here but a {} at {first_at}: one class's attribute has one type, so distinct classes sharing this name were merged into one ObjectType",
+                                    o.class,
+                                    value.kind_name(),
+                                    first.kind_name()
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+            push_objects(value, &at, &mut children);
+        }
+        // Visit in slot order (pre-order), so findings name the later object.
+        stack.extend(children.drain(..).rev());
+    }
+}
+
+/// A value that does not match its declared type. An object of another class where a
+/// class is declared is what PyTorch's writer produces for colliding names (the
+/// declarations in `jit_sources` are mangled, `object_types` are not).
+fn declared_type_violation(
+    class: &crate::model::QualifiedName,
+    attr: &str,
+    ty: &TypeExpr,
+    value: &IValue,
+    at: &str,
+    cu: &CompilationUnit,
+) -> FormatError {
+    let declared = ty.unwrap_optional();
+    if let (Some(Definition::Class(_)), IValue::Object(o)) = (cu.get_str(declared.head()), value) {
+        return FormatError::new(
+            rules::FLATBUFFER_TYPES,
+            at,
+            None,
+            format!(
+                "{class}.{attr} is declared {ty} in jit_sources but holds an object of ObjectType {}: PyTorch's flatbuffer writer gives all classes of one qualified name one ObjectType (without ___torch_mangle_N), so distinct classes were merged",
+                o.class
+            ),
+        );
+    }
+    FormatError::new(
+        rules::ATTRIBUTE_TYPE,
+        at,
+        None,
+        format!(
+            "{class}.{attr} is declared {ty} but holds a {}",
+            value.kind_name()
+        ),
+    )
+}
+
+/// Pushes the objects directly inside `v` (itself, or inside containers) with `path`.
+fn push_objects(v: &IValue, path: &str, stack: &mut Vec<(Arc<Object>, String)>) {
+    let mut objects = Vec::new();
+    collect_objects(v, &mut objects);
+    stack.extend(objects.into_iter().map(|o| (o, path.to_string())));
+}
+
 /// Compares every object attribute with its declared type. PyTorch's loader does not do
 /// this (it accepts a bool in an `int` slot), so a mismatch is a conformance finding.
 fn check_attribute_types(m: &ScriptModule, out: &mut Vec<FormatError>) {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     let mut stack = vec![m.root.clone()];
     while let Some(o) = stack.pop() {
-        if !seen.insert(std::sync::Arc::as_ptr(&o) as usize) {
+        if !seen.insert(Arc::as_ptr(&o) as usize) {
             continue;
         }
         let Some(class) = m.cu.class(&o.class) else {
@@ -185,7 +393,7 @@ fn check_attribute_types(m: &ScriptModule, out: &mut Vec<FormatError>) {
     }
 }
 
-fn collect_objects(v: &IValue, out: &mut Vec<std::sync::Arc<crate::model::Object>>) {
+fn collect_objects(v: &IValue, out: &mut Vec<Arc<Object>>) {
     let mut stack = vec![v];
     while let Some(v) = stack.pop() {
         match v {
@@ -252,10 +460,8 @@ pub fn value_matches(v: &IValue, t: &TypeExpr, cu: &CompilationUnit, depth: usiz
     }
 }
 
-/// Checks an archive held in memory (the fuzz targets' entry point).
+/// Checks a file held in memory, zip archive or flatbuffer (the fuzz targets' entry
+/// point).
 pub fn check_bytes(data: &[u8]) -> Vec<FormatError> {
-    match ZipArchiveReader::from_bytes(bytes::Bytes::copy_from_slice(data)) {
-        Ok(a) => check_archive(&a),
-        Err(e) => vec![e],
-    }
+    check_data(Bytes::copy_from_slice(data))
 }

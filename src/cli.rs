@@ -5,9 +5,13 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
+use bytes::Bytes;
+
 use crate::check;
 use crate::error::Error;
+use crate::flatbuffer::read_flatbuffer;
 use crate::inspect;
+use crate::jit::{FileFormat, file_format, map_file};
 use crate::model::Device;
 use crate::zip_archive::{LoadOptions, ZipArchiveReader, load_archive};
 
@@ -40,6 +44,8 @@ pub enum Command {
         #[arg(long)]
         map_location: Option<String>,
     },
+    /// Print a mobile flatbuffer's module info as JSON (`get_flatbuffer_module_info`).
+    Info { file: PathBuf },
     /// Validate files against the format; prints `FILE: RULE: message` per violation.
     Check {
         #[arg(required = true)]
@@ -51,6 +57,20 @@ pub enum Command {
         /// Also write the re-saved archive here.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Convert between the zip archive and the mobile flatbuffer (where the content
+    /// allows: a zip archive holds no bytecode, so it cannot become a flatbuffer).
+    Convert {
+        input: PathBuf,
+        output: PathBuf,
+        /// Output format; by default from OUTPUT's extension (`.ptl` = flatbuffer), else
+        /// the other format than INPUT's.
+        #[arg(long, value_enum)]
+        format: Option<crate::convert::Format>,
+        /// Reproduce PyTorch's flatbuffer writer, which merges classes that share a
+        /// qualified name (the default gives them unique names, as the zip writer does).
+        #[arg(long)]
+        pytorch_names: bool,
     },
     /// List extra files, print one, or extract all.
     Extra {
@@ -70,6 +90,7 @@ pub fn run(cli: Cli) -> i32 {
             json,
             map_location,
         } => cmd_inspect(&file, json, map_location.as_deref()),
+        Command::Info { file } => cmd_info(&file),
         Command::Check { files } => cmd_check(&files),
         Command::Extra {
             file,
@@ -77,6 +98,12 @@ pub fn run(cli: Cli) -> i32 {
             out_dir,
         } => cmd_extra(&file, name.as_deref(), out_dir.as_deref()),
         Command::Roundtrip { file, out } => cmd_roundtrip(&file, out.as_deref()),
+        Command::Convert {
+            input,
+            output,
+            format,
+            pytorch_names,
+        } => cmd_convert(&input, &output, format, pytorch_names),
     }
 }
 
@@ -108,7 +135,12 @@ fn cmd_inspect(file: &Path, json: bool, map_location: Option<&str>) -> i32 {
         }
     };
     let result = (|| -> Result<serde_json::Value, Error> {
-        let archive = ZipArchiveReader::open(file)?;
+        let data = map_file(file)?;
+        if file_format(&data) == FileFormat::Flatbuffer {
+            let mobile = read_flatbuffer(&data, map_location)?;
+            return inspect::flatbuffer_facts(&data, &mobile);
+        }
+        let archive = ZipArchiveReader::from_bytes(data)?;
         let mut options = LoadOptions {
             map_location,
             ..Default::default()
@@ -130,6 +162,30 @@ fn cmd_inspect(file: &Path, json: bool, map_location: Option<&str>) -> i32 {
     }
 }
 
+fn cmd_info(file: &Path) -> i32 {
+    let info = map_file(file).and_then(|data| crate::jit::get_flatbuffer_module_info(&data));
+    match info {
+        Ok(info) => match serde_json::to_string_pretty(&info) {
+            Ok(text) => {
+                let mut out = std::io::stdout().lock();
+                if out
+                    .write_all(text.as_bytes())
+                    .and_then(|_| out.write_all(b"\n"))
+                    .is_err()
+                {
+                    return EXIT_USAGE;
+                }
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("{}: error: {e}", file.display());
+                EXIT_USAGE
+            }
+        },
+        Err(e) => report_error(file, &e),
+    }
+}
+
 fn cmd_check(files: &[PathBuf]) -> i32 {
     let mut code = EXIT_OK;
     for file in files {
@@ -137,7 +193,7 @@ fn cmd_check(files: &[PathBuf]) -> i32 {
             let mut v: Vec<PathBuf> = match std::fs::read_dir(file) {
                 Ok(rd) => rd
                     .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|e| e == "pt"))
+                    .filter(|p| p.extension().is_some_and(|e| e == "pt" || e == "ptl"))
                     .collect(),
                 Err(e) => {
                     eprintln!("{}: error: {e}", file.display());
@@ -173,34 +229,93 @@ fn cmd_check(files: &[PathBuf]) -> i32 {
     code
 }
 
+/// Where `extra` takes extra files from: a zip archive's `extra/` records or a
+/// flatbuffer's `Module.extra_files`.
+enum ExtraSource {
+    Zip(ZipArchiveReader),
+    /// `(name, content)` in file order; a name stored twice keeps its last content, as
+    /// PyTorch's loader assigns them one by one.
+    Flatbuffer(Vec<(String, Bytes)>),
+}
+
+impl ExtraSource {
+    fn open(file: &Path) -> Result<Self, Error> {
+        let data = map_file(file)?;
+        Ok(match file_format(&data) {
+            FileFormat::Flatbuffer => {
+                let mut files: Vec<(String, Bytes)> = Vec::new();
+                for (name, content) in crate::jit::flatbuffer_extra_files(&data)? {
+                    match files.iter_mut().find(|(n, _)| *n == name) {
+                        Some(slot) => slot.1 = content,
+                        None => files.push((name, content)),
+                    }
+                }
+                ExtraSource::Flatbuffer(files)
+            }
+            FileFormat::Zip => ExtraSource::Zip(ZipArchiveReader::from_bytes(data)?),
+        })
+    }
+
+    /// Names in file order.
+    fn names(&self) -> Vec<String> {
+        match self {
+            ExtraSource::Zip(a) => a.extra_file_names(),
+            ExtraSource::Flatbuffer(files) => files.iter().map(|(n, _)| n.clone()).collect(),
+        }
+    }
+
+    fn size(&self, name: &str) -> u64 {
+        match self {
+            ExtraSource::Zip(a) => a.record(&format!("extra/{name}")).map_or(0, |r| r.size),
+            ExtraSource::Flatbuffer(files) => files
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0, |(_, d)| d.len() as u64),
+        }
+    }
+
+    /// The bytes of `name` (`None` if absent); zip records are CRC-checked when
+    /// `verify_crc`.
+    fn read(&self, name: &str, verify_crc: bool) -> Option<Result<Bytes, Error>> {
+        match self {
+            ExtraSource::Zip(a) => a
+                .record(&format!("extra/{name}"))
+                .map(|rec| a.read_record(rec, verify_crc).map_err(Error::Format)),
+            ExtraSource::Flatbuffer(files) => files
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, d)| Ok(d.clone())),
+        }
+    }
+}
+
 fn cmd_extra(file: &Path, name: Option<&str>, out_dir: Option<&Path>) -> i32 {
-    let archive = match ZipArchiveReader::open(file) {
-        Ok(a) => a,
+    let source = match ExtraSource::open(file) {
+        Ok(s) => s,
         Err(e) => return report_error(file, &e),
     };
-    let names = archive.extra_file_names();
+    let names = source.names();
     if let Some(name) = name {
-        let Some(rec) = archive.record(&format!("extra/{name}")) else {
-            eprintln!("{}: no extra file {name:?}", file.display());
-            return EXIT_FINDING;
-        };
-        return match archive.read_record(rec, false) {
-            Ok(data) => {
+        return match source.read(name, false) {
+            None => {
+                eprintln!("{}: no extra file {name:?}", file.display());
+                EXIT_FINDING
+            }
+            Some(Ok(data)) => {
                 let mut out = std::io::stdout().lock();
                 if out.write_all(&data).and_then(|_| out.flush()).is_err() {
                     return EXIT_USAGE;
                 }
                 EXIT_OK
             }
-            Err(e) => report_error(file, &Error::Format(e)),
+            Some(Err(e)) => report_error(file, &e),
         };
     }
     if let Some(dir) = out_dir {
-        return extract_all(&archive, &names, dir, file);
+        return extract_all(&source, &names, dir, file);
     }
     for n in &names {
-        let size = archive.record(&format!("extra/{n}")).map_or(0, |r| r.size);
-        println!("{size:>12}  {n}");
+        println!("{:>12}  {n}", source.size(n));
     }
     EXIT_OK
 }
@@ -208,7 +323,7 @@ fn cmd_extra(file: &Path, name: Option<&str>, out_dir: Option<&Path>) -> i32 {
 /// Extracts every extra file under `dir`. Names that would land outside `dir` (absolute,
 /// `..`, backslashes, NUL) are refused; each file is written to a temporary name and
 /// renamed, so nothing is left half-written.
-fn extract_all(archive: &ZipArchiveReader, names: &[String], dir: &Path, file: &Path) -> i32 {
+fn extract_all(source: &ExtraSource, names: &[String], dir: &Path, file: &Path) -> i32 {
     let mut code = EXIT_OK;
     if let Err(e) = std::fs::create_dir_all(dir) {
         eprintln!("{}: error: {e}", dir.display());
@@ -231,12 +346,13 @@ fn extract_all(archive: &ZipArchiveReader, names: &[String], dir: &Path, file: &
             code = EXIT_FINDING;
             continue;
         }
-        let data = match archive.read(&format!("extra/{n}"), true) {
-            Ok(d) => d,
-            Err(e) => {
-                code = report_error(file, &Error::Format(e)).max(code);
+        let data = match source.read(n, true) {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                code = report_error(file, &e).max(code);
                 continue;
             }
+            None => continue,
         };
         let target = root.join(n);
         let parent = target.parent().unwrap_or(&root).to_path_buf();
@@ -264,12 +380,45 @@ fn extract_all(archive: &ZipArchiveReader, names: &[String], dir: &Path, file: &
     code
 }
 
+fn cmd_convert(
+    input: &Path,
+    output: &Path,
+    format: Option<crate::convert::Format>,
+    pytorch_names: bool,
+) -> i32 {
+    use crate::convert::{Format, convert_file};
+    use crate::flatbuffer::NameMode;
+    let format = match format.or_else(|| Format::from_extension(output)) {
+        Some(f) => f,
+        None => match std::fs::read(input) {
+            Ok(d) => match Format::of(&d) {
+                Format::Zip => Format::Flatbuffer,
+                Format::Flatbuffer => Format::Zip,
+            },
+            Err(e) => return report_error(input, &Error::io(input.display().to_string(), e)),
+        },
+    };
+    let names = if pytorch_names {
+        NameMode::PyTorch
+    } else {
+        NameMode::Unique
+    };
+    match convert_file(input, output, format, names) {
+        Ok(()) => EXIT_OK,
+        Err(e @ Error::Io { .. }) => {
+            eprintln!("error: {e}");
+            EXIT_USAGE
+        }
+        Err(e) => report_error(input, &e),
+    }
+}
+
 fn cmd_roundtrip(file: &Path, out: Option<&Path>) -> i32 {
     let data = match std::fs::read(file) {
         Ok(d) => d,
         Err(e) => return report_error(file, &Error::io(file.display().to_string(), e)),
     };
-    let rt = match crate::roundtrip::roundtrip_zip(bytes::Bytes::from(data)) {
+    let rt = match crate::roundtrip::roundtrip(bytes::Bytes::from(data)) {
         Ok(rt) => rt,
         Err(e) => return report_error(file, &e),
     };

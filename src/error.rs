@@ -113,4 +113,5 @@ pub mod rules {
     pub const EXTRA_NAME: Rule = "extra-file-name";
     pub const FLATBUFFER: Rule = "flatbuffer";
     pub const FLATBUFFER_TYPES: Rule = "flatbuffer-object-types";
+    pub const FLATBUFFER_ENUM: Rule = "flatbuffer-enum";
 }

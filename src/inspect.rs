@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::error::Result;
+use crate::flatbuffer::MobileModule;
 use crate::model::{ScriptModule, Tensor};
 use crate::zip_archive::ZipArchiveReader;
 
@@ -22,8 +23,9 @@ pub fn sha256_hex(data: &[u8]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The facts `inspect --json` prints (keys in the documented order).
-pub fn facts(archive: &ZipArchiveReader, module: &ScriptModule) -> Result<Value> {
+/// `modules`, `parameters` and `buffers`, as PyTorch's `named_modules()`,
+/// `named_parameters()` and `named_buffers()` report them (any format).
+fn module_facts(module: &ScriptModule) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
     let modules: Vec<Value> = module
         .named_modules()
         .iter()
@@ -39,12 +41,22 @@ pub fn facts(archive: &ZipArchiveReader, module: &ScriptModule) -> Result<Value>
         .iter()
         .map(|p| tensor_fact(&p.name, &p.tensor))
         .collect();
+    (modules, parameters, buffers)
+}
+
+fn extra_fact(name: &str, data: &[u8]) -> Value {
+    json!({"name": name, "size": data.len(), "sha256": sha256_hex(data)})
+}
+
+/// The facts `inspect --json` prints for a zip archive (keys in the documented order).
+pub fn facts(archive: &ZipArchiveReader, module: &ScriptModule) -> Result<Value> {
+    let (modules, parameters, buffers) = module_facts(module);
     let mut extra = Vec::new();
     let mut names = archive.extra_file_names();
     names.sort();
     for name in names {
         let data = archive.read(&format!("extra/{name}"), false)?;
-        extra.push(json!({"name": name, "size": data.len(), "sha256": sha256_hex(&data)}));
+        extra.push(extra_fact(&name, &data));
     }
     let mut code_files: Vec<&str> = archive
         .record_names()
@@ -65,18 +77,54 @@ pub fn facts(archive: &ZipArchiveReader, module: &ScriptModule) -> Result<Value>
     }))
 }
 
+/// The facts `inspect --json` prints for a mobile flatbuffer: the zip's keys (`code_files`
+/// empty, `version` and `prefix` null, as PyTorch exposes none of them for a flatbuffer)
+/// plus `module_info` (`get_flatbuffer_module_info`, sets as sorted lists).
+/// `extra_files` holds every extra file, sorted by name, as `torch.jit.load` returns them
+/// (a name stored twice keeps its last content).
+///
+/// `buffer` is the file `mobile` was read from: the module info is read from it
+/// ([`crate::jit::get_flatbuffer_module_info`]).
+pub fn flatbuffer_facts(buffer: &[u8], mobile: &MobileModule) -> Result<Value> {
+    let module_info = crate::jit::get_flatbuffer_module_info(buffer)?;
+    let (modules, parameters, buffers) = module_facts(&mobile.module);
+    let mut files: std::collections::BTreeMap<&str, &[u8]> = std::collections::BTreeMap::new();
+    for (name, data) in &mobile.extra_files {
+        files.insert(name, data);
+    }
+    let extra: Vec<Value> = files
+        .into_iter()
+        .map(|(name, data)| extra_fact(name, data))
+        .collect();
+    Ok(json!({
+        "format": "flatbuffer",
+        "modules": modules,
+        "parameters": parameters,
+        "buffers": buffers,
+        "extra_files": extra,
+        "code_files": [],
+        "version": null,
+        "prefix": null,
+        "module_info": module_info,
+    }))
+}
+
 /// A human-readable report of the same facts.
 pub fn report(facts: &Value) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let get = |k: &str| facts[k].as_array().cloned().unwrap_or_default();
-    let _ = writeln!(
-        s,
-        "format: {}  version: {}  prefix: {}",
-        facts["format"].as_str().unwrap_or("?"),
-        facts["version"],
-        facts["prefix"].as_str().unwrap_or("?")
-    );
+    if facts["format"] == "flatbuffer" {
+        let _ = writeln!(s, "format: flatbuffer");
+    } else {
+        let _ = writeln!(
+            s,
+            "format: {}  version: {}  prefix: {}",
+            facts["format"].as_str().unwrap_or("?"),
+            facts["version"],
+            facts["prefix"].as_str().unwrap_or("?")
+        );
+    }
     let _ = writeln!(s, "\nmodules:");
     for m in get("modules") {
         let name = m["name"].as_str().unwrap_or("");
@@ -126,10 +174,39 @@ pub fn report(facts: &Value) -> String {
             e["sha256"].as_str().unwrap_or("")
         );
     }
-    let code = get("code_files");
-    let _ = writeln!(s, "\ncode files ({}):", code.len());
-    for c in code {
-        let _ = writeln!(s, "  {}", c.as_str().unwrap_or(""));
+    if facts["format"] == "flatbuffer" {
+        report_module_info(&mut s, &facts["module_info"]);
+    } else {
+        let code = get("code_files");
+        let _ = writeln!(s, "\ncode files ({}):", code.len());
+        for c in code {
+            let _ = writeln!(s, "  {}", c.as_str().unwrap_or(""));
+        }
     }
     s
+}
+
+/// The module info (`get_flatbuffer_module_info`) as report lines.
+fn report_module_info(s: &mut String, info: &Value) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        s,
+        "\nmodule info: bytecode_version {}  operator_version {}",
+        info["bytecode_version"], info["operator_version"]
+    );
+    for key in ["function_names", "type_names"] {
+        let items = info[key].as_array().cloned().unwrap_or_default();
+        let _ = writeln!(s, "  {key} ({}):", items.len());
+        for n in items {
+            let _ = writeln!(s, "    {}", n.as_str().unwrap_or(""));
+        }
+    }
+    let ops = info["opname_to_num_args"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let _ = writeln!(s, "  opname_to_num_args ({}):", ops.len());
+    for (name, n) in ops {
+        let _ = writeln!(s, "    {name:<40} {n}");
+    }
 }

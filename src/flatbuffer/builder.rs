@@ -293,17 +293,28 @@ mod tests {
         assert_eq!(b.size(), size);
         assert_ne!(b.create_string(b"name"), a);
         let table = |b: &mut Builder, v: u32| {
+            // Two u32 fields: an 8-byte vtable keeps the 4-byte alignment, so both
+            // tables start alike (the table size in a vtable counts leading padding).
             b.start_table();
-            b.add_u32(0, v, 0);
+            b.add_u32(1, v, 0);
+            b.add_u32(0, 7, 0);
             b.end_table()
         };
         table(&mut b, 1);
+        assert_eq!(b.vtables.len(), 1);
         let size = b.size();
         table(&mut b, 2);
         assert_eq!(
-            b.size(),
-            size + 8,
-            "second table: value + vtable offset only"
+            b.vtables.len(),
+            1,
+            "the second table shares the first one's vtable"
+        );
+        assert_eq!(b.size() - size, 12, "two values and the vtable offset only");
+        table(&mut b, 0);
+        assert_eq!(
+            b.vtables.len(),
+            2,
+            "a default-valued field is left out: new layout"
         );
     }
 

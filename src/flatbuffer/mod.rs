@@ -16,3 +16,59 @@ pub mod write;
 
 pub use read::{MobileModule, is_flatbuffer, read_flatbuffer};
 pub use write::{NameMode, WriteOptions, write_flatbuffer};
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::zip_archive::ExtraFilesMap;
+use crate::zip_archive::write::extra_files_write_order;
+
+/// `module` with `extra_files` as its extra files, in the order PyTorch's
+/// `std::unordered_map` iterates them (the order PyTorch writes them in).
+fn with_extra_files(module: &MobileModule, extra_files: &ExtraFilesMap) -> MobileModule {
+    let names: Vec<&str> = extra_files.keys().map(String::as_str).collect();
+    let mut m = module.clone();
+    m.extra_files = extra_files_write_order(&names)
+        .into_iter()
+        .filter_map(|i| extra_files.get_index(i))
+        .map(|(n, c)| (n.clone(), c.clone()))
+        .collect();
+    m
+}
+
+/// `module._save_to_buffer_for_lite_interpreter(_use_flatbuffer=True)` /
+/// `torch._C._save_jit_module_to_bytes`: the flatbuffer bytes, with `extra_files`.
+pub fn save_to_buffer_for_lite_interpreter(
+    module: &MobileModule,
+    extra_files: &ExtraFilesMap,
+    options: &WriteOptions,
+) -> Result<Vec<u8>> {
+    write_flatbuffer(&with_extra_files(module, extra_files), options)
+}
+
+/// `torch.jit.save_jit_module_to_flatbuffer(m, path, _extra_files)`. The file is written
+/// beside the target and renamed into place: a failed save leaves nothing half-written.
+pub fn save_jit_module_to_flatbuffer(
+    module: &MobileModule,
+    path: impl AsRef<Path>,
+    extra_files: &ExtraFilesMap,
+    options: &WriteOptions,
+) -> Result<()> {
+    let bytes = save_to_buffer_for_lite_interpreter(module, extra_files, options)?;
+    write_file_atomically(path.as_ref(), &bytes)
+}
+
+pub(crate) fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let shown = path.display().to_string();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(shown.clone(), e))?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| Error::io(shown.clone(), e))?;
+    tmp.persist(path).map_err(|e| Error::io(shown, e.error))?;
+    Ok(())
+}

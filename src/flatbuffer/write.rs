@@ -19,7 +19,8 @@ use crate::model::bytecode::{Arg, BytecodeFunction};
 use crate::model::compose::{Renames, rename_type};
 use crate::model::mangle::{KEY_SEPARATOR, NameUniquer, original_name};
 use crate::model::{
-    IValue, Object, ObjectState, QScheme, QualifiedName, Quantization, Storage, Tensor, TypeExpr,
+    IValue, Object, ObjectState, QScheme, QualifiedName, Quantization, ScriptModule, Storage,
+    Tensor, TypeExpr,
 };
 
 /// How classes that share a qualified name (distinct types from different compilation
@@ -152,6 +153,26 @@ struct Writer<'a> {
     hints: HashMap<&'a str, &'a ObjectTypeInfo>,
     renames: Renames,
     mode: NameMode,
+}
+
+impl MobileModule {
+    /// A mobile module for `module` with these root methods (none: the module is still
+    /// loadable by `torch.jit.load`, which compiles the code, but not runnable by the lite
+    /// interpreter). Versions are PyTorch 2.15's for plain code: bytecode 9, operators 1.
+    pub fn new(module: ScriptModule, methods: Vec<Arc<BytecodeFunction>>) -> MobileModule {
+        MobileModule {
+            module,
+            bytecode_version: 9,
+            operator_version: 1,
+            functions: methods.clone(),
+            methods,
+            object_types: Vec::new(),
+            extra_files: Vec::new(),
+            jit_sources: Vec::new(),
+            mobile_ivalue_size: 0,
+            storage_count: 0,
+        }
+    }
 }
 
 /// Writes `m` as a mobile flatbuffer. Extra files and jit sources are written in the
@@ -290,9 +311,7 @@ impl<'a> Writer<'a> {
                 self.renames.insert(key.clone(), name);
             }
         }
-        if crate::zip_archive::save::is_verbatim(&self.m.module)
-            || self.m.module.cu.files.is_empty()
-        {
+        if crate::zip_archive::save::is_verbatim(&self.m.module) {
             return Ok(self
                 .m
                 .module

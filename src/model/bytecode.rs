@@ -187,14 +187,140 @@ impl ModuleInfo {
                     .insert(op.full_name(), op.num_args.unwrap_or(-1));
             }
             for t in &f.type_annotations {
-                if let Ok(t) = super::TypeExpr::parse(t) {
-                    let mut names = Vec::new();
-                    t.named_types(&mut names);
-                    info.type_names
-                        .extend(names.into_iter().map(|n| n.as_str().to_string()));
-                }
+                // PyTorch fails on an annotation it cannot parse; the reader has
+                // already accepted these, so a failure here only drops names.
+                let _ = collect_type_names(t, &mut info.type_names);
             }
         }
         info
     }
+}
+
+/// The names PyTorch's mobile `TypeParser` collects from a type annotation string
+/// (`getContainedTypes`): every plain type name it parses (`List`, `Dict`, `Tensor`,
+/// `int`, `Any`, ...), not the qualified `__torch__.*` names, and `NamedTuple` for a
+/// named-tuple definition `__torch__.T[NamedTuple, [[field, type], ...]]` (whose field
+/// types are parsed, field names not).
+struct AnnotationParser<'a, 'n> {
+    text: &'a str,
+    pos: usize,
+    depth: usize,
+    names: &'n mut std::collections::BTreeSet<String>,
+}
+
+impl AnnotationParser<'_, '_> {
+    fn skip_ws(&mut self) {
+        while self.text[self.pos..].starts_with(' ') {
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, c: char) -> bool {
+        self.skip_ws();
+        if self.text[self.pos..].starts_with(c) {
+            self.pos += c.len_utf8();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, c: char) -> Result<(), String> {
+        if self.eat(c) {
+            Ok(())
+        } else {
+            Err(format!("expected {c:?}"))
+        }
+    }
+
+    fn ident(&mut self) -> Result<&str, String> {
+        self.skip_ws();
+        let rest = &self.text[self.pos..];
+        let len = rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+            .unwrap_or(rest.len());
+        if len == 0 {
+            return Err("expected a name".into());
+        }
+        self.pos += len;
+        Ok(&rest[..len])
+    }
+
+    fn parse_all(&mut self) -> Result<(), String> {
+        self.parse()?;
+        self.skip_ws();
+        if self.pos != self.text.len() {
+            return Err("unexpected text after the type".into());
+        }
+        Ok(())
+    }
+
+    fn parse(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > 64 {
+            return Err("type nested too deeply".into());
+        }
+        if self.eat('(') {
+            // `Tuple[()]`
+            self.expect(')')?;
+            self.depth -= 1;
+            return Ok(());
+        }
+        let name = self.ident()?.to_string();
+        if name.contains('.') {
+            // A class (not collected); with `[`, a named-tuple definition.
+            if self.eat('[') {
+                let kind = self.ident()?;
+                if kind != "NamedTuple" {
+                    return Err(format!("{kind:?} definitions are not supported"));
+                }
+                self.names.insert("NamedTuple".into());
+                self.expect(',')?;
+                self.expect('[')?;
+                if !self.eat(']') {
+                    loop {
+                        self.expect('[')?;
+                        self.ident()?;
+                        self.expect(',')?;
+                        self.parse()?;
+                        self.expect(']')?;
+                        if self.eat(']') {
+                            break;
+                        }
+                        self.expect(',')?;
+                    }
+                }
+                self.expect(']')?;
+            }
+        } else {
+            self.names.insert(name);
+            if self.eat('[') {
+                loop {
+                    self.parse()?;
+                    if self.eat(']') {
+                        break;
+                    }
+                    self.expect(',')?;
+                }
+            }
+        }
+        self.depth -= 1;
+        Ok(())
+    }
+}
+
+/// Adds the type names PyTorch's `get_flatbuffer_module_info` reports for one
+/// `type_annotations` string (see [`AnnotationParser`]).
+pub fn collect_type_names(
+    text: &str,
+    names: &mut std::collections::BTreeSet<String>,
+) -> Result<(), String> {
+    let mut p = AnnotationParser {
+        text,
+        pos: 0,
+        depth: 0,
+        names,
+    };
+    p.parse_all()
+        .map_err(|e| format!("{e} at column {}", p.pos))
 }

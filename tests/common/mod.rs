@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod forward;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -123,4 +125,33 @@ pub fn pytorch_facts(paths: &[PathBuf]) -> Option<Vec<Result<serde_json::Value, 
     drop(stdin);
     let _ = child.wait();
     Some(out)
+}
+
+/// Runs a Python script with PyTorch (`python -c SCRIPT ARGS...`), asserts it succeeds
+/// and returns its stdout; `None` (skipped, said on stderr) without the venv.
+pub fn torch_script(script: &str, args: &[&std::ffi::OsStr]) -> Option<String> {
+    let out = std::process::Command::new(torch_python()?)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `archive` (a zip) with a `bytecode.pkl` record added: a mobile zip as far as the
+/// format checks go.
+pub fn mobile_zip(archive: &Path) -> Vec<u8> {
+    let prefix = ptconform::zip_archive::ZipArchiveReader::open(archive)
+        .unwrap()
+        .prefix()
+        .to_string();
+    let bytecode = format!("{prefix}/bytecode.pkl");
+    rebuild(archive, |_, d| Some(d), &[(&bytecode, &b"\x80\x02)."[..])])
 }
