@@ -7,6 +7,9 @@ pub mod code;
 pub mod convert;
 pub mod error;
 pub mod flatbuffer;
+/// The generators (`src/gen/`; `gen` itself is a reserved word in Rust 2024).
+#[path = "gen/mod.rs"]
+pub mod generator;
 pub mod inspect;
 pub mod jit;
 pub mod model;

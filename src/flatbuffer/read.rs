@@ -1,13 +1,19 @@
 //! Reading `PTMF` flatbuffers into the shared model. The buffer is verified (with
-//! depth/table/size limits) before anything is touched; then every cross-reference
-//! (ivalue, type, storage, operator, constant, register indices, union tags) is checked
-//! and an out-of-range one is an error naming the field.
+//! depth/table/apparent-size limits) before anything is touched; then every
+//! cross-reference (ivalue, type, storage, operator, constant, register and jump
+//! operands, union tags) is checked and an out-of-range one is an error naming the
+//! field (`Module.ivalues[7].Object.type_index`) and, where known, its byte offset.
+//!
+//! Hostile input cannot panic, recurse without bound or allocate more than a small
+//! multiple of its size: the value graph is walked with an explicit stack (children
+//! before parents, `MAX_DEPTH` levels, cycles rejected), every ivalue is read once, and
+//! every length comes from the verified buffer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use flatbuffers::{ForwardsUOffset, Vector, VerifierOptions};
+use flatbuffers::{ErrorTraceDetail, ForwardsUOffset, InvalidFlatbuffer, Vector, VerifierOptions};
 use indexmap::IndexMap;
 
 use super::generated::mobile_bytecode as fb;
@@ -25,7 +31,8 @@ use crate::model::{
 /// The identifier at bytes 4..8 of every mobile flatbuffer.
 pub const IDENTIFIER: &[u8; 4] = b"PTMF";
 
-/// Deepest value nesting accepted (as for pickles).
+/// Deepest nesting of references accepted (as for pickles): values inside values,
+/// and `__setstate__` functions with their constants and default values.
 const MAX_DEPTH: u32 = 1000;
 
 /// Whether `data` is a mobile flatbuffer (PyTorch's test: `PTMF` at offset 4).
@@ -86,13 +93,211 @@ fn err(field: impl Into<String>, message: impl Into<String>) -> FormatError {
 }
 
 /// Verifier limits: generous for real models, bounded for hostile ones.
+///
+/// The apparent size (bytes verified, counting a shared table or string once per
+/// reference) also bounds what the reader allocates: names and strings are copied per
+/// reference. PyTorch's files stay below twice their length (the sharing is small
+/// strings), so eight times with a 64 MiB floor rejects only amplification: e.g. one
+/// 1 MiB string named by 10^5 `attr_names` entries would be 100 GiB of verification
+/// and copies.
 fn verifier_options(len: usize) -> VerifierOptions {
     VerifierOptions {
         max_depth: 64,
         max_tables: (len / 4).max(1024),
-        max_apparent_size: 1 << 31,
+        max_apparent_size: len.saturating_mul(8).max(1 << 26),
         ignore_missing_null_terminator: false,
     }
+}
+
+/// A verifier error as a `FormatError` whose field is the path the verifier was on
+/// (`Module.ivalues[7].Object.attrs`) and whose offset is where it failed.
+fn verify_error(e: InvalidFlatbuffer, len: usize) -> FormatError {
+    use InvalidFlatbuffer as I;
+    let (trace, offset, what) = match &e {
+        I::MissingRequiredField {
+            required,
+            error_trace,
+        } => (
+            Some(error_trace),
+            None,
+            format!("required field `{required}` is missing"),
+        ),
+        I::InconsistentUnion {
+            field,
+            field_type,
+            error_trace,
+        } => (
+            Some(error_trace),
+            None,
+            format!("exactly one of the union tag `{field_type}` and value `{field}` is present"),
+        ),
+        I::Utf8Error {
+            error,
+            range,
+            error_trace,
+        } => (
+            Some(error_trace),
+            Some(range.start),
+            format!("string at {range:?} is not UTF-8: {error}"),
+        ),
+        I::MissingNullTerminator { range, error_trace } => (
+            Some(error_trace),
+            Some(range.start),
+            format!("string at {range:?} is not NUL-terminated"),
+        ),
+        I::Unaligned {
+            position,
+            unaligned_type,
+            error_trace,
+        } => (
+            Some(error_trace),
+            Some(*position),
+            format!("{unaligned_type} at offset {position} is misaligned"),
+        ),
+        I::RangeOutOfBounds { range, error_trace } => (
+            Some(error_trace),
+            Some(range.start),
+            format!(
+                "bytes {}..{} are outside the {len}-byte buffer",
+                range.start, range.end
+            ),
+        ),
+        I::SignedOffsetOutOfBounds {
+            soffset,
+            position,
+            error_trace,
+        } => (
+            Some(error_trace),
+            Some(*position),
+            format!(
+                "table at offset {position}: vtable offset {soffset} points outside the buffer"
+            ),
+        ),
+        I::TooManyTables => (None, None, "too many tables (verifier limit)".to_string()),
+        I::ApparentSizeTooLarge => (
+            None,
+            None,
+            "apparent size too large (verifier limit)".to_string(),
+        ),
+        I::DepthLimitReached => (
+            None,
+            None,
+            "tables nested too deeply (verifier limit)".to_string(),
+        ),
+    };
+    let mut path = String::from("Module");
+    let mut last_pos = None;
+    if let Some(trace) = trace {
+        let details: &[ErrorTraceDetail] = trace.as_ref();
+        // Innermost first in the trace: walk it from the root down.
+        let mut it = details.iter().rev().peekable();
+        while let Some(d) = it.next() {
+            match d {
+                ErrorTraceDetail::TableField {
+                    field_name,
+                    position,
+                } => {
+                    last_pos = Some(*position);
+                    // `val` followed by the variant reads better as the variant alone.
+                    if matches!(it.peek(), Some(ErrorTraceDetail::UnionVariant { .. })) {
+                        continue;
+                    }
+                    path.push('.');
+                    path.push_str(field_name);
+                }
+                ErrorTraceDetail::VectorElement { index, position } => {
+                    last_pos = Some(*position);
+                    path.push_str(&format!("[{index}]"));
+                }
+                ErrorTraceDetail::UnionVariant { variant, position } => {
+                    last_pos = Some(*position);
+                    path.push('.');
+                    path.push_str(variant.rsplit("::").next().unwrap_or(variant));
+                }
+            }
+        }
+    }
+    let offset = offset.or(last_pos).map(|o| o as u64);
+    FormatError::new(
+        rules::FLATBUFFER,
+        path,
+        offset,
+        format!("flatbuffer verification failed: {what}"),
+    )
+}
+
+/// A node of the value graph: an ivalue read as a value, or as a function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Node {
+    Value(u32),
+    Function(u32),
+}
+
+/// A reference inside `Module.ivalues[owner]`, rendered (only for an error) as
+/// `Module.ivalues[owner]{path}[k]{suffix}`; `pos` is where the index is stored.
+#[derive(Clone, Copy, Debug)]
+struct Site {
+    owner: u32,
+    path: &'static str,
+    k: Option<usize>,
+    suffix: &'static str,
+    pos: Option<usize>,
+}
+
+impl Site {
+    fn at(owner: u32, path: &'static str, k: usize) -> Self {
+        Site {
+            owner,
+            path,
+            k: Some(k),
+            suffix: "",
+            pos: None,
+        }
+    }
+
+    fn one(owner: u32, path: &'static str) -> Self {
+        Site {
+            owner,
+            path,
+            k: None,
+            suffix: "",
+            pos: None,
+        }
+    }
+
+    fn with_pos(self, pos: Option<usize>) -> Self {
+        Site { pos, ..self }
+    }
+
+    /// An error about this reference.
+    fn error(&self, message: String) -> FormatError {
+        FormatError::new(
+            rules::FLATBUFFER,
+            self.render(),
+            self.pos.map(|p| p as u64),
+            message,
+        )
+    }
+
+    fn render(&self) -> String {
+        match self.k {
+            Some(k) => format!(
+                "Module.ivalues[{}]{}[{k}]{}",
+                self.owner, self.path, self.suffix
+            ),
+            None => format!("Module.ivalues[{}]{}{}", self.owner, self.path, self.suffix),
+        }
+    }
+}
+
+/// One node being read: its children are read first (iteratively, so hostile nesting
+/// cannot exhaust the native stack), then the node itself.
+struct Frame {
+    node: Node,
+    /// The reference that led here; `None` for the walk's starting point.
+    via: Option<Site>,
+    children: Vec<(Node, Site)>,
+    next: usize,
 }
 
 struct Reader<'a> {
@@ -101,8 +306,9 @@ struct Reader<'a> {
     object_types: Vec<ObjectTypeInfo>,
     storage_data: Option<Vector<'a, ForwardsUOffset<fb::StorageData<'a>>>>,
     values: Vec<Option<IValue>>,
-    in_progress: Vec<bool>,
+    value_active: Vec<bool>,
     functions: HashMap<u32, Arc<BytecodeFunction>>,
+    function_active: Vec<bool>,
     storages: HashMap<(u32, ScalarType), Arc<Storage>>,
     map_location: Option<Device>,
 }
@@ -113,22 +319,35 @@ pub fn read_flatbuffer(
     map_location: Option<Device>,
 ) -> Result<MobileModule, FormatError> {
     if !is_flatbuffer(buf) {
-        return Err(err(
+        return Err(FormatError::new(
+            rules::FLATBUFFER,
             "identifier",
+            Some(4),
             "bytes 4..8 are not \"PTMF\": not a mobile flatbuffer",
         ));
     }
     let opts = verifier_options(buf.len());
-    let m = fb::root_as_module_with_opts(&opts, buf)
-        .map_err(|e| err("Module", format!("flatbuffer verification failed: {e}")))?;
+    let m = fb::root_as_module_with_opts(&opts, buf).map_err(|e| verify_error(e, buf.len()))?;
     let ivalues = m
         .ivalues()
         .ok_or_else(|| err("Module.ivalues", "missing"))?;
     // The generated verifier accepts unknown union tags and does not look inside the
     // struct members of the union: check both here, before any value is read.
     for (i, iv) in ivalues.iter().enumerate() {
-        support::check_ivalue_union(buf, &iv)
-            .map_err(|e| err(format!("Module.ivalues[{i}]"), e))?;
+        support::check_ivalue_union(buf, &iv).map_err(|e| {
+            // An unknown tag is the tag's fault; a bad struct member is the value's.
+            let part = if iv.val_type().0 > fb::IValueUnion::ENUM_MAX {
+                "val_type"
+            } else {
+                "val"
+            };
+            FormatError::new(
+                rules::FLATBUFFER,
+                format!("Module.ivalues[{i}].{part}"),
+                Some(iv._tab.loc() as u64),
+                e,
+            )
+        })?;
     }
     let object_types: Vec<ObjectTypeInfo> = m
         .object_types()
@@ -151,6 +370,21 @@ pub fn read_flatbuffer(
                 .collect()
         })
         .unwrap_or_default();
+    if let Some(v) = m.object_types() {
+        for (k, t) in v.iter().enumerate() {
+            if t.type_().0 > 4 {
+                return Err(err(
+                    format!("Module.object_types[{k}].type"),
+                    format!(
+                        "unknown TypeType {} (the schema defines 0..=4)",
+                        t.type_().0
+                    ),
+                ));
+            }
+        }
+    }
+    // Every length below comes from the verified buffer: each ivalue is at least a
+    // 4-byte offset in it, so these allocations are bounded by the input size.
     let n = ivalues.len();
     let mut r = Reader {
         buf,
@@ -158,8 +392,9 @@ pub fn read_flatbuffer(
         object_types,
         storage_data: m.storage_data(),
         values: vec![None; n],
-        in_progress: vec![false; n],
+        value_active: vec![false; n],
         functions: HashMap::new(),
+        function_active: vec![false; n],
         storages: HashMap::new(),
         map_location,
     };
@@ -181,14 +416,10 @@ pub fn read_flatbuffer(
         ));
     }
     let mut methods = Vec::new();
-    for (k, idx) in m
-        .methods()
-        .map(|v| v.iter().collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-    {
-        methods.push(r.function(idx, &format!("Module.methods[{k}]"))?);
+    if let Some(v) = m.methods() {
+        for (k, idx) in v.iter().enumerate() {
+            methods.push(r.function(idx, &format!("Module.methods[{k}]"))?);
+        }
     }
     // Every function among the mobile ivalues (methods of submodules' classes too).
     let mut functions = Vec::new();
@@ -202,24 +433,34 @@ pub fn read_flatbuffer(
             functions.push(r.function(i, &format!("Module.ivalues[{i}]"))?);
         }
     }
-    let root = match r.value(m.state_obj(), "Module.state_obj", 0)? {
+    let root = match r.value(m.state_obj(), "Module.state_obj")? {
         IValue::Object(o) => o,
         other => {
             return Err(err(
                 "Module.state_obj",
-                format!("is a {}, not an object", other.kind_name()),
+                format!(
+                    "ivalue {} is a {}, not an object",
+                    m.state_obj(),
+                    other.kind_name()
+                ),
             ));
         }
     };
     let mut constants = Vec::new();
-    for (k, idx) in m
-        .jit_constants()
-        .map(|v| v.iter().collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-    {
-        constants.push(r.value(idx, &format!("Module.jit_constants[{k}]"), 0)?);
+    if let Some(v) = m.jit_constants() {
+        for (k, idx) in v.iter().enumerate() {
+            constants.push(r.value(idx, &format!("Module.jit_constants[{k}]"))?);
+        }
+    }
+    // PyTorch's loader parses every ivalue, referenced or not: so do we, so that a
+    // broken one is reported even when nothing points at it.
+    for i in 0..n as u32 {
+        let field = format!("Module.ivalues[{i}]");
+        if r.ivalues.get(i as usize).val_type() == fb::IValueUnion::Function {
+            r.function(i, &field)?;
+        } else {
+            r.value(i, &field)?;
+        }
     }
     let extra_files = pairs(buf, m.extra_files(), "Module.extra_files")?;
     let jit_sources = pairs(buf, m.jit_sources(), "Module.jit_sources")?
@@ -281,7 +522,6 @@ pub fn read_flatbuffer(
         storage_count,
     })
 }
-
 /// `(name, content)` of an `ExtraFile` vector; contents borrow from `buf`.
 fn pairs(
     buf: &Bytes,
@@ -298,9 +538,17 @@ fn pairs(
             let content = match f.content() {
                 None => Bytes::new(),
                 Some(c) => {
+                    // The vector and its length word lie inside `buf` (verified), even
+                    // when it is empty.
                     let bytes = c.bytes();
-                    let start = bytes.as_ptr() as usize - buf.as_ptr() as usize;
-                    let end = start + bytes.len();
+                    let start = (bytes.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+                    let end = start.saturating_add(bytes.len());
+                    if end > buf.len() {
+                        return Err(err(
+                            format!("{field}[{i}].content"),
+                            "content lies outside the buffer",
+                        ));
+                    }
                     // `content` is a flatbuffer string: PyTorch's verifier requires the
                     // terminating NUL that ours (reading it as bytes) does not check.
                     if buf.get(end) != Some(&0) {
@@ -317,6 +565,48 @@ fn pairs(
         .collect()
 }
 
+/// What led to a node: the top-level field the caller named, or a reference inside
+/// another ivalue.
+#[derive(Clone, Copy)]
+enum Via<'f> {
+    Top(&'f str),
+    Ref(Site),
+}
+
+impl Via<'_> {
+    fn render(&self) -> String {
+        match self {
+            Via::Top(f) => f.to_string(),
+            Via::Ref(s) => s.render(),
+        }
+    }
+
+    fn offset(&self) -> Option<u64> {
+        match self {
+            Via::Top(_) => None,
+            Via::Ref(s) => s.pos.map(|p| p as u64),
+        }
+    }
+
+    fn error(&self, message: String) -> FormatError {
+        FormatError::new(rules::FLATBUFFER, self.render(), self.offset(), message)
+    }
+}
+
+/// Byte position of a present table field.
+fn field_pos(tab: &flatbuffers::Table<'_>, voffset: flatbuffers::VOffsetT) -> Option<usize> {
+    match tab.vtable().get(voffset) {
+        0 => None,
+        o => Some(tab.loc() + o as usize),
+    }
+}
+
+fn node_index(n: Node) -> u32 {
+    match n {
+        Node::Value(i) | Node::Function(i) => i,
+    }
+}
+
 impl<'a> Reader<'a> {
     fn ivalue(&self, idx: u32, field: &str) -> Result<fb::IValue<'a>, FormatError> {
         if (idx as usize) >= self.ivalues.len() {
@@ -331,67 +621,284 @@ impl<'a> Reader<'a> {
         Ok(self.ivalues.get(idx as usize))
     }
 
-    fn value(&mut self, idx: u32, field: &str, depth: u32) -> Result<IValue, FormatError> {
-        if depth > MAX_DEPTH {
-            return Err(err(
-                field,
-                format!("values nested deeper than {MAX_DEPTH} levels"),
-            ));
-        }
-        let iv = self.ivalue(idx, field)?;
-        let i = idx as usize;
-        if let Some(v) = &self.values[i] {
+    /// The value of ivalue `idx`, reached through `field`.
+    fn value(&mut self, idx: u32, field: &str) -> Result<IValue, FormatError> {
+        if let Some(Some(v)) = self.values.get(idx as usize) {
             return Ok(v.clone());
         }
-        if self.in_progress[i] {
-            return Err(err(
-                field,
-                format!("ivalue {idx} contains itself (a reference cycle)"),
-            ));
+        self.walk(Node::Value(idx), field)?;
+        match self.values.get(idx as usize) {
+            Some(Some(v)) => Ok(v.clone()),
+            _ => Err(err(field, format!("ivalue {idx} could not be read"))),
         }
-        self.in_progress[i] = true;
-        let v = self.convert(&iv, idx, field, depth)?;
-        self.in_progress[i] = false;
-        self.values[i] = Some(v.clone());
-        Ok(v)
+    }
+
+    /// The function at ivalue `idx`, reached through `field`.
+    fn function(&mut self, idx: u32, field: &str) -> Result<Arc<BytecodeFunction>, FormatError> {
+        if let Some(f) = self.functions.get(&idx) {
+            return Ok(f.clone());
+        }
+        self.walk(Node::Function(idx), field)?;
+        self.functions.get(&idx).cloned().ok_or_else(|| {
+            err(
+                field,
+                format!("ivalue {idx} could not be read as a function"),
+            )
+        })
+    }
+
+    /// A child's value while converting its parent: `walk` has read it already.
+    fn child(&mut self, idx: u32, site: Site) -> Result<IValue, FormatError> {
+        match self.values.get(idx as usize) {
+            Some(Some(v)) => Ok(v.clone()),
+            _ => self.value(idx, &site.render()),
+        }
+    }
+
+    fn child_function(
+        &mut self,
+        idx: u32,
+        site: Site,
+    ) -> Result<Arc<BytecodeFunction>, FormatError> {
+        match self.functions.get(&idx) {
+            Some(f) => Ok(f.clone()),
+            None => self.function(idx, &site.render()),
+        }
+    }
+
+    fn is_done(&self, n: Node) -> bool {
+        match n {
+            Node::Value(i) => matches!(self.values.get(i as usize), Some(Some(_))),
+            Node::Function(i) => self.functions.contains_key(&i),
+        }
+    }
+
+    fn active(&mut self, n: Node) -> Option<&mut bool> {
+        match n {
+            Node::Value(i) => self.value_active.get_mut(i as usize),
+            Node::Function(i) => self.function_active.get_mut(i as usize),
+        }
+    }
+
+    /// The ivalues `n` refers to, with where each reference is. Nothing is checked
+    /// here; a node whose table is unusable has no children and `finish` reports it.
+    fn children(&self, n: Node) -> Vec<(Node, Site)> {
+        let i = node_index(n);
+        let iv = self.ivalues.get(i as usize);
+        let base = self.buf.as_ptr() as usize;
+        let mut out = Vec::new();
+        let mut add = |v: Option<Vector<'a, u32>>, path: &'static str| {
+            if let Some(v) = v {
+                let start = (v.bytes().as_ptr() as usize).wrapping_sub(base);
+                out.extend(v.iter().enumerate().map(|(k, c)| {
+                    (
+                        Node::Value(c),
+                        Site::at(i, path, k).with_pos(Some(start.wrapping_add(4 * k))),
+                    )
+                }));
+            }
+        };
+        use fb::IValueUnion as U;
+        match n {
+            Node::Value(_) => match iv.val_type() {
+                U::List => add(iv.val_as_list().and_then(|l| l.items()), ".List.items"),
+                U::Tuple => add(iv.val_as_tuple().and_then(|t| t.items()), ".Tuple.items"),
+                U::Dict => {
+                    if let Some(d) = iv.val_as_dict() {
+                        add(d.keys(), ".Dict.keys");
+                        add(d.values(), ".Dict.values");
+                    }
+                }
+                U::EnumValue => {
+                    if let Some(e) = iv.val_as_enum_value() {
+                        out.push((
+                            Node::Value(e.value()),
+                            Site::one(i, ".EnumValue.value")
+                                .with_pos(field_pos(&e._tab, fb::EnumValue::VT_VALUE)),
+                        ));
+                    }
+                }
+                U::Object => {
+                    if let Some(o) = iv.val_as_object() {
+                        match self
+                            .object_types
+                            .get(o.type_index() as usize)
+                            .map(|t| t.kind)
+                        {
+                            Some(ObjectKind::ClassWithField | ObjectKind::Unset) => {
+                                add(o.attrs(), ".Object.attrs")
+                            }
+                            Some(ObjectKind::ClassWithSetstate) => {
+                                out.push((
+                                    Node::Function(o.setstate_func()),
+                                    Site::one(i, ".Object.setstate_func")
+                                        .with_pos(field_pos(&o._tab, fb::Object::VT_SETSTATE_FUNC)),
+                                ));
+                                out.push((
+                                    Node::Value(o.state()),
+                                    Site::one(i, ".Object.state")
+                                        .with_pos(field_pos(&o._tab, fb::Object::VT_STATE)),
+                                ));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            },
+            Node::Function(_) => {
+                if let Some(f) = iv.val_as_function() {
+                    add(f.constants(), ".Function.constants");
+                    if let Some(s) = f.schema() {
+                        for (path, args) in [
+                            (".Function.schema.arguments", s.arguments()),
+                            (".Function.schema.returns", s.returns()),
+                        ] {
+                            for (k, a) in args.iter().flat_map(|v| v.iter()).enumerate() {
+                                if a.default_value() != 0 {
+                                    out.push((
+                                        Node::Value(a.default_value()),
+                                        Site {
+                                            owner: i,
+                                            path,
+                                            k: Some(k),
+                                            suffix: ".default_value",
+                                            pos: field_pos(&a._tab, fb::Arg::VT_DEFAULT_VALUE),
+                                        },
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Reads `start` and everything it refers to, children before parents. The walk
+    /// keeps its own stack (bounded by `MAX_DEPTH`), so hostile nesting can neither
+    /// overflow the native stack nor loop: a reference back to a node still being read
+    /// is a cycle.
+    fn walk(&mut self, start: Node, field: &str) -> Result<(), FormatError> {
+        let n = self.ivalues.len();
+        self.ivalue(node_index(start), field)?;
+        if self.is_done(start) {
+            return Ok(());
+        }
+        let mut stack: Vec<Frame> = Vec::new();
+        let mut pending = Some((start, None::<Site>));
+        loop {
+            if let Some((node, via)) = pending.take() {
+                let idx = node_index(node);
+                let fail = |msg: String| match via {
+                    Some(s) => s.error(msg),
+                    None => err(field, msg),
+                };
+                if idx as usize >= n {
+                    return Err(fail(format!(
+                        "ivalue index {idx} is out of range (there are {n})"
+                    )));
+                }
+                if !self.is_done(node) {
+                    match self.active(node) {
+                        Some(true) => {
+                            return Err(fail(format!(
+                                "ivalue {idx} contains itself (a reference cycle)"
+                            )));
+                        }
+                        Some(a) => *a = true,
+                        None => {
+                            return Err(fail(format!("ivalue index {idx} is out of range")));
+                        }
+                    }
+                    if stack.len() >= MAX_DEPTH as usize {
+                        return Err(fail(format!(
+                            "values nested deeper than {MAX_DEPTH} levels"
+                        )));
+                    }
+                    let children = self.children(node);
+                    stack.push(Frame {
+                        node,
+                        via,
+                        children,
+                        next: 0,
+                    });
+                }
+            }
+            let Some(top) = stack.last_mut() else {
+                return Ok(());
+            };
+            if let Some(&(child, site)) = top.children.get(top.next) {
+                top.next += 1;
+                pending = Some((child, Some(site)));
+                continue;
+            }
+            let Some(frame) = stack.pop() else {
+                return Ok(());
+            };
+            let via = frame.via.map_or(Via::Top(field), Via::Ref);
+            let idx = node_index(frame.node);
+            match frame.node {
+                Node::Value(_) => {
+                    let iv = self.ivalues.get(idx as usize);
+                    let v = self.convert(&iv, idx, via)?;
+                    if let Some(slot) = self.values.get_mut(idx as usize) {
+                        *slot = Some(v);
+                    }
+                }
+                Node::Function(_) => {
+                    let f = self.read_function(idx, via)?;
+                    self.functions.insert(idx, f);
+                }
+            }
+            if let Some(a) = self.active(frame.node) {
+                *a = false;
+            }
+        }
     }
 
     fn items(
         &mut self,
         v: Option<Vector<'a, u32>>,
-        field: &str,
-        depth: u32,
+        owner: u32,
+        path: &'static str,
     ) -> Result<Vec<IValue>, FormatError> {
         let Some(v) = v else { return Ok(Vec::new()) };
         v.iter()
             .enumerate()
-            .map(|(k, idx)| self.value(idx, &format!("{field}[{k}]"), depth + 1))
+            .map(|(k, idx)| self.child(idx, Site::at(owner, path, k)))
             .collect()
     }
 
+    /// Converts one ivalue whose children are already read.
     fn convert(
         &mut self,
         iv: &fb::IValue<'a>,
         idx: u32,
-        field: &str,
-        depth: u32,
+        via: Via<'_>,
     ) -> Result<IValue, FormatError> {
         let here = format!("Module.ivalues[{idx}]");
+        let at = Some(iv._tab.loc() as u64);
+        let bad = |field: String, msg: String| FormatError::new(rules::FLATBUFFER, field, at, msg);
         use fb::IValueUnion as U;
         Ok(match iv.val_type() {
             U::NONE => IValue::None,
-            U::Int => {
-                IValue::Int(support::read_int(iv).ok_or_else(|| err(&here, "Int value missing"))?)
-            }
+            U::Int => IValue::Int(
+                support::read_int(iv)
+                    .ok_or_else(|| bad(here.clone(), "Int value missing".into()))?,
+            ),
             U::Bool => IValue::Bool(
-                support::read_bool(iv).ok_or_else(|| err(&here, "Bool value missing"))?,
+                support::read_bool(iv)
+                    .ok_or_else(|| bad(here.clone(), "Bool value missing".into()))?,
             ),
             U::Double => IValue::Double(
-                support::read_double(iv).ok_or_else(|| err(&here, "Double value missing"))?,
+                support::read_double(iv)
+                    .ok_or_else(|| bad(here.clone(), "Double value missing".into()))?,
             ),
             U::ComplexDouble => {
                 let (re, im) = support::read_complex(iv)
-                    .ok_or_else(|| err(&here, "ComplexDouble value missing"))?;
+                    .ok_or_else(|| bad(here.clone(), "ComplexDouble value missing".into()))?;
                 IValue::Complex(re, im)
             }
             U::String => {
@@ -402,7 +909,7 @@ impl<'a> Reader<'a> {
                 let s = iv.val_as_device().and_then(|d| d.str()).unwrap_or("");
                 IValue::Device(
                     Device::parse(s)
-                        .map_err(|e| err(format!("{here}.Device.str"), e.to_string()))?,
+                        .map_err(|e| bad(format!("{here}.Device.str"), e.to_string()))?,
                 )
             }
             U::IntList => {
@@ -440,20 +947,20 @@ impl<'a> Reader<'a> {
             U::List => {
                 let l = iv
                     .val_as_list()
-                    .ok_or_else(|| err(&here, "List table missing"))?;
+                    .ok_or_else(|| bad(here.clone(), "List table missing".into()))?;
                 let ann = l.annotation_str().unwrap_or("List[Any]");
                 let ty = TypeExpr::parse(ann)
-                    .map_err(|e| err(format!("{here}.List.annotation_str"), e.to_string()))?;
+                    .map_err(|e| bad(format!("{here}.List.annotation_str"), e.to_string()))?;
                 let elem = match (ty.head(), ty.args()) {
                     ("List", [e]) => e.clone(),
                     _ => {
-                        return Err(err(
+                        return Err(bad(
                             format!("{here}.List.annotation_str"),
                             format!("{ann:?} is not a List type"),
                         ));
                     }
                 };
-                let items = self.items(l.items(), &format!("{here}.List.items"), depth)?;
+                let items = self.items(l.items(), idx, ".List.items")?;
                 IValue::List(Arc::new(List {
                     elem_type: elem,
                     items,
@@ -462,49 +969,51 @@ impl<'a> Reader<'a> {
             U::Tuple => {
                 let t = iv
                     .val_as_tuple()
-                    .ok_or_else(|| err(&here, "Tuple table missing"))?;
-                let items = self.items(t.items(), &format!("{here}.Tuple.items"), depth)?;
+                    .ok_or_else(|| bad(here.clone(), "Tuple table missing".into()))?;
+                let items = self.items(t.items(), idx, ".Tuple.items")?;
                 IValue::Tuple(Arc::new(Tuple { items, named: None }))
             }
             U::Dict => {
                 let d = iv
                     .val_as_dict()
-                    .ok_or_else(|| err(&here, "Dict table missing"))?;
+                    .ok_or_else(|| bad(here.clone(), "Dict table missing".into()))?;
                 let ann = d.annotation_str().unwrap_or("Dict[Any, Any]");
                 let ty = TypeExpr::parse(ann)
-                    .map_err(|e| err(format!("{here}.Dict.annotation_str"), e.to_string()))?;
+                    .map_err(|e| bad(format!("{here}.Dict.annotation_str"), e.to_string()))?;
                 let (k, v) = match (ty.head(), ty.args()) {
                     ("Dict", [k, v]) => (k.clone(), v.clone()),
                     _ => {
-                        return Err(err(
+                        return Err(bad(
                             format!("{here}.Dict.annotation_str"),
                             format!("{ann:?} is not a Dict type"),
                         ));
                     }
                 };
-                let keys = self.items(d.keys(), &format!("{here}.Dict.keys"), depth)?;
-                let values = self.items(d.values(), &format!("{here}.Dict.values"), depth)?;
-                if keys.len() != values.len() {
-                    return Err(err(
-                        &here,
-                        format!("Dict has {} keys but {} values", keys.len(), values.len()),
+                let nk = d.keys().map_or(0, |v| v.len());
+                let nv = d.values().map_or(0, |v| v.len());
+                if nk != nv {
+                    return Err(bad(
+                        format!("{here}.Dict.values"),
+                        format!("Dict has {nk} keys but {nv} values"),
                     ));
                 }
+                let keys = self.items(d.keys(), idx, ".Dict.keys")?;
+                let values = self.items(d.values(), idx, ".Dict.values")?;
                 IValue::Dict(Arc::new(Dict {
                     key_type: k,
                     value_type: v,
                     entries: keys.into_iter().zip(values).collect(),
                 }))
             }
-            U::Object => self.object(iv, &here, depth)?,
+            U::Object => self.object(iv, idx, &here)?,
             U::EnumValue => {
                 let e = iv
                     .val_as_enum_value()
-                    .ok_or_else(|| err(&here, "EnumValue table missing"))?;
+                    .ok_or_else(|| bad(here.clone(), "EnumValue table missing".into()))?;
                 let name = e
                     .type_name()
-                    .ok_or_else(|| err(format!("{here}.EnumValue.type_name"), "missing"))?;
-                let value = self.value(e.value(), &format!("{here}.EnumValue.value"), depth + 1)?;
+                    .ok_or_else(|| bad(format!("{here}.EnumValue.type_name"), "missing".into()))?;
+                let value = self.child(e.value(), Site::one(idx, ".EnumValue.value"))?;
                 IValue::Enum(Arc::new(EnumValue {
                     enum_type: QualifiedName::new(name),
                     value,
@@ -513,36 +1022,38 @@ impl<'a> Reader<'a> {
             U::TensorMetadata => {
                 let t = iv
                     .val_as_tensor_metadata()
-                    .ok_or_else(|| err(&here, "TensorMetadata table missing"))?;
+                    .ok_or_else(|| bad(here.clone(), "TensorMetadata table missing".into()))?;
                 IValue::Tensor(Arc::new(self.tensor(
                     &t,
                     &format!("{here}.TensorMetadata"),
-                    depth,
+                    0,
                 )?))
             }
             U::Function => {
-                return Err(err(
-                    field,
-                    format!("ivalue {idx} is a Function, used where a value is expected"),
+                return Err(via.error(format!(
+                    "ivalue {idx} is a Function, used where a value is expected"
+                )));
+            }
+            other => {
+                return Err(bad(
+                    format!("{here}.val_type"),
+                    format!("unknown IValue union tag {}", other.0),
                 ));
             }
-            other => return Err(err(&here, format!("unknown IValue union tag {}", other.0))),
         })
     }
 
-    fn object(
-        &mut self,
-        iv: &fb::IValue<'a>,
-        here: &str,
-        depth: u32,
-    ) -> Result<IValue, FormatError> {
+    fn object(&mut self, iv: &fb::IValue<'a>, idx: u32, here: &str) -> Result<IValue, FormatError> {
         let o = iv
             .val_as_object()
             .ok_or_else(|| err(here, "Object table missing"))?;
+        let at = Some(o._tab.loc() as u64);
         let ti = o.type_index() as usize;
         let ty = self.object_types.get(ti).cloned().ok_or_else(|| {
-            err(
+            FormatError::new(
+                rules::FLATBUFFER,
                 format!("{here}.Object.type_index"),
+                at,
                 format!(
                     "{ti} is out of range ({} object types)",
                     self.object_types.len()
@@ -551,43 +1062,40 @@ impl<'a> Reader<'a> {
         })?;
         let state = match ty.kind {
             ObjectKind::ClassWithField | ObjectKind::Unset => {
-                let attrs = o
-                    .attrs()
-                    .map(|v| v.iter().collect::<Vec<_>>())
-                    .unwrap_or_default();
-                if attrs.len() != ty.attr_names.len() {
+                let attrs = o.attrs();
+                let count = attrs.map_or(0, |v| v.len());
+                if count != ty.attr_names.len() {
                     return Err(FormatError::new(
                         rules::FLATBUFFER_TYPES,
                         format!("{here}.Object.attrs"),
-                        None,
+                        at,
                         format!(
                             "object of {} has {} attributes but its ObjectType names {} (PyTorch's flatbuffer writer merges distinct classes that share a name; torch.jit.load crashes on such files)",
                             ty.type_name,
-                            attrs.len(),
+                            count,
                             ty.attr_names.len()
                         ),
                     ));
                 }
-                let mut out = Vec::with_capacity(attrs.len());
-                for (k, (idx, name)) in attrs.into_iter().zip(&ty.attr_names).enumerate() {
-                    let v = self.value(idx, &format!("{here}.Object.attrs[{k}]"), depth + 1)?;
-                    out.push((Str::from(name.as_str()), v));
-                }
-                ObjectState::Attributes(out)
+                let values = self.items(attrs, idx, ".Object.attrs")?;
+                ObjectState::Attributes(
+                    ty.attr_names
+                        .iter()
+                        .map(|name| Str::from(name.as_str()))
+                        .zip(values)
+                        .collect(),
+                )
             }
             ObjectKind::ClassWithSetstate => {
                 // The __setstate__ function must exist, the state is any value.
-                let f = o.setstate_func();
-                self.function(f, &format!("{here}.Object.setstate_func"))?;
-                ObjectState::SetState(self.value(
-                    o.state(),
-                    &format!("{here}.Object.state"),
-                    depth + 1,
-                )?)
+                self.child_function(o.setstate_func(), Site::one(idx, ".Object.setstate_func"))?;
+                ObjectState::SetState(self.child(o.state(), Site::one(idx, ".Object.state"))?)
             }
             ObjectKind::CustomClass | ObjectKind::NonObj => {
-                return Err(err(
-                    here,
+                return Err(FormatError::new(
+                    rules::FLATBUFFER,
+                    format!("{here}.Object.type_index"),
+                    at,
                     format!(
                         "objects of kind {:?} ({}) are not supported",
                         ty.kind, ty.type_name
@@ -630,10 +1138,19 @@ impl<'a> Reader<'a> {
             .data()
             .map(|v| v.bytes())
             .unwrap_or(&[]);
-        // Zero-copy: the storage is a slice of the caller's buffer.
-        let start = bytes.as_ptr() as usize - self.buf.as_ptr() as usize;
-        let slice = self.buf.slice(start..start + bytes.len());
-        let esize = dtype.element_size() as usize;
+        // Zero-copy: the storage is a slice of the caller's buffer (the verifier
+        // checked that the vector lies inside it; an empty one may point anywhere).
+        let slice = if bytes.is_empty() {
+            Bytes::new()
+        } else {
+            let start = (bytes.as_ptr() as usize).wrapping_sub(self.buf.as_ptr() as usize);
+            let end = start.saturating_add(bytes.len());
+            if end > self.buf.len() {
+                return Err(err(field, "storage bytes are outside the buffer"));
+            }
+            self.buf.slice(start..end)
+        };
+        let esize = dtype.element_size().max(1) as usize;
         let numel = (slice.len() / esize) as u64;
         let device = self.map_location.clone().unwrap_or_else(Device::cpu);
         let s = Arc::new(Storage {
@@ -646,17 +1163,24 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    /// A tensor. `nesting` counts quantization parameter tensors (themselves bounded by
+    /// the verifier's table depth).
     fn tensor(
         &mut self,
         t: &fb::TensorMetadata<'a>,
         field: &str,
-        depth: u32,
+        nesting: u32,
     ) -> Result<Tensor, FormatError> {
-        if depth > MAX_DEPTH {
-            return Err(err(field, "tensor metadata nested too deeply"));
+        let at = Some(t._tab.loc() as u64);
+        let bad = |f: String, msg: String| FormatError::new(rules::FLATBUFFER, f, at, msg);
+        if nesting > 2 {
+            return Err(bad(
+                format!("{field}.quantized_schema"),
+                "quantization parameter tensors are themselves quantized".into(),
+            ));
         }
         let dtype = ScalarType::from_number(t.scalar_type() as i64).ok_or_else(|| {
-            err(
+            bad(
                 format!("{field}.scalar_type"),
                 format!("unknown scalar type {}", t.scalar_type()),
             )
@@ -664,33 +1188,37 @@ impl<'a> Reader<'a> {
         let quantization = match t.quantized_schema() {
             None => None,
             Some(q) => {
-                let scheme = QScheme::ALL
-                    .get(q.qscheme() as usize)
+                let scheme = usize::try_from(q.qscheme())
+                    .ok()
+                    .and_then(|i| QScheme::ALL.get(i))
                     .copied()
                     .ok_or_else(|| {
-                        err(
+                        bad(
                             format!("{field}.quantized_schema.qscheme"),
                             format!("unknown qscheme {}", q.qscheme()),
                         )
                     })?;
                 if scheme.is_per_channel() {
                     let scales = q.scales().ok_or_else(|| {
-                        err(format!("{field}.quantized_schema.scales"), "missing")
+                        bad(format!("{field}.quantized_schema.scales"), "missing".into())
                     })?;
                     let zps = q.zero_points().ok_or_else(|| {
-                        err(format!("{field}.quantized_schema.zero_points"), "missing")
+                        bad(
+                            format!("{field}.quantized_schema.zero_points"),
+                            "missing".into(),
+                        )
                     })?;
                     Some(Quantization::PerChannel {
                         scheme,
                         scales: Arc::new(self.tensor(
                             &scales,
                             &format!("{field}.quantized_schema.scales"),
-                            depth + 1,
+                            nesting + 1,
                         )?),
                         zero_points: Arc::new(self.tensor(
                             &zps,
                             &format!("{field}.quantized_schema.zero_points"),
-                            depth + 1,
+                            nesting + 1,
                         )?),
                         axis: q.axis() as i64,
                     })
@@ -716,6 +1244,33 @@ impl<'a> Reader<'a> {
             .strides()
             .map(|v| v.iter().map(i64::from).collect())
             .unwrap_or_default();
+        if sizes.len() != strides.len() {
+            return Err(bad(
+                format!("{field}.strides"),
+                format!("{} sizes but {} strides", sizes.len(), strides.len()),
+            ));
+        }
+        if let Some(k) = sizes.iter().position(|&s| s < 0) {
+            return Err(bad(
+                format!("{field}.sizes[{k}]"),
+                format!("negative size {}", sizes[k]),
+            ));
+        }
+        if let Some(k) = strides.iter().position(|&s| s < 0) {
+            return Err(bad(
+                format!("{field}.strides[{k}]"),
+                format!(
+                    "negative stride {} (PyTorch tensors never have one)",
+                    strides[k]
+                ),
+            ));
+        }
+        if t.storage_offset() < 0 {
+            return Err(bad(
+                format!("{field}.storage_offset"),
+                format!("negative storage offset {}", t.storage_offset()),
+            ));
+        }
         let tensor = Tensor {
             storage,
             storage_offset: t.storage_offset() as i64,
@@ -726,23 +1281,19 @@ impl<'a> Reader<'a> {
             neg: false,
             quantization,
         };
-        if tensor.sizes.len() != tensor.strides.len() {
-            return Err(err(
-                field,
-                format!(
-                    "{} sizes but {} strides",
-                    tensor.sizes.len(),
-                    tensor.strides.len()
-                ),
-            ));
-        }
+        // Extent in i128: i32 sizes/strides cannot overflow it.
         match tensor.storage_extent() {
-            Err(()) => return Err(err(field, "invalid view (negative size or offset)")),
+            Err(()) => {
+                return Err(bad(
+                    field.to_string(),
+                    "invalid view (negative size or offset)".into(),
+                ));
+            }
             Ok(Some((lo, hi))) if lo < 0 || hi > tensor.storage.numel as i128 => {
                 return Err(FormatError::new(
                     rules::STORAGE,
                     format!("{field}.storage_location_index"),
-                    None,
+                    at,
                     format!(
                         "view (offset {}, sizes {:?}, strides {:?}) needs {hi} elements but storage {} holds {}",
                         tensor.storage_offset,
@@ -758,18 +1309,26 @@ impl<'a> Reader<'a> {
         Ok(tensor)
     }
 
-    fn function(&mut self, idx: u32, field: &str) -> Result<Arc<BytecodeFunction>, FormatError> {
-        if let Some(f) = self.functions.get(&idx) {
-            return Ok(f.clone());
-        }
-        let iv = self.ivalue(idx, field)?;
+    /// Reads the Function at ivalue `idx` (its constants and default values are read
+    /// already); `via` is the reference that asked for it.
+    fn read_function(
+        &mut self,
+        idx: u32,
+        via: Via<'_>,
+    ) -> Result<Arc<BytecodeFunction>, FormatError> {
+        let iv = self.ivalue(idx, &via.render())?;
         let here = format!("Module.ivalues[{idx}].Function");
-        let f = iv
-            .val_as_function()
-            .ok_or_else(|| err(field, format!("ivalue {idx} is not a Function")))?;
+        let f = iv.val_as_function().ok_or_else(|| {
+            via.error(format!(
+                "ivalue {idx} is not a Function (its tag is {})",
+                iv.val_type().0
+            ))
+        })?;
+        let at = Some(f._tab.loc() as u64);
+        let bad = |field: String, msg: String| FormatError::new(rules::FLATBUFFER, field, at, msg);
         let qn = f
             .qn()
-            .ok_or_else(|| err(format!("{here}.qn"), "missing"))?
+            .ok_or_else(|| bad(format!("{here}.qn"), "missing".into()))?
             .to_string();
         let operators: Vec<Operator> = f
             .operators()
@@ -784,129 +1343,97 @@ impl<'a> Reader<'a> {
                     .collect()
             })
             .unwrap_or_default();
-        let mut constants = Vec::new();
-        for (k, c) in f
-            .constants()
-            .map(|v| v.iter().collect::<Vec<_>>())
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-        {
-            constants.push(self.value(c, &format!("{here}.constants[{k}]"), 1)?);
-        }
+        let constants = self.items(f.constants(), idx, ".Function.constants")?;
         let type_annotations: Vec<String> = f
             .type_annotations()
             .map(|v| v.iter().map(str::to_string).collect())
             .unwrap_or_default();
         let register_size = f.register_size();
+        if register_size < 0 {
+            return Err(bad(
+                format!("{here}.register_size"),
+                format!("negative register count {register_size}"),
+            ));
+        }
         let mut instructions = Vec::new();
-        for (k, ins) in f
-            .instructions()
-            .map(|v| v.iter().collect::<Vec<_>>())
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-        {
-            let at = format!("{here}.instructions[{k}]");
-            let op = OpCode::from_number(ins.op() as i64)
-                .ok_or_else(|| err(&at, format!("unknown opcode {}", ins.op())))?;
-            let (n, x) = (ins.n(), ins.x());
-            let check = |ok: bool, what: &str| {
-                if ok {
-                    Ok(())
-                } else {
-                    Err(err(&at, format!("{} {what} (n = {n}, x = {x})", op.name())))
-                }
-            };
-            match op {
-                OpCode::Op | OpCode::OpN => check(
-                    x >= 0 && (x as usize) < operators.len(),
-                    &format!(
-                        "operator index out of range ({} operators)",
-                        operators.len()
-                    ),
-                )?,
-                OpCode::LoadC => check(
-                    x >= 0 && (x as usize) < constants.len(),
-                    &format!(
-                        "constant index out of range ({} constants)",
-                        constants.len()
-                    ),
-                )?,
-                OpCode::Load | OpCode::Move | OpCode::Store | OpCode::DropR => check(
-                    x >= 1 && x <= register_size,
-                    &format!("register out of range (register_size {register_size})"),
-                )?,
-                OpCode::StoreN => check(
-                    x >= 1 && x as i64 + n as i64 - 1 <= register_size as i64,
-                    &format!("registers out of range (register_size {register_size})"),
-                )?,
-                OpCode::ListConstruct
-                | OpCode::DictConstruct
-                | OpCode::NamedTupleConstruct
-                | OpCode::CreateObject => check(
-                    x >= 0 && (x as usize) < type_annotations.len(),
-                    &format!(
-                        "type index out of range ({} type annotations)",
-                        type_annotations.len()
-                    ),
-                )?,
-                OpCode::IsInstance => check(
-                    x >= 0 && x as usize + n as usize <= type_annotations.len(),
-                    &format!(
-                        "types out of range ({} type annotations)",
-                        type_annotations.len()
-                    ),
-                )?,
-                OpCode::InterfaceCall => check(
-                    x >= 0 && (x as usize) < constants.len(),
-                    &format!(
-                        "method-name constant out of range ({} constants)",
-                        constants.len()
-                    ),
-                )?,
-                _ => {}
+        if let Some(v) = f.instructions() {
+            let base = (v.bytes().as_ptr() as usize).wrapping_sub(self.buf.as_ptr() as usize);
+            let len = v.len() as i64;
+            for (k, ins) in v.iter().enumerate() {
+                let op = OpCode::from_number(ins.op() as i64).ok_or_else(|| {
+                    FormatError::new(
+                        rules::FLATBUFFER,
+                        format!("{here}.instructions[{k}].op"),
+                        Some(base.wrapping_add(8 * k) as u64),
+                        format!("unknown opcode {}", ins.op()),
+                    )
+                })?;
+                let (n, x) = (ins.n(), ins.x());
+                check_instruction(
+                    op,
+                    n,
+                    x,
+                    k as i64,
+                    len,
+                    register_size,
+                    &Counts {
+                        operators: operators.len(),
+                        constants: constants.len(),
+                        types: type_annotations.len(),
+                    },
+                )
+                .map_err(|(operand, what)| {
+                    FormatError::new(
+                        rules::FLATBUFFER,
+                        format!("{here}.instructions[{k}].{operand}"),
+                        Some(base.wrapping_add(8 * k) as u64),
+                        format!("{} {what} (n = {n}, x = {x})", op.name()),
+                    )
+                })?;
+                instructions.push(Instruction { op, n, x });
             }
-            instructions.push(Instruction { op, n, x });
         }
         let schema = match f.schema() {
             None => None,
             Some(s) => {
-                let mut args = |v: Option<Vector<'a, ForwardsUOffset<fb::Arg<'a>>>>,
-                                what: &str|
-                 -> Result<Vec<Arg>, FormatError> {
+                let mut lists = Vec::new();
+                for (path, v) in [
+                    (".Function.schema.arguments", s.arguments()),
+                    (".Function.schema.returns", s.returns()),
+                ] {
                     let mut out = Vec::new();
-                    for (k, a) in v
-                        .map(|v| v.iter().collect::<Vec<_>>())
-                        .unwrap_or_default()
-                        .into_iter()
-                        .enumerate()
-                    {
+                    for (k, a) in v.iter().flat_map(|v| v.iter()).enumerate() {
                         let dv = a.default_value();
+                        let default_value = if dv == 0 {
+                            None
+                        } else {
+                            Some(self.child(
+                                dv,
+                                Site {
+                                    owner: idx,
+                                    path,
+                                    k: Some(k),
+                                    suffix: ".default_value",
+                                    pos: None,
+                                },
+                            )?)
+                        };
                         out.push(Arg {
                             name: a.name().unwrap_or("").to_string(),
                             type_str: a.type_().unwrap_or("").to_string(),
-                            default_value: if dv == 0 {
-                                None
-                            } else {
-                                Some(self.value(
-                                    dv,
-                                    &format!("{here}.schema.{what}[{k}].default_value"),
-                                    1,
-                                )?)
-                            },
+                            default_value,
                         });
                     }
-                    Ok(out)
-                };
-                let arguments = args(s.arguments(), "arguments")?;
-                let returns = args(s.returns(), "returns")?;
+                    lists.push(out);
+                }
+                let returns = lists.pop().unwrap_or_default();
+                let arguments = lists.pop().unwrap_or_default();
                 Some(FunctionSchema { arguments, returns })
             }
         };
         let class_type = f.class_type();
-        if !self.object_types.is_empty() && class_type as usize >= self.object_types.len() {
-            return Err(err(
+        if class_type as usize >= self.object_types.len() {
+            return Err(bad(
                 format!("{here}.class_type"),
                 format!(
                     "{class_type} is out of range ({} object types)",
@@ -914,7 +1441,7 @@ impl<'a> Reader<'a> {
                 ),
             ));
         }
-        let func = Arc::new(BytecodeFunction {
+        Ok(Arc::new(BytecodeFunction {
             qualified_name: QualifiedName::new(qn),
             instructions,
             operators,
@@ -928,9 +1455,128 @@ impl<'a> Reader<'a> {
                 .map(|v| v.iter().map(support::bytes8_i64).collect())
                 .unwrap_or_default(),
             class_type,
-        });
-        self.functions.insert(idx, func.clone());
-        Ok(func)
+        }))
+    }
+}
+
+/// Sizes of the tables instruction operands index.
+struct Counts {
+    operators: usize,
+    constants: usize,
+    types: usize,
+}
+
+/// Checks one instruction's operands against what the mobile interpreter does with
+/// them (spec §5): table indices in range, registers in `1..=register_size`, jump
+/// targets inside the function, and the counts that the interpreter uses to reach
+/// into its stack where a wrong value reads outside it. On failure: the operand
+/// (`x` or `n`) and what is wrong.
+fn check_instruction(
+    op: OpCode,
+    n: u16,
+    x: i32,
+    pc: i64,
+    len: i64,
+    register_size: i32,
+    c: &Counts,
+) -> Result<(), (&'static str, String)> {
+    let index = |limit: usize, what: &str| {
+        if x >= 0 && (x as usize) < limit {
+            Ok(())
+        } else {
+            Err(("x", format!("{what} index out of range ({limit} {what}s)")))
+        }
+    };
+    let (n64, x64) = (n as i64, x as i64);
+    match op {
+        OpCode::Op | OpCode::OpN => index(c.operators, "operator"),
+        OpCode::LoadC => index(c.constants, "constant"),
+        OpCode::Load | OpCode::Move | OpCode::Store | OpCode::DropR => {
+            if x >= 1 && x <= register_size {
+                Ok(())
+            } else {
+                Err((
+                    "x",
+                    format!("register out of range (register_size {register_size})"),
+                ))
+            }
+        }
+        OpCode::StoreN => {
+            if x >= 1 && x64 + n64 - 1 <= register_size as i64 {
+                Ok(())
+            } else {
+                Err((
+                    "x",
+                    format!("registers out of range (register_size {register_size})"),
+                ))
+            }
+        }
+        OpCode::Jf | OpCode::Jmp | OpCode::Loop => {
+            let target = pc + x64;
+            if !(0..len).contains(&target) {
+                Err((
+                    "x",
+                    format!("jump target {target} is outside the function ({len} instructions)"),
+                ))
+            } else if op == OpCode::Loop && n < 2 {
+                // The interpreter reads the trip count, max trip count and condition
+                // and computes `n - 2` loop-carried values.
+                Err(("n", "loop needs at least 2 inputs".to_string()))
+            } else {
+                Ok(())
+            }
+        }
+        OpCode::ListConstruct | OpCode::NamedTupleConstruct | OpCode::CreateObject => {
+            index(c.types, "type annotation")
+        }
+        OpCode::DictConstruct => {
+            index(c.types, "type annotation")?;
+            if n.is_multiple_of(2) {
+                Ok(())
+            } else {
+                Err(("n", "odd number of inputs (key/value pairs)".to_string()))
+            }
+        }
+        OpCode::IsInstance => {
+            if x >= 0 && x64 + n64 <= c.types as i64 {
+                Ok(())
+            } else {
+                Err((
+                    "x",
+                    format!("types out of range ({} type annotations)", c.types),
+                ))
+            }
+        }
+        OpCode::InterfaceCall => {
+            index(c.constants, "constant")?;
+            if n >= 1 {
+                Ok(())
+            } else {
+                Err((
+                    "n",
+                    "interface call without inputs (needs self)".to_string(),
+                ))
+            }
+        }
+        OpCode::Format => {
+            if x >= 1 {
+                Ok(())
+            } else {
+                Err(("x", "format needs at least its format string".to_string()))
+            }
+        }
+        OpCode::TupleConstruct
+        | OpCode::TupleSlice
+        | OpCode::ListUnpack
+        | OpCode::GetAttr
+        | OpCode::SetAttr => {
+            if x >= 0 {
+                Ok(())
+            } else {
+                Err(("x", "negative operand".to_string()))
+            }
+        }
+        _ => Ok(()),
     }
 }
 

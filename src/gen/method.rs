@@ -1,0 +1,1 @@
+//! Method bodies of generated modules (in progress).
