@@ -96,7 +96,13 @@ impl ZipArchiveReader {
                 "the PYTORCH1 preview format is not supported (PyTorch refuses it too)",
             ));
         }
-        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.clone()))
+        // The archive starts at byte 0, as PyTorch's miniz reader assumes: the zip crate's
+        // default offset detection can be misled by the bytes of stored records (found by
+        // the generator: some extra-file contents made it reject a valid archive).
+        let config = zip::read::Config {
+            archive_offset: zip::read::ArchiveOffset::Known(0),
+        };
+        let mut zip = zip::ZipArchive::with_config(config, std::io::Cursor::new(bytes.clone()))
             .map_err(|e| zip_err(format!("not a readable zip archive: {e}")))?;
         let mut records = Vec::with_capacity(zip.len());
         let mut prefix = String::new();
