@@ -9,11 +9,10 @@ use bytes::Bytes;
 
 use crate::check;
 use crate::error::Error;
-use crate::flatbuffer::read_flatbuffer;
 use crate::inspect;
 use crate::jit::{FileFormat, file_format, map_file};
 use crate::model::Device;
-use crate::zip_archive::{LoadOptions, ZipArchiveReader, load_archive};
+use crate::zip_archive::ZipArchiveReader;
 
 /// Exit codes: 0 = success / conforming, 1 = non-conforming input or "not found",
 /// 2 = usage or I/O error.
@@ -72,6 +71,22 @@ pub enum Command {
         #[arg(long)]
         pytorch_names: bool,
     },
+    /// Generate random modules (test vectors): archives plus, beside each, the JSON that
+    /// `inspect --json` must print for it. The same seed gives the same bytes.
+    Gen {
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value_t = 10)]
+        count: u64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = GenFormat::Both)]
+        format: GenFormat,
+        /// A JSON file with generator settings (`generator::Config`; absent keys keep
+        /// their defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// List extra files, print one, or extract all.
     Extra {
         file: PathBuf,
@@ -81,6 +96,13 @@ pub enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GenFormat {
+    Zip,
+    Flatbuffer,
+    Both,
 }
 
 pub fn run(cli: Cli) -> i32 {
@@ -98,6 +120,13 @@ pub fn run(cli: Cli) -> i32 {
             out_dir,
         } => cmd_extra(&file, name.as_deref(), out_dir.as_deref()),
         Command::Roundtrip { file, out } => cmd_roundtrip(&file, out.as_deref()),
+        Command::Gen {
+            seed,
+            count,
+            out,
+            format,
+            config,
+        } => cmd_gen(seed, count, &out, format, config.as_deref()),
         Command::Convert {
             input,
             output,
@@ -134,20 +163,7 @@ fn cmd_inspect(file: &Path, json: bool, map_location: Option<&str>) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let result = (|| -> Result<serde_json::Value, Error> {
-        let data = map_file(file)?;
-        if file_format(&data) == FileFormat::Flatbuffer {
-            let mobile = read_flatbuffer(&data, map_location)?;
-            return inspect::flatbuffer_facts(&data, &mobile);
-        }
-        let archive = ZipArchiveReader::from_bytes(data)?;
-        let mut options = LoadOptions {
-            map_location,
-            ..Default::default()
-        };
-        let module = load_archive(&archive, &mut options)?;
-        inspect::facts(&archive, &module)
-    })();
+    let result = map_file(file).and_then(|data| inspect::facts_of_bytes(data, map_location));
     match result {
         Ok(facts) => {
             let text = if json {
@@ -378,6 +394,46 @@ fn extract_all(source: &ExtraSource, names: &[String], dir: &Path, file: &Path) 
         }
     }
     code
+}
+
+fn cmd_gen(seed: u64, count: u64, out: &Path, format: GenFormat, config: Option<&Path>) -> i32 {
+    use crate::convert::Format;
+    let config: crate::generator::Config = match config {
+        None => Default::default(),
+        Some(p) => match std::fs::read(p)
+            .map_err(|e| e.to_string())
+            .and_then(|d| serde_json::from_slice(&d).map_err(|e| e.to_string()))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{}: error: {e}", p.display());
+                return EXIT_USAGE;
+            }
+        },
+    };
+    let formats: &[Format] = match format {
+        GenFormat::Zip => &[Format::Zip],
+        GenFormat::Flatbuffer => &[Format::Flatbuffer],
+        GenFormat::Both => &[Format::Zip, Format::Flatbuffer],
+    };
+    match crate::generator::write_cases(seed, count, out, formats, &config.bounded()) {
+        Ok(paths) => {
+            println!(
+                "wrote {} archives (and their facts) to {}",
+                paths.len(),
+                out.display()
+            );
+            EXIT_OK
+        }
+        Err(e @ Error::Io { .. }) => {
+            eprintln!("error: {e}");
+            EXIT_USAGE
+        }
+        Err(e) => {
+            eprintln!("error: generated case failed to save: {e}");
+            EXIT_FINDING
+        }
+    }
 }
 
 fn cmd_convert(

@@ -12,24 +12,17 @@ use std::path::Path;
 use bytes::Bytes;
 
 use crate::error::{Error, FormatError, Result, rules};
-use crate::flatbuffer::{NameMode, WriteOptions, is_flatbuffer, read_flatbuffer, write_flatbuffer};
+use crate::flatbuffer::{NameMode, WriteOptions, read_flatbuffer, write_flatbuffer};
 use crate::pickle::MemoPolicy;
 use crate::zip_archive::save::{SaveOptions, save_to_writer};
 use crate::zip_archive::{ExtraFilesMap, ZipArchiveReader};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Zip,
-    Flatbuffer,
-}
+/// The two formats (`jit::FileFormat`, detected from the bytes as PyTorch does).
+pub use crate::jit::FileFormat as Format;
 
 impl Format {
     pub fn of(data: &[u8]) -> Format {
-        if is_flatbuffer(data) {
-            Format::Flatbuffer
-        } else {
-            Format::Zip
-        }
+        crate::jit::file_format(data)
     }
 
     /// The format a file name suggests (`.ptl`/`.ff` → flatbuffer).

@@ -109,6 +109,24 @@ pub fn flatbuffer_facts(buffer: &[u8], mobile: &MobileModule) -> Result<Value> {
     }))
 }
 
+/// The `inspect --json` facts of an archive in either format (detected from the bytes).
+pub fn facts_of_bytes(
+    data: bytes::Bytes,
+    map_location: Option<crate::model::Device>,
+) -> Result<Value> {
+    if crate::jit::file_format(&data) == crate::jit::FileFormat::Flatbuffer {
+        let mobile = crate::flatbuffer::read_flatbuffer(&data, map_location)?;
+        return flatbuffer_facts(&data, &mobile);
+    }
+    let archive = ZipArchiveReader::from_bytes(data)?;
+    let mut options = crate::zip_archive::LoadOptions {
+        map_location,
+        ..Default::default()
+    };
+    let module = crate::zip_archive::load_archive(&archive, &mut options)?;
+    facts(&archive, &module)
+}
+
 /// A human-readable report of the same facts.
 pub fn report(facts: &Value) -> String {
     use std::fmt::Write;

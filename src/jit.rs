@@ -15,7 +15,7 @@ use crate::model::{Device, ScriptModule};
 use crate::zip_archive::{ExtraFilesMap, LoadOptions, ZipArchiveReader, load_archive};
 
 /// The serialization format of a file, decided from its bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum FileFormat {
     /// A TorchScript zip archive (or anything that is not a flatbuffer: the zip reader
     /// reports what is wrong with it).

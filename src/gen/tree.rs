@@ -229,6 +229,13 @@ impl Gen<'_> {
             Shape::List => self.container_key("__torch__.torch.nn.modules.container.ModuleList"),
             Shape::Dict => self.container_key("__torch__.torch.nn.modules.container.ModuleDict"),
         };
+        if shape != Shape::Plain && key.as_str().contains(KEY_SEPARATOR) {
+            self.seen(if shape == Shape::List {
+                "collision:ModuleList"
+            } else {
+                "collision:ModuleDict"
+            });
+        }
         self.seen(match shape {
             Shape::Plain => "module:plain",
             Shape::List => "module:ModuleList",
