@@ -91,3 +91,19 @@ fn nul_named_extra_file_differs_only_in_its_padding() {
         assert_eq!(a.read(&n, true).unwrap(), b.read(&n, true).unwrap(), "{n}");
     }
 }
+
+/// A generated archive (ptconform's writer, PyTorch's layout) that the `zip` crate's
+/// default archive-offset detection rejected ("Invalid Central Directory header"): the
+/// reader now reads archives at offset 0, as PyTorch's miniz does. PyTorch loads it too.
+#[test]
+fn archive_offset_is_not_guessed() {
+    let path = common::repo().join("tests/data/zip_offset_detection.pt");
+    let (code, out, err) = common::run_cli(&["check", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let rt = ptconform::roundtrip::roundtrip_zip(bytes::Bytes::from(std::fs::read(&path).unwrap()))
+        .unwrap();
+    assert!(rt.difference.is_none(), "{:?}", rt.difference);
+    if let Some(facts) = common::pytorch_facts(std::slice::from_ref(&path)) {
+        assert!(facts[0].is_ok(), "{:?}", facts[0]);
+    }
+}
