@@ -689,8 +689,54 @@ impl Gen<'_> {
                     None,
                 )
             }
+            "object" | "interface" => {
+                // A TorchScript class (`class C:` with `__init__` and a method), held
+                // directly or through an interface it implements.
+                let class = self.class_key(u, "__torch__.C")?;
+                let a = u.int_in_range(-100i64..=100)?;
+                self.define_source(&class, &format!(
+                    "class {{NAME}}:\n  a : int\n  def __init__(self: {{KEY}},\n    a: int) -> NoneType:\n    self.a = a\n    return None\n  def get(self: {{KEY}}) -> int:\n    return self.a\n"
+                ))?;
+                let object = IValue::Object(Arc::new(crate::model::Object {
+                    class: class.clone(),
+                    state: crate::model::ObjectState::Attributes(vec![(
+                        Str::from("a"),
+                        IValue::Int(a),
+                    )]),
+                }));
+                if kind == "object" {
+                    (TypeExpr::Name(class.as_str().to_string()), object, None)
+                } else {
+                    let iface = self.class_key(u, "__torch__.I")?;
+                    self.define_source(
+                        &iface,
+                        "class {NAME}(Interface):\n  def get(self) -> int:\n    pass\n",
+                    )?;
+                    (TypeExpr::Name(iface.as_str().to_string()), object, None)
+                }
+            }
             _ => unreachable!("every kind is handled"),
         })
+    }
+
+    /// Defines a type from TorchScript text (`{NAME}` = its short name, `{KEY}` = its
+    /// qualified name); a colliding key (`NAME#k`) is given by renaming afterwards.
+    fn define_source(&mut self, key: &QualifiedName, template: &str) -> arbitrary::Result<()> {
+        let plain = original_name(key);
+        let text = template
+            .replace("{NAME}", plain.name())
+            .replace("{KEY}", plain.as_str());
+        let defs = crate::code::parse_source(plain.qualifier(), &text)
+            .expect("the generator's own TorchScript templates parse");
+        let mut renames = crate::model::compose::Renames::new();
+        if &plain != key {
+            renames.insert(plain.clone(), key.clone());
+        }
+        for d in defs {
+            self.defs
+                .push(crate::model::compose::rename_definition(&d, &renames));
+        }
+        Ok(())
     }
 
     /// Short text: ASCII, quotes and escapes, or non-ASCII.
