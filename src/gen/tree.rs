@@ -694,9 +694,10 @@ impl Gen<'_> {
                 // directly or through an interface it implements.
                 let class = self.class_key(u, "__torch__.C")?;
                 let a = u.int_in_range(-100i64..=100)?;
-                self.define_source(&class, &format!(
-                    "class {{NAME}}:\n  a : int\n  def __init__(self: {{KEY}},\n    a: int) -> NoneType:\n    self.a = a\n    return None\n  def get(self: {{KEY}}) -> int:\n    return self.a\n"
-                ))?;
+                self.define_source(
+                    &class,
+                    "class {NAME}:\n  a : int\n  def __init__(self: {KEY},\n    a: int) -> NoneType:\n    self.a = a\n    return None\n  def get(self: {KEY}) -> int:\n    return self.a\n",
+                )?;
                 let object = IValue::Object(Arc::new(crate::model::Object {
                     class: class.clone(),
                     state: crate::model::ObjectState::Attributes(vec![(
