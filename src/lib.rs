@@ -4,6 +4,7 @@
 pub mod check;
 pub mod cli;
 pub mod code;
+pub mod conform;
 pub mod convert;
 pub mod error;
 pub mod flatbuffer;

@@ -1,0 +1,494 @@
+//! `ptconform conform`: the differential campaign. Every corpus archive checks, inspects
+//! as PyTorch reported, and round-trips; every generated case round-trips in ptconform
+//! and, with `--torch`, loads in real PyTorch with the predicted facts, and PyTorch's own
+//! re-saves (both formats) load in ptconform as the same model and re-save identically.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::convert::Format;
+use crate::error::{Error, Result};
+use crate::generator::compare::same_model;
+use crate::generator::{Case, Config, generate, seed_bytes, write_case};
+
+pub struct Options {
+    pub cases: u64,
+    pub seed: u64,
+    pub formats: Vec<Format>,
+    /// PyTorch's python (the venv's `bin/python`); `None`: ptconform only.
+    pub torch: Option<PathBuf>,
+    /// This run does the cases `i` with `i % shard.1 == shard.0`.
+    pub shard: (u64, u64),
+    /// Where failing cases are written (a directory per case).
+    pub out: Option<PathBuf>,
+    /// The PyTorch-made corpus to check first (`corpus/`), if present.
+    pub corpus: Option<PathBuf>,
+    pub config: Config,
+    pub progress: bool,
+}
+
+/// One disagreement.
+#[derive(Debug)]
+pub struct Failure {
+    pub case: String,
+    pub kind: String,
+    pub detail: String,
+}
+
+#[derive(Default, Debug)]
+pub struct Row {
+    pub checked: u64,
+    pub agreed: u64,
+    pub failed: u64,
+    /// PyTorch crashed, hung or ran out of memory on an input ptconform accepted.
+    pub pytorch_findings: u64,
+}
+
+#[derive(Default, Debug)]
+pub struct Summary {
+    pub rows: BTreeMap<String, Row>,
+    pub failures: Vec<Failure>,
+    pub findings: Vec<Failure>,
+}
+
+impl Summary {
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "{:<22} {:>8} {:>8} {:>8} {:>10}\n",
+            "part", "checked", "agree", "differ", "pytorch!"
+        );
+        for (name, r) in &self.rows {
+            s += &format!(
+                "{name:<22} {:>8} {:>8} {:>8} {:>10}\n",
+                r.checked, r.agreed, r.failed, r.pytorch_findings
+            );
+        }
+        s
+    }
+
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// The PyTorch worker (`oracle/worker.py`), started once and fed requests.
+struct Worker {
+    python: PathBuf,
+    script: PathBuf,
+    child: Option<(Child, ChildStdin, BufReader<ChildStdout>)>,
+}
+
+impl Worker {
+    fn new(python: PathBuf, script: PathBuf) -> Self {
+        Worker {
+            python,
+            script,
+            child: None,
+        }
+    }
+
+    fn request(&mut self, req: &Value) -> Result<Value> {
+        let io = |e| Error::io("oracle/worker.py", e);
+        if self.child.is_none() {
+            let mut child = Command::new(&self.python)
+                .arg(&self.script)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(io)?;
+            let stdin = child.stdin.take().expect("piped");
+            let stdout = BufReader::new(child.stdout.take().expect("piped"));
+            self.child = Some((child, stdin, stdout));
+        }
+        let (_, stdin, stdout) = self.child.as_mut().expect("started");
+        writeln!(stdin, "{req}")
+            .and_then(|_| stdin.flush())
+            .map_err(io)?;
+        let mut line = String::new();
+        let n = stdout.read_line(&mut line).map_err(io)?;
+        if n == 0 {
+            // The worker itself died (it forks per request, so this is rare): restart.
+            if let Some((mut c, _, _)) = self.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            return Ok(json!({"ok": false, "crash": "the worker died"}));
+        }
+        serde_json::from_str(&line).map_err(|e| {
+            Error::io(
+                "oracle/worker.py",
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            )
+        })
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some((mut c, stdin, _)) = self.child.take() {
+            drop(stdin);
+            let _ = c.wait();
+        }
+    }
+}
+
+const PYTORCH_KEYS: &[&str] = &[
+    "format",
+    "modules",
+    "parameters",
+    "buffers",
+    "extra_files",
+    "code_files",
+    "version",
+    "prefix",
+    "module_info",
+];
+const PREDICTED_KEYS: &[&str] = &["modules", "parameters", "buffers", "extra_files"];
+
+fn subset(v: &Value, keys: &[&str]) -> Value {
+    Value::Object(
+        keys.iter()
+            .filter_map(|k| v.get(*k).map(|x| (k.to_string(), x.clone())))
+            .collect(),
+    )
+}
+
+pub fn run(opts: &Options) -> Result<Summary> {
+    let mut summary = Summary::default();
+    if let Some(dir) = &opts.corpus {
+        corpus(dir, &mut summary)?;
+    }
+    let mut worker = opts.torch.clone().map(|python| {
+        let script = opts
+            .corpus
+            .as_ref()
+            .and_then(|c| c.parent())
+            .map(|root| root.join("oracle/worker.py"))
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from("oracle/worker.py"));
+        Worker::new(python, script)
+    });
+    let indexes: Vec<u64> = (0..opts.cases)
+        .filter(|i| i % opts.shard.1.max(1) == opts.shard.0)
+        .collect();
+    let bar = indicatif::ProgressBar::new((indexes.len() * opts.formats.len()) as u64);
+    if !opts.progress {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} cases {elapsed} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let scratch = tempfile::tempdir().map_err(|e| Error::io("temporary directory", e))?;
+    for &i in &indexes {
+        for &format in &opts.formats {
+            let name = format!(
+                "gen-{}-{i}.{}",
+                opts.seed,
+                if format == Format::Zip { "pt" } else { "ptl" }
+            );
+            let input = seed_bytes(opts.seed, i, 16 * 1024);
+            let part = format!("generated {}", format_name(format));
+            let problems = check_case(&input, format, opts, worker.as_mut(), scratch.path())?;
+            let row = summary.rows.entry(part).or_default();
+            row.checked += 1;
+            let (findings, failures): (Vec<_>, Vec<_>) = problems
+                .into_iter()
+                .partition(|(k, _)| k.starts_with("pytorch-"));
+            if !findings.is_empty() {
+                row.pytorch_findings += 1;
+            }
+            if failures.is_empty() {
+                row.agreed += 1;
+            } else {
+                row.failed += 1;
+            }
+            for (kind, detail) in findings {
+                summary.findings.push(Failure {
+                    case: name.clone(),
+                    kind,
+                    detail,
+                });
+            }
+            if !failures.is_empty() {
+                let kind = failures[0].0.clone();
+                let shrunk = shrink(&input, format, opts, worker.as_mut(), scratch.path(), &kind)?;
+                if let Some(out) = &opts.out {
+                    write_failure(out, &name, &shrunk, format, &opts.config, &failures)?;
+                }
+                for (kind, detail) in failures {
+                    summary.failures.push(Failure {
+                        case: name.clone(),
+                        kind,
+                        detail,
+                    });
+                }
+            }
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(summary)
+}
+
+fn format_name(f: Format) -> &'static str {
+    match f {
+        Format::Zip => "zip",
+        Format::Flatbuffer => "flatbuffer",
+    }
+}
+
+/// Every corpus archive: `check` clean, facts as PyTorch reported, identical round trip.
+fn corpus(dir: &Path, summary: &mut Summary) -> Result<()> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir.display().to_string(), e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pt" || x == "ptl"))
+        .collect();
+    files.sort();
+    for path in files {
+        let data = Bytes::from(
+            std::fs::read(&path).map_err(|e| Error::io(path.display().to_string(), e))?,
+        );
+        let format = Format::of(&data);
+        let row = summary
+            .rows
+            .entry(format!("corpus {}", format_name(format)))
+            .or_default();
+        row.checked += 1;
+        let mut problems = Vec::new();
+        let violations = crate::check::check_bytes(&data);
+        if !violations.is_empty() {
+            problems.push(("check".to_string(), format!("{}", violations[0])));
+        }
+        let json_path = match format {
+            Format::Zip => path.with_extension("json"),
+            Format::Flatbuffer => PathBuf::from(format!("{}.json", path.display())),
+        };
+        match (
+            crate::inspect::facts_of_bytes(data.clone(), None),
+            std::fs::read(&json_path),
+        ) {
+            (Ok(ours), Ok(theirs)) => {
+                let theirs: Value = serde_json::from_slice(&theirs).unwrap_or(Value::Null);
+                if subset(&ours, PYTORCH_KEYS) != subset(&theirs, PYTORCH_KEYS) {
+                    problems.push(("facts".into(), "inspect differs from PyTorch's JSON".into()));
+                }
+            }
+            (Err(e), _) => problems.push(("load".into(), e.to_string())),
+            (_, Err(_)) => {}
+        }
+        match crate::roundtrip::roundtrip(data) {
+            Ok(rt) if rt.difference.is_none() => {}
+            Ok(rt) => problems.push(("roundtrip".into(), format!("{:?}", rt.difference))),
+            Err(e) => problems.push(("roundtrip".into(), e.to_string())),
+        }
+        if problems.is_empty() {
+            row.agreed += 1;
+        } else {
+            row.failed += 1;
+        }
+        for (kind, detail) in problems {
+            summary.failures.push(Failure {
+                case: path.display().to_string(),
+                kind,
+                detail,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn case_of(input: &[u8], format: Format, config: &Config) -> Case {
+    let mut u = arbitrary::Unstructured::new(input);
+    generate(&mut u, config, format).expect("the generator is total")
+}
+
+/// The checks of one generated case; each problem is (kind, detail). Kinds starting
+/// with `pytorch-` are PyTorch failing on an input ptconform accepted (findings).
+fn check_case(
+    input: &[u8],
+    format: Format,
+    opts: &Options,
+    worker: Option<&mut Worker>,
+    scratch: &Path,
+) -> Result<Vec<(String, String)>> {
+    let case = case_of(input, format, &opts.config);
+    let mut problems = Vec::new();
+    let bytes = match write_case(&case, format) {
+        Ok(b) => b,
+        Err(e) => return Ok(vec![("save".into(), e.to_string())]),
+    };
+    let expected = case.tree.expected_facts();
+    let ours = match read_model(&bytes) {
+        Ok(m) => m,
+        Err(e) => return Ok(vec![("load".into(), e.to_string())]),
+    };
+    if let Err(d) = same_model(&case.tree.module, &ours) {
+        problems.push(("model".into(), d));
+    }
+    match crate::inspect::facts_of_bytes(Bytes::from(bytes.clone()), None) {
+        Ok(f) if subset(&f, PREDICTED_KEYS) == expected => {}
+        Ok(f) => problems.push((
+            "facts".into(),
+            format!(
+                "ptconform reports {} but the generator predicted {expected}",
+                subset(&f, PREDICTED_KEYS)
+            ),
+        )),
+        Err(e) => problems.push(("facts".into(), e.to_string())),
+    }
+    match crate::roundtrip::roundtrip(Bytes::from(bytes.clone())) {
+        Ok(rt) if rt.difference.is_none() => {}
+        Ok(rt) => problems.push(("roundtrip".into(), format!("{:?}", rt.difference))),
+        Err(e) => problems.push(("roundtrip".into(), e.to_string())),
+    }
+    let Some(worker) = worker else {
+        return Ok(problems);
+    };
+    let path = scratch.join(if format == Format::Zip {
+        "case.pt"
+    } else {
+        "case.ptl"
+    });
+    std::fs::write(&path, &bytes).map_err(|e| Error::io(path.display().to_string(), e))?;
+    let resave = scratch.join("resave");
+    let _ = std::fs::remove_dir_all(&resave);
+    std::fs::create_dir_all(&resave).map_err(|e| Error::io(resave.display().to_string(), e))?;
+    let res = worker.request(&json!({
+        "path": path, "forward": null, "resave_dir": resave, "timeout": 60, "memory_mb": 8192,
+    }))?;
+    if res["ok"] != true {
+        let kind = if res.get("crash").is_some() {
+            "pytorch-crash"
+        } else if res.get("hang").is_some() {
+            "pytorch-hang"
+        } else if res.get("memory").is_some() {
+            "pytorch-memory"
+        } else {
+            "pytorch-load"
+        };
+        // A PyTorch error on a file ptconform writes as PyTorch would is a disagreement;
+        // a crash or hang is a finding about PyTorch.
+        let kind = if kind == "pytorch-load" {
+            "torch-load"
+        } else {
+            kind
+        };
+        problems.push((kind.into(), res.to_string()));
+        return Ok(problems);
+    }
+    if subset(&res["facts"], PREDICTED_KEYS) != expected {
+        problems.push((
+            "torch-facts".into(),
+            format!(
+                "PyTorch reports {} but the generator predicted {expected}",
+                subset(&res["facts"], PREDICTED_KEYS)
+            ),
+        ));
+    }
+    for key in ["zip", "flatbuffer"] {
+        let Some(p) = res["resaved"][key].as_str() else {
+            continue;
+        };
+        let theirs = match std::fs::read(p) {
+            Ok(b) => b,
+            Err(e) => {
+                problems.push((format!("torch-resave-{key}"), e.to_string()));
+                continue;
+            }
+        };
+        match read_model(&theirs) {
+            Ok(m) => {
+                if let Err(d) = same_model(&ours, &m) {
+                    problems.push((format!("torch-resave-{key}-model"), d));
+                }
+            }
+            Err(e) => problems.push((format!("torch-resave-{key}-load"), e.to_string())),
+        }
+        match crate::roundtrip::roundtrip(Bytes::from(theirs)) {
+            Ok(rt) if rt.difference.is_none() => {}
+            Ok(rt) => problems.push((
+                format!("torch-resave-{key}-roundtrip"),
+                format!("{:?}", rt.difference),
+            )),
+            Err(e) => problems.push((format!("torch-resave-{key}-roundtrip"), e.to_string())),
+        }
+    }
+    Ok(problems)
+}
+
+fn read_model(bytes: &[u8]) -> Result<crate::model::ScriptModule> {
+    let data = Bytes::copy_from_slice(bytes);
+    if Format::of(&data) == Format::Flatbuffer {
+        return Ok(crate::flatbuffer::read_flatbuffer(&data, None)?.module);
+    }
+    crate::jit::load_from_buffer(data, None, None)
+}
+
+/// Shortens the generator input while the case still fails the same way (halving the
+/// bytes, then dropping quarters), so the reproduction is a small module.
+fn shrink(
+    input: &[u8],
+    format: Format,
+    opts: &Options,
+    mut worker: Option<&mut Worker>,
+    scratch: &Path,
+    kind: &str,
+) -> Result<Vec<u8>> {
+    let mut best = input.to_vec();
+    let mut step = best.len() / 2;
+    let mut tries = 0;
+    while step > 0 && tries < 24 {
+        tries += 1;
+        let candidate = best[..best.len() - step].to_vec();
+        let problems = check_case(&candidate, format, opts, worker.as_deref_mut(), scratch)?;
+        if problems.iter().any(|(k, _)| k == kind) {
+            best = candidate;
+        } else {
+            step /= 2;
+        }
+    }
+    Ok(best)
+}
+
+fn write_failure(
+    out: &Path,
+    name: &str,
+    input: &[u8],
+    format: Format,
+    config: &Config,
+    failures: &[(String, String)],
+) -> Result<()> {
+    let dir = out.join(name);
+    let io = |e| Error::io(dir.display().to_string(), e);
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    std::fs::write(dir.join("generator-input.bin"), input).map_err(io)?;
+    let case = case_of(input, format, config);
+    if let Ok(bytes) = write_case(&case, format) {
+        let file = dir.join(if format == Format::Zip {
+            "case.pt"
+        } else {
+            "case.ptl"
+        });
+        std::fs::write(&file, &bytes).map_err(io)?;
+        if let Ok(f) = crate::inspect::facts_of_bytes(Bytes::from(bytes), None) {
+            let text = serde_json::to_string_pretty(&f).unwrap_or_default();
+            std::fs::write(dir.join("facts-ptconform.json"), text).map_err(io)?;
+        }
+    }
+    let predicted = serde_json::to_string_pretty(&case.tree.expected_facts()).unwrap_or_default();
+    std::fs::write(dir.join("facts-predicted.json"), predicted).map_err(io)?;
+    let mut report = String::new();
+    for (kind, detail) in failures {
+        report += &format!("{kind}: {detail}\n");
+    }
+    std::fs::write(dir.join("failures.txt"), report).map_err(io)?;
+    Ok(())
+}

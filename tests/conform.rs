@@ -1,0 +1,45 @@
+//! The `conform` campaign (library entry; the CLI runs the same function).
+
+mod common;
+
+use ptconform::conform::{Options, run};
+use ptconform::convert::Format;
+use ptconform::generator::Config;
+
+fn options(cases: u64, torch: Option<std::path::PathBuf>) -> Options {
+    Options {
+        cases,
+        seed: 11,
+        formats: vec![Format::Zip, Format::Flatbuffer],
+        torch,
+        shard: (0, 1),
+        out: None,
+        corpus: Some(common::repo().join("corpus")),
+        config: Config::default(),
+        progress: false,
+    }
+}
+
+#[test]
+fn reference_only_campaign_passes() {
+    let s = run(&options(40, None)).unwrap();
+    println!("{}", s.table());
+    assert!(s.ok(), "{:#?}", s.failures);
+    assert_eq!(s.rows["generated zip"].checked, 40);
+    assert!(s.rows["corpus zip"].checked >= 45);
+    assert!(s.rows["corpus flatbuffer"].checked >= 50);
+}
+
+#[test]
+fn campaign_against_pytorch_passes() {
+    let Some(python) = common::torch_python() else {
+        return;
+    };
+    let s = run(&options(60, Some(python))).unwrap();
+    println!("{}", s.table());
+    for f in &s.findings {
+        println!("PyTorch finding: {} {}: {}", f.case, f.kind, f.detail);
+    }
+    assert!(s.ok(), "{:#?}", s.failures);
+    assert_eq!(s.rows["generated flatbuffer"].checked, 60);
+}
