@@ -8,6 +8,7 @@ pub mod conform;
 pub mod convert;
 pub mod error;
 pub mod flatbuffer;
+pub mod fuzz_support;
 /// The generators (`src/gen/`; `gen` itself is a reserved word in Rust 2024).
 #[path = "gen/mod.rs"]
 pub mod generator;

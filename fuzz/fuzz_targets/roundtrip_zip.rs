@@ -1,0 +1,6 @@
+#![no_main]
+//! `ptconform::fuzz_support::roundtrip_zip` (see there for what it checks).
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| ptconform::fuzz_support::roundtrip_zip(data));

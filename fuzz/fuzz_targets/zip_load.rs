@@ -1,0 +1,6 @@
+#![no_main]
+//! `ptconform::fuzz_support::zip_load` (see there for what it checks).
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| ptconform::fuzz_support::zip_load(data));
