@@ -152,8 +152,11 @@ pub fn convert(data: &[u8]) {
     }
 }
 
+/// A fuzz target's body.
+pub type Target = fn(&[u8]);
+
 /// Every target by name (for the test that replays the seed corpora).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("zip_load", zip_load),
     ("flatbuffer_load", flatbuffer_load),
     ("pickle", pickle),
