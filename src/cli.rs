@@ -71,6 +71,33 @@ pub enum Command {
         #[arg(long)]
         pytorch_names: bool,
     },
+    /// The differential campaign: every corpus archive checks, inspects as PyTorch
+    /// reported and round-trips; generated cases round-trip, and with `--torch` load in
+    /// real PyTorch with the predicted facts while PyTorch's re-saves load back in
+    /// ptconform as the same model. Exit 1 on any disagreement.
+    Conform {
+        #[arg(long, default_value_t = 100)]
+        cases: u64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, value_enum, default_value_t = GenFormat::Both)]
+        format: GenFormat,
+        /// PyTorch's python (e.g. `$(bash oracle/setup.sh)`); without it, ptconform only.
+        #[arg(long)]
+        torch: Option<PathBuf>,
+        /// Run shard I of N (`--shard 0/4`): cases with index % N == I.
+        #[arg(long, value_parser = parse_shard, default_value = "0/1")]
+        shard: (u64, u64),
+        /// Write each failing case (shrunk generator input, archive, facts) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The PyTorch-made corpus to check first.
+        #[arg(long, default_value = "corpus")]
+        corpus: PathBuf,
+        /// Generator settings (JSON, see `gen --config`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Generate random modules (test vectors): archives plus, beside each, the JSON that
     /// `inspect --json` must print for it. The same seed gives the same bytes.
     Gen {
@@ -98,6 +125,40 @@ pub enum Command {
     },
 }
 
+fn parse_shard(s: &str) -> Result<(u64, u64), String> {
+    let (i, n) = s.split_once('/').ok_or("expected I/N, e.g. 0/4")?;
+    let (i, n): (u64, u64) = (
+        i.parse().map_err(|e| format!("{e}"))?,
+        n.parse().map_err(|e| format!("{e}"))?,
+    );
+    if n == 0 || i >= n {
+        return Err(format!("shard {i}/{n}: need 0 <= I < N"));
+    }
+    Ok((i, n))
+}
+
+fn read_config(config: Option<&Path>) -> Result<crate::generator::Config, i32> {
+    match config {
+        None => Ok(Default::default()),
+        Some(p) => std::fs::read(p)
+            .map_err(|e| e.to_string())
+            .and_then(|d| serde_json::from_slice(&d).map_err(|e| e.to_string()))
+            .map_err(|e| {
+                eprintln!("{}: error: {e}", p.display());
+                EXIT_USAGE
+            }),
+    }
+}
+
+fn formats(format: GenFormat) -> Vec<crate::convert::Format> {
+    use crate::convert::Format;
+    match format {
+        GenFormat::Zip => vec![Format::Zip],
+        GenFormat::Flatbuffer => vec![Format::Flatbuffer],
+        GenFormat::Both => vec![Format::Zip, Format::Flatbuffer],
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum GenFormat {
     Zip,
@@ -120,6 +181,33 @@ pub fn run(cli: Cli) -> i32 {
             out_dir,
         } => cmd_extra(&file, name.as_deref(), out_dir.as_deref()),
         Command::Roundtrip { file, out } => cmd_roundtrip(&file, out.as_deref()),
+        Command::Conform {
+            cases,
+            seed,
+            format,
+            torch,
+            shard,
+            out,
+            corpus,
+            config,
+        } => {
+            let config = match read_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let options = crate::conform::Options {
+                cases,
+                seed,
+                formats: formats(format),
+                torch,
+                shard,
+                out,
+                corpus: corpus.is_dir().then_some(corpus),
+                config: config.bounded(),
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            cmd_conform(&options)
+        }
         Command::Gen {
             seed,
             count,
@@ -394,6 +482,32 @@ fn extract_all(source: &ExtraSource, names: &[String], dir: &Path, file: &Path) 
         }
     }
     code
+}
+
+fn cmd_conform(options: &crate::conform::Options) -> i32 {
+    let started = std::time::Instant::now();
+    match crate::conform::run(options) {
+        Ok(summary) => {
+            print!("{}", summary.table());
+            for f in &summary.findings {
+                println!("PyTorch finding: {}: {}: {}", f.case, f.kind, f.detail);
+            }
+            for f in &summary.failures {
+                println!("DISAGREEMENT: {}: {}: {}", f.case, f.kind, f.detail);
+            }
+            println!(
+                "{} disagreements, {} PyTorch findings, {:.1} s",
+                summary.failures.len(),
+                summary.findings.len(),
+                started.elapsed().as_secs_f64()
+            );
+            if summary.ok() { EXIT_OK } else { EXIT_FINDING }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_USAGE
+        }
+    }
 }
 
 fn cmd_gen(seed: u64, count: u64, out: &Path, format: GenFormat, config: Option<&Path>) -> i32 {
