@@ -114,6 +114,19 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print a deterministic, human-readable layout of an archive: zip records with
+    /// offsets, alignment, sizes and CRCs, pickle disassembly, code; or every field of a
+    /// mobile flatbuffer. Exit 1 (after printing what could be read) on damaged input.
+    Dump { file: PathBuf },
+    /// Compare two archives by meaning (module tree, tensors, attributes, code, extra
+    /// files, layout), in either format. Exit 0 when equal, 1 when not.
+    Diff {
+        a: PathBuf,
+        b: PathBuf,
+        /// Print one JSON object (`equal`, `differences`).
+        #[arg(long)]
+        json: bool,
+    },
     /// List extra files, print one, or extract all.
     Extra {
         file: PathBuf,
@@ -181,6 +194,8 @@ pub fn run(cli: Cli) -> i32 {
             out_dir,
         } => cmd_extra(&file, name.as_deref(), out_dir.as_deref()),
         Command::Roundtrip { file, out } => cmd_roundtrip(&file, out.as_deref()),
+        Command::Dump { file } => cmd_dump(&file),
+        Command::Diff { a, b, json } => cmd_diff(&a, &b, json),
         Command::Conform {
             cases,
             seed,
@@ -623,5 +638,58 @@ fn cmd_roundtrip(file: &Path, out: Option<&Path>) -> i32 {
             );
             EXIT_FINDING
         }
+    }
+}
+
+fn cmd_dump(file: &Path) -> i32 {
+    let data = match map_file(file) {
+        Ok(d) => d,
+        Err(e) => return report_error(file, &e),
+    };
+    match crate::dump::dump_report(&data) {
+        Ok(d) => {
+            if std::io::stdout().write_all(d.text.as_bytes()).is_err() {
+                return EXIT_USAGE;
+            }
+            let mut code = EXIT_OK;
+            for p in &d.problems {
+                code = report_error(file, &Error::Format(p.clone()));
+            }
+            code
+        }
+        Err(e) => report_error(file, &e),
+    }
+}
+
+fn cmd_diff(a: &Path, b: &Path, json: bool) -> i32 {
+    let (da, db) = match (map_file(a), map_file(b)) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(e), _) => return report_error(a, &e),
+        (_, Err(e)) => return report_error(b, &e),
+    };
+    let report = match crate::diff::diff(&da, &db) {
+        Ok(r) => r,
+        // Name the file that failed to load.
+        Err(e) => {
+            let culprit = if crate::diff::load_check(&da).is_err() {
+                a
+            } else {
+                b
+            };
+            return report_error(culprit, &e);
+        }
+    };
+    let text = if json {
+        serde_json::to_string_pretty(&report.to_json()).unwrap_or_default() + "\n"
+    } else {
+        report.to_text()
+    };
+    if std::io::stdout().write_all(text.as_bytes()).is_err() {
+        return EXIT_USAGE;
+    }
+    if report.is_equal() {
+        EXIT_OK
+    } else {
+        EXIT_FINDING
     }
 }

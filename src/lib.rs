@@ -6,6 +6,8 @@ pub mod cli;
 pub mod code;
 pub mod conform;
 pub mod convert;
+pub mod diff;
+pub mod dump;
 pub mod error;
 pub mod flatbuffer;
 pub mod fuzz_support;
