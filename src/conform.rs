@@ -361,8 +361,12 @@ fn check_case(
     let resave = scratch.join("resave");
     let _ = std::fs::remove_dir_all(&resave);
     std::fs::create_dir_all(&resave).map_err(|e| Error::io(resave.display().to_string(), e))?;
+    let forward = case
+        .forward
+        .as_ref()
+        .map(|f| json!({"shape": f.input.shape, "values": f.input.data}));
     let res = worker.request(&json!({
-        "path": path, "forward": null, "resave_dir": resave, "timeout": 60, "memory_mb": 8192,
+        "path": path, "forward": forward, "resave_dir": resave, "timeout": 60, "memory_mb": 8192,
     }))?;
     if res["ok"] != true {
         let kind = if res.get("crash").is_some() {
@@ -392,6 +396,32 @@ fn check_case(
                 subset(&res["facts"], PREDICTED_KEYS)
             ),
         ));
+    }
+    if let Some(f) = &case.forward {
+        for loader in ["jit", "lite"] {
+            let Some(got) = res["forward"][loader].as_array() else {
+                continue;
+            };
+            let got: Vec<f32> = got
+                .iter()
+                .map(|v| v.as_f64().unwrap_or(f64::NAN) as f32)
+                .collect();
+            if !f.matches(&got) {
+                problems.push((
+                    format!("torch-forward-{loader}"),
+                    format!(
+                        "PyTorch computed {got:?}, the evaluator predicted {:?}",
+                        f.expected.data
+                    ),
+                ));
+            }
+        }
+        if res["forward"]["jit"].is_null() {
+            problems.push(("torch-forward-jit".into(), "no output".into()));
+        }
+        if format == Format::Flatbuffer && res["forward"]["lite"].is_null() {
+            problems.push(("torch-forward-lite".into(), "no output".into()));
+        }
     }
     for key in ["zip", "flatbuffer"] {
         let Some(p) = res["resaved"][key].as_str() else {

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use ptconform::convert::Format;
+use ptconform::generator::method::Expr;
 use ptconform::generator::tree::DTYPES;
 use ptconform::generator::{Config, case_from_seed};
 
@@ -65,6 +66,8 @@ fn every_shape_occurs() {
     .map(|s| s.to_string())
     .collect();
     required.extend(DTYPES.iter().map(|d| format!("dtype:{}", d.name())));
+    required.extend(Expr::KINDS.iter().map(|k| format!("method:{k}")));
+    required.push("method:function".into());
     println!("{:<36} {:>8}", "shape", "count");
     for (k, v) in &counts {
         println!("{k:<36} {v:>8}");

@@ -65,7 +65,18 @@ fn gen_cli_is_deterministic_and_writes_the_facts() {
         .map(|e| e.unwrap().file_name())
         .collect();
     names.sort();
-    assert_eq!(names.len(), 16, "4 cases x 2 formats x (archive + json)");
+    let archives = names
+        .iter()
+        .filter(|n| !n.to_string_lossy().ends_with(".json"))
+        .count();
+    assert_eq!(archives, 8, "4 cases x 2 formats");
+    let facts = names
+        .iter()
+        .filter(|n| {
+            n.to_string_lossy().ends_with("t.json") || n.to_string_lossy().ends_with("l.json")
+        })
+        .count();
+    assert_eq!(facts, 8, "a facts JSON beside each archive");
     for name in &names {
         let x = std::fs::read(a.path().join(name)).unwrap();
         let y = std::fs::read(b.path().join(name)).unwrap();

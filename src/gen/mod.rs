@@ -27,20 +27,65 @@ use tree::{Tree, gen_tree};
 /// the mobile module to write as a flatbuffer.
 pub struct Case {
     pub tree: Tree,
+    /// The module with the root's `forward` as mobile bytecode (all calls inlined).
     pub mobile: MobileModule,
+    /// A fixed input for `forward` and the output the evaluator predicts.
+    pub forward: Option<ForwardCase>,
+}
+
+/// `forward(input)` must return `expected` (float32, shapes `[batch, F]`).
+#[derive(Clone, Debug)]
+pub struct ForwardCase {
+    pub input: method::Dense,
+    pub expected: method::Dense,
+}
+
+impl ForwardCase {
+    /// Whether `got` (flattened) matches the prediction: float32 math in another order
+    /// (PyTorch's kernels) may differ in the last bits.
+    pub fn matches(&self, got: &[f32]) -> bool {
+        got.len() == self.expected.data.len()
+            && got
+                .iter()
+                .zip(&self.expected.data)
+                .all(|(g, e)| (g.is_nan() && e.is_nan()) || (g - e).abs() <= 1e-5 + 1e-5 * e.abs())
+    }
 }
 
 /// Generates one case for `format` (a flatbuffer case leaves out what a flatbuffer
 /// cannot hold).
 pub fn generate(u: &mut Unstructured, config: &Config, format: Format) -> arbitrary::Result<Case> {
     let tree = gen_tree(u, config, format == Format::Flatbuffer)?;
-    let mut mobile = MobileModule::new(tree.module.clone(), Vec::new());
+    let root = &tree.module.root;
+    // Bodies the back ends refuse (inlining past its limits) leave the module without
+    // bytecode; `torch.jit.load` still compiles its code.
+    let methods = match method::forward_bytecode(root, &tree.unit) {
+        Ok(f) => vec![std::sync::Arc::new(f)],
+        Err(_) => Vec::new(),
+    };
+    let bounded = config.bounded();
+    let (batch, features) = (bounded.batch as usize, bounded.features as usize);
+    let values = (0..batch * features)
+        .map(|i| ((i * 7 % 11) as f32 - 5.0) / 4.0)
+        .collect();
+    let forward = method::Dense::new(vec![batch, features], values)
+        .ok()
+        .and_then(|input| {
+            let expected = method::evaluate(root, &tree.unit, &input).ok()?;
+            Some(ForwardCase { input, expected })
+        })
+        .filter(|_| !methods.is_empty());
+    let mut mobile = MobileModule::new(tree.module.clone(), methods);
     mobile.extra_files = tree
         .extra_files
         .iter()
         .map(|(n, c)| (n.clone(), c.clone()))
         .collect();
-    Ok(Case { tree, mobile })
+    Ok(Case {
+        tree,
+        mobile,
+        forward,
+    })
 }
 
 /// The generator's input bytes for case `index` of `seed` (splitmix64): the same seed
@@ -80,7 +125,8 @@ pub fn write_case(case: &Case, format: Format) -> Result<Vec<u8>> {
 }
 
 /// `ptconform gen`: writes `count` cases per format into `out`, each with the JSON that
-/// `inspect --json` must print for it beside it (`NAME.json`). Returns the paths written.
+/// `inspect --json` must print for it beside it (`NAME.json`) and, when the module has a
+/// `forward`, its input and predicted output (`NAME.forward.json`). Returns the archives.
 pub fn write_cases(
     seed: u64,
     count: u64,
@@ -103,6 +149,20 @@ pub fn write_cases(
             let json = serde_json::to_string_pretty(&facts).expect("facts serialize");
             let json_path = out.join(format!("gen-{seed}-{i}.{ext}.json"));
             crate::flatbuffer::write_file_atomically(&json_path, format!("{json}\n").as_bytes())?;
+            if let Some(f) = &case.forward {
+                // What `forward` must return, for loaders that also run modules.
+                let fwd = serde_json::json!({
+                    "input": {"shape": f.input.shape, "values": f.input.data},
+                    "expected": {"shape": f.expected.shape, "values": f.expected.data},
+                    "tolerance": {"rtol": 1e-5, "atol": 1e-5},
+                });
+                let fwd_path = out.join(format!("gen-{seed}-{i}.{ext}.forward.json"));
+                let text = serde_json::to_string_pretty(&fwd).expect("serializes");
+                crate::flatbuffer::write_file_atomically(
+                    &fwd_path,
+                    format!("{text}\n").as_bytes(),
+                )?;
+            }
             written.push(path);
         }
     }

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::config::Config;
+use super::method;
 use crate::inspect::sha256_hex;
 use crate::model::compose::ModuleBuilder;
 use crate::model::mangle::{KEY_SEPARATOR, NameUniquer, original_name};
@@ -63,6 +64,8 @@ pub struct Tree {
     pub extra_files: ExtraFilesMap,
     /// How often each generated shape occurred (for coverage tests).
     pub coverage: BTreeMap<String, u32>,
+    /// The `forward` body of every module class and the free functions they call.
+    pub unit: method::Unit,
     modules: Vec<(String, QualifiedName)>,
     parameters: Vec<(String, Arc<Tensor>)>,
     buffers: Vec<(String, Arc<Tensor>)>,
@@ -88,6 +91,7 @@ struct Gen<'c> {
     coverage: BTreeMap<String, u32>,
     usable: BTreeMap<QualifiedName, Usable>,
     defs: Vec<Definition>,
+    unit: method::Unit,
 }
 
 fn tensor_fact(name: &str, t: &Tensor) -> Value {
@@ -140,7 +144,16 @@ pub fn gen_tree(u: &mut Unstructured, cfg: &Config, flatbuffer: bool) -> arbitra
         coverage: BTreeMap::new(),
         usable: BTreeMap::new(),
         defs: Vec::new(),
+        unit: method::Unit::default(),
     };
+    // Free functions of the unit: defined once (they travel up with the definitions of
+    // the first module built), callable from every forward.
+    g.unit.functions = method::gen_functions(u, "__torch__", 3, 4)?;
+    for f in g.unit.functions.clone() {
+        g.seen("method:function");
+        g.defs
+            .push(method::function_definition(&f).expect("generated functions parse"));
+    }
     let mut modules = Vec::new();
     let mut parameters = Vec::new();
     let mut buffers = Vec::new();
@@ -161,6 +174,7 @@ pub fn gen_tree(u: &mut Unstructured, cfg: &Config, flatbuffer: bool) -> arbitra
         class_order,
         extra_files,
         coverage: g.coverage,
+        unit: g.unit,
         modules,
         parameters,
         buffers,
@@ -283,11 +297,50 @@ impl Gen<'_> {
                 usable.children.push(name);
             }
         }
+        if shape == Shape::Plain {
+            self.forward(u, &mut b, &key, &usable)?;
+        }
         for d in std::mem::take(&mut self.defs) {
             b.define(d);
         }
         self.usable.insert(key, usable);
         Ok((b.build(), shape == Shape::Plain))
+    }
+
+    /// A random `forward` for the class `key`: TorchScript source in the class (its
+    /// `self` typed with the key, which the save-time uniquer maps to the archive name),
+    /// the body kept for the bytecode and the evaluator.
+    fn forward(
+        &mut self,
+        u: &mut Unstructured,
+        b: &mut ModuleBuilder,
+        key: &QualifiedName,
+        usable: &Usable,
+    ) -> arbitrary::Result<()> {
+        let names: Vec<&QualifiedName> = self.unit.functions.iter().map(|f| &f.name).collect();
+        let offer = method::Usable {
+            vectors: usable.vectors.iter().map(String::as_str).collect(),
+            matrices: usable.matrices.iter().map(String::as_str).collect(),
+            children: usable.children.iter().map(String::as_str).collect(),
+            functions: names,
+        };
+        let body = method::gen_forward(u, &offer, self.cfg.max_body_nodes as usize)?;
+        let mut counts = BTreeMap::new();
+        body.count_kinds(&mut counts);
+        for (kind, n) in counts {
+            *self.coverage.entry(format!("method:{kind}")).or_default() += n as u32;
+        }
+        let plain = original_name(key);
+        b.method_source(&method::forward_source(&plain, &body))
+            .expect("generated forward bodies parse");
+        if &plain != key
+            && let Some(m) = b.class_mut().methods.last_mut()
+            && let Some(p) = m.signature.params.first_mut()
+        {
+            p.ty = Some(TypeExpr::Name(key.as_str().to_string()));
+        }
+        self.unit.bodies.insert(key.clone(), body);
+        Ok(())
     }
 
     /// Container classes: PyTorch gives each distinct ModuleList/ModuleDict its own
