@@ -31,6 +31,9 @@ warnings.filterwarnings("ignore")
 
 import torch  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from forkrun import in_child  # noqa: E402
+
 
 def inputs():
     return [
@@ -83,32 +86,6 @@ def call(loader, m, args):
     if loader == "lite":
         return m.forward(args)
     return m(*args)
-
-
-def in_child(fn):
-    """fn() in a forked child: ("ok", value) | ("exception", text) | ("crash", why).
-    A PyTorch crash (a finding, not a harness failure) only ends the child."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        try:
-            data = json.dumps(["ok", fn()])
-        except BaseException as e:  # noqa: BLE001 - report anything to the parent
-            data = json.dumps(["exception", "%s: %s" % (type(e).__name__,
-                                                       (str(e).strip().splitlines() or [""])[-1])])
-        with os.fdopen(w, "wb") as f:
-            f.write(data.encode())
-        os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        data = f.read()
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        return ("crash", "killed by signal %d" % os.WTERMSIG(status))
-    if not data:
-        return ("crash", "exit status %d" % os.WEXITSTATUS(status))
-    return tuple(json.loads(data))
 
 
 def run_reference(loader, job):

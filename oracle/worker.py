@@ -16,8 +16,6 @@ memory exhaustion in PyTorch is a finding reported back, and the worker keeps se
 """
 import json
 import os
-import resource
-import signal
 import sys
 import warnings
 
@@ -30,6 +28,7 @@ if HERE not in sys.path:
 import torch  # noqa: E402
 
 import facts as factsmod  # noqa: E402
+from forkrun import in_child  # noqa: E402
 
 
 def flat(v):
@@ -70,47 +69,18 @@ def handle(req):
     return res
 
 
-def in_child(req):
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        mb = req.get("memory_mb")
-        if mb:
-            resource.setrlimit(resource.RLIMIT_AS, (mb << 20, mb << 20))
-        try:
-            data = json.dumps(handle(req))
-        except MemoryError:
-            data = json.dumps({"ok": False, "error": "MemoryError", "memory": True})
-        except BaseException as e:  # noqa: BLE001 - everything is a report
-            lines = str(e).strip().splitlines()
-            data = json.dumps({"ok": False, "error": "%s: %s" % (type(e).__name__, lines[-1] if lines else "")})
-        with os.fdopen(w, "wb") as f:
-            f.write(data.encode())
-        os._exit(0)
-    os.close(w)
-    timeout = req.get("timeout", 60)
-
-    def on_alarm(signum, frame):
-        raise TimeoutError
-
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(int(timeout))
-    try:
-        with os.fdopen(r, "rb") as f:
-            data = f.read()
-        _, status = os.waitpid(pid, 0)
-        signal.alarm(0)
-    except TimeoutError:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+def run_request(req):
+    status, value = in_child(lambda: handle(req), timeout=req.get("timeout", 60),
+                             memory_mb=req.get("memory_mb"))
+    if status == "ok":
+        return value
+    if status == "hang":
         return {"ok": False, "hang": True}
-    if os.WIFSIGNALED(status):
-        return {"ok": False, "crash": "killed by signal %d" % os.WTERMSIG(status)}
-    if not data:
-        return {"ok": False, "crash": "exit status %d" % os.WEXITSTATUS(status)}
-    return json.loads(data)
-
+    if status == "crash":
+        return {"ok": False, "crash": value}
+    if status == "memory":
+        return {"ok": False, "error": value, "memory": True}
+    return {"ok": False, "error": value}
 
 def main():
     torch.manual_seed(0)
@@ -119,7 +89,7 @@ def main():
         if not line:
             continue
         try:
-            res = in_child(json.loads(line))
+            res = run_request(json.loads(line))
         except Exception as e:  # a bad request: say so, keep serving
             res = {"ok": False, "error": "worker: %s: %s" % (type(e).__name__, e)}
         sys.stdout.write(json.dumps(res) + "\n")
