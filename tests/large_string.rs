@@ -52,13 +52,25 @@ fn test_save_load_large_string_attribute() {
     assert_eq!(&s.as_bytes()[..4], b"xxxx");
     assert_eq!(s.as_bytes()[LEN - 1], b'x');
     // The archive is a real zip64 archive (an independent reader agrees).
-    let z = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let z = zip::ZipArchive::with_config(
+        zip::read::Config {
+            archive_offset: zip::read::ArchiveOffset::Known(0),
+        },
+        std::fs::File::open(&path).unwrap(),
+    )
+    .unwrap();
     let data_pkl = (0..z.len())
         .map(|i| z.name_for_index(i).unwrap().unwrap().to_string())
         .find(|n| n.ends_with("data.pkl"))
         .unwrap();
     drop(z);
-    let mut z = zip::ZipArchive::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let mut z = zip::ZipArchive::with_config(
+        zip::read::Config {
+            archive_offset: zip::read::ArchiveOffset::Known(0),
+        },
+        std::fs::File::open(&path).unwrap(),
+    )
+    .unwrap();
     assert!(z.by_name(&data_pkl).unwrap().size() > LEN as u64);
     let peak = peak_rss_bytes();
     eprintln!(

@@ -22,7 +22,13 @@ fn roundtrip_of_every_corpus_archive_is_byte_identical() {
             ));
         }
         // Independent check: the zip crate reads what we wrote.
-        let mut z = zip::ZipArchive::new(std::io::Cursor::new(rt.rewritten)).unwrap();
+        let mut z = zip::ZipArchive::with_config(
+            zip::read::Config {
+                archive_offset: zip::read::ArchiveOffset::Known(0),
+            },
+            std::io::Cursor::new(rt.rewritten),
+        )
+        .unwrap();
         for i in 0..z.len() {
             let mut f = z.by_index(i).unwrap();
             std::io::copy(&mut f, &mut std::io::sink()).unwrap();
@@ -106,4 +112,39 @@ fn archive_offset_is_not_guessed() {
     if let Some(facts) = common::pytorch_facts(std::slice::from_ref(&path)) {
         assert!(facts[0].is_ok(), "{:?}", facts[0]);
     }
+}
+
+/// The `zip` crate's offset detection assumes the central directory ends where the end
+/// record starts; PyTorch puts the zip64 end records between them (76 bytes), so an
+/// archive whose first central-directory entry is exactly 76 bytes long (a 30-byte name,
+/// e.g. `archive/extra/` + 16 characters) was misread. PyTorch writes such files.
+#[test]
+fn pytorch_archive_with_a_76_byte_first_directory_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("name30.pt");
+    let script = "import io, sys, torch\n\
+class M(torch.nn.Module):\n    def forward(self, x):\n        return x\n\
+buf = io.BytesIO()\n\
+torch.jit.save(torch.jit.script(M()), buf, _extra_files={'abcdefghijklmnop': b'x'})\n\
+open(sys.argv[1], 'wb').write(buf.getvalue())\n";
+    // The script's class needs its source on disk for torch.jit.script.
+    let py = dir.path().join("make.py");
+    std::fs::write(&py, script).unwrap();
+    let Some(python) = common::torch_python() else {
+        return;
+    };
+    let out = std::process::Command::new(python)
+        .arg(&py)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, out, err) = common::run_cli(&["check", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let rt = roundtrip_zip(Bytes::from(std::fs::read(&path).unwrap())).unwrap();
+    assert!(rt.difference.is_none(), "{:?}", rt.difference);
 }

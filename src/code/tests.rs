@@ -836,10 +836,15 @@ fn corpus_code_files() -> Vec<(PathBuf, String, String)> {
     archives.sort();
     let mut out = Vec::new();
     for p in archives {
-        let Ok(mut z) = std::fs::File::open(&p)
+        let Ok(mut z) = std::fs::File::open(&p).map_err(|_| ()).and_then(|f| {
+            zip::ZipArchive::with_config(
+                zip::read::Config {
+                    archive_offset: zip::read::ArchiveOffset::Known(0),
+                },
+                f,
+            )
             .map_err(|_| ())
-            .and_then(|f| zip::ZipArchive::new(f).map_err(|_| ()))
-        else {
+        }) else {
             println!("skipped {}: not a zip archive", p.display());
             continue;
         };

@@ -965,7 +965,13 @@ mod tests {
 
     /// Entries of an archive in central-directory order, read with the `zip` crate.
     fn read_entries(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
-        let mut z = zip::ZipArchive::new(Cursor::new(bytes)).expect("zip crate reads the archive");
+        let mut z = zip::ZipArchive::with_config(
+            zip::read::Config {
+                archive_offset: zip::read::ArchiveOffset::Known(0),
+            },
+            Cursor::new(bytes),
+        )
+        .expect("zip crate reads the archive");
         (0..z.len())
             .map(|i| {
                 let mut f = z.by_index(i).unwrap();
@@ -1228,7 +1234,13 @@ mod tests {
                 id.into_bytes()
             )
         );
-        let mut z = zip::ZipArchive::new(Cursor::new(&out)).unwrap();
+        let mut z = zip::ZipArchive::with_config(
+            zip::read::Config {
+                archive_offset: zip::read::ArchiveOffset::Known(0),
+            },
+            Cursor::new(&out),
+        )
+        .unwrap();
         for i in 0..z.len() {
             let f = z.by_index_raw(i).unwrap();
             let name = String::from_utf8(f.name_raw().to_vec()).unwrap();
@@ -1626,7 +1638,13 @@ mod tests {
         let (rebuilt, id, stored) = rebuild(&original, "extra_files_nul_name.pt", false);
         assert_ne!(rebuilt, original);
         assert_ne!(id, stored);
-        let mut z = zip::ZipArchive::new(Cursor::new(&original)).unwrap();
+        let mut z = zip::ZipArchive::with_config(
+            zip::read::Config {
+                archive_offset: zip::read::ArchiveOffset::Known(0),
+            },
+            Cursor::new(&original),
+        )
+        .unwrap();
         let f = z.by_name("archive/extra/nul").unwrap();
         // Padded as if the name were 7 bytes longer.
         assert_eq!(f.data_start().unwrap() % 64, 64 - 7);

@@ -59,7 +59,13 @@ pub fn rebuild(
     extra: &[(&str, &[u8])],
 ) -> Vec<u8> {
     use std::io::Read;
-    let mut zin = zip::ZipArchive::new(std::fs::File::open(src).unwrap()).unwrap();
+    let mut zin = zip::ZipArchive::with_config(
+        zip::read::Config {
+            archive_offset: zip::read::ArchiveOffset::Known(0),
+        },
+        std::fs::File::open(src).unwrap(),
+    )
+    .unwrap();
     let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let opts =
         zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
