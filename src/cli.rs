@@ -97,6 +97,11 @@ pub enum Command {
         /// Generator settings (JSON, see `gen --config`).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Also check N structure-aware mutants of every corpus archive; with `--torch`,
+        /// every mutant on which PyTorch crashes, hangs or exhausts memory is reported
+        /// (and kept in `--out`).
+        #[arg(long, default_value_t = 0)]
+        mutate: u64,
     },
     /// Generate random modules (test vectors): archives plus, beside each, the JSON that
     /// `inspect --json` must print for it. The same seed gives the same bytes.
@@ -205,6 +210,7 @@ pub fn run(cli: Cli) -> i32 {
             out,
             corpus,
             config,
+            mutate,
         } => {
             let config = match read_config(config.as_deref()) {
                 Ok(c) => c,
@@ -220,6 +226,7 @@ pub fn run(cli: Cli) -> i32 {
                 corpus: corpus.is_dir().then_some(corpus),
                 config: config.bounded(),
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                mutate,
             };
             cmd_conform(&options)
         }

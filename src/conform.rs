@@ -30,6 +30,10 @@ pub struct Options {
     pub corpus: Option<PathBuf>,
     pub config: Config,
     pub progress: bool,
+    /// Structure-aware mutants per corpus archive (`--mutate N`; 0 = off): each is
+    /// checked by ptconform and, with `--torch`, loaded by PyTorch; every mutant on which
+    /// PyTorch crashes, hangs or runs out of memory is a finding (kept in `out`).
+    pub mutate: u64,
 }
 
 /// One disagreement.
@@ -234,7 +238,91 @@ pub fn run(opts: &Options) -> Result<Summary> {
         }
     }
     bar.finish_and_clear();
+    if opts.mutate > 0
+        && let Some(dir) = &opts.corpus
+    {
+        mutants(dir, opts, worker.as_mut(), scratch.path(), &mut summary)?;
+    }
     Ok(summary)
+}
+
+/// `--mutate`: mutants of every corpus archive through ptconform and PyTorch.
+fn mutants(
+    dir: &Path,
+    opts: &Options,
+    mut worker: Option<&mut Worker>,
+    scratch: &Path,
+    summary: &mut Summary,
+) -> Result<()> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir.display().to_string(), e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pt" || x == "ptl"))
+        .collect();
+    files.sort();
+    for (fi, path) in files.iter().enumerate() {
+        let data = std::fs::read(path).map_err(|e| Error::io(path.display().to_string(), e))?;
+        let format = Format::of(&data);
+        for r in 0..opts.mutate {
+            let choice = seed_bytes(opts.seed ^ 0x6d75_7461_7465, (fi as u64) << 32 | r, 64);
+            let mut u = arbitrary::Unstructured::new(&choice);
+            let Some(mutant) = crate::mutate::mutate(&data, &mut u) else {
+                continue;
+            };
+            let row = summary
+                .rows
+                .entry(format!("mutants {}", format_name(format)))
+                .or_default();
+            row.checked += 1;
+            let verdict = match std::panic::catch_unwind(|| crate::check::check_bytes(&mutant)) {
+                Ok(v) if v.is_empty() => "accepted".to_string(),
+                Ok(v) => format!("rejected ({}: {})", v[0].rule, v[0].location),
+                Err(_) => {
+                    row.failed += 1;
+                    summary.failures.push(Failure {
+                        case: format!("{} mutant {r}", path.display()),
+                        kind: "panic".into(),
+                        detail: "ptconform check panicked".into(),
+                    });
+                    continue;
+                }
+            };
+            row.agreed += 1;
+            let Some(w) = worker.as_deref_mut() else {
+                continue;
+            };
+            let ext = if format == Format::Zip { "pt" } else { "ptl" };
+            let file = scratch.join(format!("mutant.{ext}"));
+            std::fs::write(&file, &mutant).map_err(|e| Error::io(file.display().to_string(), e))?;
+            let res = w.request(&json!({
+                "path": file, "forward": null, "resave_dir": null, "timeout": 30, "memory_mb": 4096,
+            }))?;
+            let behaviour = if let Some(c) = res["crash"].as_str() {
+                c.to_string()
+            } else if res["hang"] == true {
+                "hang (no answer in 30 s)".to_string()
+            } else if res["memory"] == true {
+                "out of memory (4 GiB limit)".to_string()
+            } else {
+                continue;
+            };
+            row.pytorch_findings += 1;
+            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("input");
+            let name = format!("{stem}-mutant-{r}.{ext}");
+            if let Some(out) = &opts.out {
+                std::fs::create_dir_all(out)
+                    .map_err(|e| Error::io(out.display().to_string(), e))?;
+                std::fs::write(out.join(&name), &mutant)
+                    .map_err(|e| Error::io(out.display().to_string(), e))?;
+            }
+            summary.findings.push(Failure {
+                case: name,
+                kind: "pytorch-mutant".into(),
+                detail: format!("PyTorch: {behaviour}; ptconform: {verdict}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn format_name(f: Format) -> &'static str {

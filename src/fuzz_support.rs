@@ -165,3 +165,11 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("roundtrip_flatbuffer", roundtrip_flatbuffer),
     ("convert", convert),
 ];
+
+/// The custom mutator of the load targets: a structure-aware mutation of the input
+/// (inside a record, container repacked), or `None` to let libFuzzer mutate bytes.
+pub fn structured_mutation(data: &[u8], seed: u32) -> Option<Vec<u8>> {
+    let choice = crate::generator::seed_bytes(seed as u64, data.len() as u64, 64);
+    let mut u = Unstructured::new(&choice);
+    crate::mutate::mutate(data, &mut u)
+}

@@ -17,6 +17,7 @@ pub mod generator;
 pub mod inspect;
 pub mod jit;
 pub mod model;
+pub mod mutate;
 pub mod pickle;
 pub mod roundtrip;
 

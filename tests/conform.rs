@@ -17,6 +17,7 @@ fn options(cases: u64, torch: Option<std::path::PathBuf>) -> Options {
         corpus: Some(common::repo().join("corpus")),
         config: Config::default(),
         progress: false,
+        mutate: 0,
     }
 }
 
