@@ -133,6 +133,16 @@ pub fn check_archive(archive: &ZipArchiveReader) -> Vec<FormatError> {
             Err(e) => out.push(e),
         }
     }
+    for path in archive
+        .record_names()
+        .filter(|n| n.starts_with("code/") && n.ends_with(".py"))
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+    {
+        if let Ok(text) = archive.read(&path, false) {
+            check_code_nesting(&text, &path, &mut out);
+        }
+    }
     for (name, dir) in [("data.pkl", "data"), ("constants.pkl", "constants")] {
         if let Ok(pickle::Unpickled { end, .. }) = read_pickle(archive, name, dir, &options) {
             let len = archive.record(name).map_or(0, |r| r.size as usize);
@@ -172,11 +182,63 @@ pub fn check_flatbuffer(buf: &Bytes) -> Vec<FormatError> {
         }
     };
     check_enum_values(buf, &mut out);
+    if let Some(m) = &mobile {
+        for (k, (q, text)) in m.jit_sources.iter().enumerate() {
+            check_code_nesting(text.as_bytes(), &format!("Module.jit_sources[{k}] ({q})"), &mut out);
+        }
+    }
     if let Some(m) = mobile {
         check_object_types(&m, &mut out);
         check_flatbuffer_objects(&m.module, &mut out);
     }
     out
+}
+
+/// Deepest bracket nesting in TorchScript code that PyTorch's loader is known to
+/// survive comfortably. Its parser is recursive: 5,000 nested brackets in a method body
+/// crash `torch.jit.load` with SIGSEGV (corpus/torch-crashes), while ptconform keeps
+/// bodies as text and would otherwise accept the file.
+pub const MAX_CODE_NESTING: usize = 1000;
+
+/// `code-nesting`: brackets (outside string literals) nested deeper than
+/// [`MAX_CODE_NESTING`].
+fn check_code_nesting(text: &[u8], record: &str, out: &mut Vec<FormatError>) {
+    let (mut depth, mut max, mut at) = (0usize, 0usize, 0usize);
+    let mut quote: Option<u8> = None;
+    let mut escaped = false;
+    for (i, &c) in text.iter().enumerate() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            b'\'' | b'"' => quote = Some(c),
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    (max, at) = (depth, i);
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if max > MAX_CODE_NESTING {
+        out.push(FormatError::new(
+            rules::CODE_NESTING,
+            record.to_string(),
+            Some(at as u64),
+            format!(
+                "brackets nested {max} deep (more than {MAX_CODE_NESTING}): PyTorch's recursive parser crashes on such code"
+            ),
+        ));
+    }
 }
 
 /// One `flatbuffer-enum` violation per `EnumValue` ivalue (found on the verified buffer,

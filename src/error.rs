@@ -114,4 +114,5 @@ pub mod rules {
     pub const FLATBUFFER: Rule = "flatbuffer";
     pub const FLATBUFFER_TYPES: Rule = "flatbuffer-object-types";
     pub const FLATBUFFER_ENUM: Rule = "flatbuffer-enum";
+    pub const CODE_NESTING: Rule = "code-nesting";
 }

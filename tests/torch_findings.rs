@@ -72,3 +72,39 @@ fn empty_quantized_tensor_does_not_load_in_pytorch() {
         other => panic!("attribute q: {other:?}"),
     }
 }
+
+/// Every mutant kept in `corpus/torch-crashes/cases.json`: ptconform's `check` rejects it
+/// with the listed rule, and PyTorch still crashes or exhausts memory on it.
+#[test]
+fn kept_mutants_crash_pytorch_and_are_rejected_by_check() {
+    let dir = common::repo().join("corpus/torch-crashes");
+    let cases: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(dir.join("cases.json")).unwrap()).unwrap();
+    assert!(cases.len() >= 10);
+    let python = common::torch_python();
+    for case in &cases {
+        let file = dir.join(case["file"].as_str().unwrap());
+        let (code, out, _) = common::run_cli(&["check", file.to_str().unwrap()]);
+        assert_eq!(code, 1, "{}: {out}", file.display());
+        let rule = case["rule"].as_str().unwrap();
+        assert!(
+            out.contains(&format!(": {rule}: ")),
+            "{}: wanted {rule}: {out}",
+            file.display()
+        );
+        let Some(python) = &python else { continue };
+        let res = Command::new(python)
+            .arg(common::repo().join("oracle/findings/load_in_child.py"))
+            .arg(&file)
+            .arg(case["call"].as_str().unwrap())
+            .output()
+            .unwrap();
+        let res: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
+        assert_eq!(
+            res["status"],
+            case["pytorch"],
+            "{}: PyTorch now {res}",
+            file.display()
+        );
+    }
+}
