@@ -184,7 +184,11 @@ pub fn check_flatbuffer(buf: &Bytes) -> Vec<FormatError> {
     check_enum_values(buf, &mut out);
     if let Some(m) = &mobile {
         for (k, (q, text)) in m.jit_sources.iter().enumerate() {
-            check_code_nesting(text.as_bytes(), &format!("Module.jit_sources[{k}] ({q})"), &mut out);
+            check_code_nesting(
+                text.as_bytes(),
+                &format!("Module.jit_sources[{k}] ({q})"),
+                &mut out,
+            );
         }
     }
     if let Some(m) = mobile {
