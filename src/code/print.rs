@@ -62,7 +62,7 @@ fn print_class(out: &mut String, c: &ClassDef) {
         name_list(out, "__forward_hooks__", h);
     }
     for a in &c.attributes {
-        if is_identifier(&a.name) {
+        if is_identifier(&a.name) && !super::lex::is_keyword(&a.name) {
             let _ = writeln!(out, "  {} : {}", a.name, a.ty);
         } else {
             let key = format_str_literal(&a.name);
