@@ -826,7 +826,12 @@ fn corpus_code_files() -> Vec<(PathBuf, String, String)> {
         };
         for e in entries.flatten() {
             let p = e.path();
-            if p.is_dir() {
+            // corpus/torch-*/: other PyTorch releases and deliberately broken inputs.
+            let other = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("torch-"));
+            if p.is_dir() && !other {
                 dirs.push(p);
             } else if p.extension().is_some_and(|x| x == "pt") {
                 archives.push(p);

@@ -1289,7 +1289,10 @@ impl<'a> Reader<'a> {
                     "invalid view (negative size or offset)".into(),
                 ));
             }
-            Ok(Some((lo, hi))) if lo < 0 || hi > tensor.storage.numel as i128 => {
+            Ok(Some((lo, hi)))
+                if lo < 0
+                    || hi > tensor.storage.numel as i128 * dtype.values_per_element() as i128 =>
+            {
                 return Err(FormatError::new(
                     rules::STORAGE,
                     format!("{field}.storage_location_index"),

@@ -1058,8 +1058,9 @@ fn check_view(t: &Tensor) -> Result<(), String> {
             t.storage_offset, t.sizes, t.strides
         )
     })?;
+    let capacity = t.storage.numel as i128 * t.storage.dtype.values_per_element() as i128;
     if let Some((lo, hi)) = extent
-        && (lo < 0 || hi > t.storage.numel as i128)
+        && (lo < 0 || hi > capacity)
     {
         return Err(format!(
             "view (offset {}, sizes {:?}, strides {:?}) reaches outside its storage of {} elements",
