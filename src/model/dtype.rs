@@ -123,6 +123,19 @@ impl fmt::Display for ScalarType {
     }
 }
 
+impl ScalarType {
+    /// Tensor values per storage element: the sub-byte quantized types pack 2 (`quint4x2`)
+    /// or 4 (`quint2x4`) values into each byte, so a view of N values needs only
+    /// N / 2 or N / 4 storage elements (PyTorch 2.0 writes them so and loads them back).
+    pub fn values_per_element(self) -> u64 {
+        match self {
+            ScalarType::QUInt4x2 => 2,
+            ScalarType::QUInt2x4 => 4,
+            _ => 1,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,18 +149,5 @@ mod tests {
             assert_eq!(ScalarType::from_name(st.name()), Some(*st));
         }
         assert_eq!(ScalarType::ALL.len(), 46);
-    }
-}
-
-impl ScalarType {
-    /// Tensor values per storage element: the sub-byte quantized types pack 2 (`quint4x2`)
-    /// or 4 (`quint2x4`) values into each byte, so a view of N values needs only
-    /// N / 2 or N / 4 storage elements (PyTorch 2.0 writes them so and loads them back).
-    pub fn values_per_element(self) -> u64 {
-        match self {
-            ScalarType::QUInt4x2 => 2,
-            ScalarType::QUInt2x4 => 4,
-            _ => 1,
-        }
     }
 }
