@@ -182,6 +182,7 @@ pub fn check_flatbuffer(buf: &Bytes) -> Vec<FormatError> {
         }
     };
     check_enum_values(buf, &mut out);
+    check_required_fields(buf, &mut out);
     if let Some(m) = &mobile {
         for (k, (q, text)) in m.jit_sources.iter().enumerate() {
             check_code_nesting(
@@ -242,6 +243,206 @@ fn check_code_nesting(text: &[u8], record: &str, out: &mut Vec<FormatError>) {
                 "brackets nested {max} deep (more than {MAX_CODE_NESTING}): PyTorch's recursive parser crashes on such code"
             ),
         ));
+    }
+}
+
+/// `flatbuffer-missing-field`: an offset field (vector, string or table) left out of a
+/// table. The flatbuffer default of an absent offset field is "absent", which ptconform's
+/// reader takes as empty, but PyTorch's writer always writes these fields and its loader
+/// follows them without checking: an absent `TensorMetadata.sizes`, for one, crashes
+/// `torch.jit.load` with SIGSEGV (corpus/torch-crashes). Found on the verified buffer, so
+/// also when the reader stopped earlier; bounded by the verifier's table limit.
+fn check_required_fields(buf: &[u8], out: &mut Vec<FormatError>) {
+    let Ok(m) = fb::root_as_module_with_opts(&crate::jit::verifier_options(buf.len()), buf) else {
+        return;
+    };
+    let mut missing = |table: &flatbuffers::Table, record: String, fields: &[(u16, &str)]| {
+        for &(vo, name) in fields {
+            if table.vtable().get(vo) == 0 {
+                out.push(FormatError::new(
+                    rules::FLATBUFFER_MISSING,
+                    format!("{record}.{name}"),
+                    Some(table.loc() as u64),
+                    "absent: PyTorch's flatbuffer writer always writes this field and its \
+                     loader reads it without checking (torch.jit.load crashes)"
+                        .to_string(),
+                ));
+            }
+        }
+    };
+    use fb::Module as M;
+    missing(
+        &m._tab,
+        "Module".into(),
+        &[
+            (M::VT_IVALUES, "ivalues"),
+            (M::VT_OBJECT_TYPES, "object_types"),
+            (M::VT_EXTRA_FILES, "extra_files"),
+            (M::VT_JIT_SOURCES, "jit_sources"),
+            (M::VT_JIT_CONSTANTS, "jit_constants"),
+        ],
+    );
+    // PyTorch loads a file without `methods`, and without `storage_data` when it declares
+    // no storages (measured: examples/field_drops.rs over the corpus).
+    if m.storage_data_size() > 0 {
+        missing(
+            &m._tab,
+            "Module".into(),
+            &[(M::VT_STORAGE_DATA, "storage_data")],
+        );
+    }
+    for (i, t) in m.object_types().into_iter().flatten().enumerate() {
+        let mut fields = vec![(fb::ObjectType::VT_TYPE_NAME, "type_name")];
+        if t.type_() == fb::TypeType::CLASS_WITH_FIELD {
+            fields.push((fb::ObjectType::VT_ATTR_NAMES, "attr_names"));
+        }
+        missing(&t._tab, format!("Module.object_types[{i}]"), &fields);
+    }
+    for (i, e) in m.extra_files().into_iter().flatten().enumerate() {
+        let fields = [
+            (fb::ExtraFile::VT_NAME, "name"),
+            (fb::ExtraFile::VT_CONTENT, "content"),
+        ];
+        missing(&e._tab, format!("Module.extra_files[{i}]"), &fields);
+    }
+    for (i, d) in m.storage_data().into_iter().flatten().enumerate() {
+        missing(
+            &d._tab,
+            format!("Module.storage_data[{i}]"),
+            &[(fb::StorageData::VT_DATA, "data")],
+        );
+    }
+    let types = m.object_types();
+    for (i, iv) in m.ivalues().into_iter().flatten().enumerate() {
+        let at = format!("Module.ivalues[{i}]");
+        use fb::IValueUnion as U;
+        if iv.val_type() != U::NONE {
+            missing(&iv._tab, at.clone(), &[(fb::IValue::VT_VAL, "val")]);
+        }
+        if let Some(x) = iv.val_as_string() {
+            missing(
+                &x._tab,
+                format!("{at}.String"),
+                &[(fb::String::VT_DATA, "data")],
+            );
+        } else if let Some(x) = iv.val_as_device() {
+            missing(
+                &x._tab,
+                format!("{at}.Device"),
+                &[(fb::Device::VT_STR, "str")],
+            );
+        } else if let Some(x) = iv.val_as_int_list() {
+            missing(
+                &x._tab,
+                format!("{at}.IntList"),
+                &[(fb::IntList::VT_ITEMS, "items")],
+            );
+        } else if let Some(x) = iv.val_as_double_list() {
+            missing(
+                &x._tab,
+                format!("{at}.DoubleList"),
+                &[(fb::DoubleList::VT_ITEMS, "items")],
+            );
+        } else if let Some(x) = iv.val_as_bool_list() {
+            missing(
+                &x._tab,
+                format!("{at}.BoolList"),
+                &[(fb::BoolList::VT_ITEMS, "items")],
+            );
+        } else if let Some(x) = iv.val_as_list() {
+            let fields = [
+                (fb::List::VT_ITEMS, "items"),
+                (fb::List::VT_ANNOTATION_STR, "annotation_str"),
+            ];
+            missing(&x._tab, format!("{at}.List"), &fields);
+        } else if let Some(x) = iv.val_as_tuple() {
+            missing(
+                &x._tab,
+                format!("{at}.Tuple"),
+                &[(fb::Tuple::VT_ITEMS, "items")],
+            );
+        } else if let Some(x) = iv.val_as_dict() {
+            let fields = [
+                (fb::Dict::VT_KEYS, "keys"),
+                (fb::Dict::VT_VALUES, "values"),
+                (fb::Dict::VT_ANNOTATION_STR, "annotation_str"),
+            ];
+            missing(&x._tab, format!("{at}.Dict"), &fields);
+        } else if let Some(x) = iv.val_as_object() {
+            let with_fields = types
+                .filter(|t| (x.type_index() as usize) < t.len())
+                .is_some_and(|t| {
+                    t.get(x.type_index() as usize).type_() == fb::TypeType::CLASS_WITH_FIELD
+                });
+            if with_fields {
+                missing(
+                    &x._tab,
+                    format!("{at}.Object"),
+                    &[(fb::Object::VT_ATTRS, "attrs")],
+                );
+            }
+        } else if let Some(x) = iv.val_as_enum_value() {
+            missing(
+                &x._tab,
+                format!("{at}.EnumValue"),
+                &[(fb::EnumValue::VT_TYPE_NAME, "type_name")],
+            );
+        } else if let Some(x) = iv.val_as_tensor_metadata() {
+            let fields = [
+                (fb::TensorMetadata::VT_SIZES, "sizes"),
+                (fb::TensorMetadata::VT_STRIDES, "strides"),
+            ];
+            missing(&x._tab, format!("{at}.TensorMetadata"), &fields);
+            if let Some(q) = x.quantized_schema()
+                && q.qscheme() != 0
+            {
+                // Per-channel schemes (every qscheme but per-tensor affine, 0) carry their
+                // scales and zero points as tensors.
+                let fields = [
+                    (fb::QuantizedSchema::VT_SCALES, "scales"),
+                    (fb::QuantizedSchema::VT_ZERO_POINTS, "zero_points"),
+                ];
+                missing(
+                    &q._tab,
+                    format!("{at}.TensorMetadata.quantized_schema"),
+                    &fields,
+                );
+            }
+        } else if let Some(f) = iv.val_as_function() {
+            use fb::Function as F;
+            let fields = [
+                (F::VT_QN, "qn"),
+                (F::VT_INSTRUCTIONS, "instructions"),
+                (F::VT_OPERATORS, "operators"),
+                (F::VT_CONSTANTS, "constants"),
+                (F::VT_TYPE_ANNOTATIONS, "type_annotations"),
+            ];
+            missing(&f._tab, format!("{at}.Function"), &fields);
+            for (k, op) in f.operators().into_iter().flatten().enumerate() {
+                let fields = [
+                    (fb::Operator::VT_NAME, "name"),
+                    (fb::Operator::VT_OVERLOAD_NAME, "overload_name"),
+                ];
+                missing(&op._tab, format!("{at}.Function.operators[{k}]"), &fields);
+            }
+            if let Some(s) = f.schema() {
+                let fields = [
+                    (fb::Schema::VT_ARGUMENTS, "arguments"),
+                    (fb::Schema::VT_RETURNS, "returns"),
+                ];
+                missing(&s._tab, format!("{at}.Function.schema"), &fields);
+                for (list, args) in [("arguments", s.arguments()), ("returns", s.returns())] {
+                    for (k, a) in args.into_iter().flatten().enumerate() {
+                        let fields = [(fb::Arg::VT_NAME, "name"), (fb::Arg::VT_TYPE_, "type")];
+                        missing(
+                            &a._tab,
+                            format!("{at}.Function.schema.{list}[{k}]"),
+                            &fields,
+                        );
+                    }
+                }
+            }
+        }
     }
 }
 

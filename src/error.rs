@@ -114,5 +114,6 @@ pub mod rules {
     pub const FLATBUFFER: Rule = "flatbuffer";
     pub const FLATBUFFER_TYPES: Rule = "flatbuffer-object-types";
     pub const FLATBUFFER_ENUM: Rule = "flatbuffer-enum";
+    pub const FLATBUFFER_MISSING: Rule = "flatbuffer-missing-field";
     pub const CODE_NESTING: Rule = "code-nesting";
 }

@@ -288,6 +288,30 @@ struct Slot {
     around: i64,
 }
 
+/// Where a table's vtable says `voffset` lives: zeroing those two bytes makes the field
+/// absent (the flatbuffer default). PyTorch's writer always writes its offset fields and
+/// its loader dereferences many of them unchecked, so absent fields are a shape worth
+/// producing. (Vtables are shared between tables of equal layout, so every table using
+/// this vtable loses the field.)
+fn drop_slots(buf: &[u8], t: &flatbuffers::Table, voffsets: &[u16], out: &mut Vec<Slot>) {
+    let Some(soffset) = buf.get(t.loc()..t.loc() + 4) else {
+        return;
+    };
+    let vtable = t.loc() as i64 - i32::from_le_bytes(soffset.try_into().unwrap()) as i64;
+    for &vo in voffsets {
+        if t.vtable().get(vo) != 0 {
+            out.push(Slot {
+                at: (vtable + vo as i64) as usize,
+                width: 2,
+                around: DROP,
+            });
+        }
+    }
+}
+
+/// `Slot::around` of a drop slot: write zero.
+const DROP: i64 = i64::MIN;
+
 fn field_at(t: &flatbuffers::Table, voffset: u16) -> Option<usize> {
     let o = t.vtable().get(voffset);
     (o != 0).then(|| t.loc() + o as usize)
@@ -342,7 +366,42 @@ fn flatbuffer_slots(buf: &[u8]) -> Option<Vec<Slot>> {
     }
     vector_slots(buf, m.methods(), 4, n, &mut out);
     vector_slots(buf, m.jit_constants(), 4, n, &mut out);
+    use fb::Module as M;
+    drop_slots(
+        buf,
+        t,
+        &[
+            M::VT_IVALUES,
+            M::VT_OBJECT_TYPES,
+            M::VT_EXTRA_FILES,
+            M::VT_STORAGE_DATA,
+            M::VT_METHODS,
+            M::VT_JIT_SOURCES,
+            M::VT_JIT_CONSTANTS,
+        ],
+        &mut out,
+    );
+    for ty in m.object_types().into_iter().flatten().take(256) {
+        drop_slots(
+            buf,
+            &ty._tab,
+            &[fb::ObjectType::VT_TYPE_NAME, fb::ObjectType::VT_ATTR_NAMES],
+            &mut out,
+        );
+    }
+    for e in m.extra_files().into_iter().flatten().take(64) {
+        drop_slots(
+            buf,
+            &e._tab,
+            &[fb::ExtraFile::VT_NAME, fb::ExtraFile::VT_CONTENT],
+            &mut out,
+        );
+    }
+    for d in m.storage_data().into_iter().flatten().take(64) {
+        drop_slots(buf, &d._tab, &[fb::StorageData::VT_DATA], &mut out);
+    }
     for iv in ivalues.iter().take(4096) {
+        ivalue_drop_slots(buf, &iv, &mut out);
         if let Some(at) = field_at(&iv._tab, fb::IValue::VT_VAL_TYPE) {
             out.push(Slot {
                 at,
@@ -428,6 +487,95 @@ fn flatbuffer_slots(buf: &[u8]) -> Option<Vec<Slot>> {
     Some(out)
 }
 
+/// The offset fields of one ivalue (and of the table its union holds) as drop slots.
+fn ivalue_drop_slots(buf: &[u8], iv: &fb::IValue, out: &mut Vec<Slot>) {
+    drop_slots(buf, &iv._tab, &[fb::IValue::VT_VAL], out);
+    if let Some(x) = iv.val_as_string() {
+        drop_slots(buf, &x._tab, &[fb::String::VT_DATA], out);
+    } else if let Some(x) = iv.val_as_device() {
+        drop_slots(buf, &x._tab, &[fb::Device::VT_STR], out);
+    } else if let Some(x) = iv.val_as_int_list() {
+        drop_slots(buf, &x._tab, &[fb::IntList::VT_ITEMS], out);
+    } else if let Some(x) = iv.val_as_double_list() {
+        drop_slots(buf, &x._tab, &[fb::DoubleList::VT_ITEMS], out);
+    } else if let Some(x) = iv.val_as_bool_list() {
+        drop_slots(buf, &x._tab, &[fb::BoolList::VT_ITEMS], out);
+    } else if let Some(x) = iv.val_as_list() {
+        drop_slots(
+            buf,
+            &x._tab,
+            &[fb::List::VT_ITEMS, fb::List::VT_ANNOTATION_STR],
+            out,
+        );
+    } else if let Some(x) = iv.val_as_tuple() {
+        drop_slots(buf, &x._tab, &[fb::Tuple::VT_ITEMS], out);
+    } else if let Some(x) = iv.val_as_dict() {
+        let vo = [
+            fb::Dict::VT_KEYS,
+            fb::Dict::VT_VALUES,
+            fb::Dict::VT_ANNOTATION_STR,
+        ];
+        drop_slots(buf, &x._tab, &vo, out);
+    } else if let Some(x) = iv.val_as_object() {
+        drop_slots(buf, &x._tab, &[fb::Object::VT_ATTRS], out);
+    } else if let Some(x) = iv.val_as_enum_value() {
+        drop_slots(buf, &x._tab, &[fb::EnumValue::VT_TYPE_NAME], out);
+    } else if let Some(x) = iv.val_as_tensor_metadata() {
+        let vo = [fb::TensorMetadata::VT_SIZES, fb::TensorMetadata::VT_STRIDES];
+        drop_slots(buf, &x._tab, &vo, out);
+        if let Some(q) = x.quantized_schema() {
+            let vo = [
+                fb::QuantizedSchema::VT_SCALES,
+                fb::QuantizedSchema::VT_ZERO_POINTS,
+            ];
+            drop_slots(buf, &q._tab, &vo, out);
+        }
+    } else if let Some(f) = iv.val_as_function() {
+        use fb::Function as F;
+        let vo = [
+            F::VT_QN,
+            F::VT_INSTRUCTIONS,
+            F::VT_OPERATORS,
+            F::VT_CONSTANTS,
+            F::VT_TYPE_ANNOTATIONS,
+        ];
+        drop_slots(buf, &f._tab, &vo, out);
+        for op in f.operators().into_iter().flatten().take(16) {
+            let vo = [fb::Operator::VT_NAME, fb::Operator::VT_OVERLOAD_NAME];
+            drop_slots(buf, &op._tab, &vo, out);
+        }
+        if let Some(schema) = f.schema() {
+            let vo = [fb::Schema::VT_ARGUMENTS, fb::Schema::VT_RETURNS];
+            drop_slots(buf, &schema._tab, &vo, out);
+            for a in schema.arguments().into_iter().flatten().take(16) {
+                drop_slots(buf, &a._tab, &[fb::Arg::VT_NAME, fb::Arg::VT_TYPE_], out);
+            }
+        }
+    }
+}
+
+/// Every mutant that makes one present offset field absent (each vtable entry once), in
+/// buffer order: the `flatbuffer-missing-field` shapes, enumerated for campaigns and tests.
+pub fn field_drop_mutants(data: &[u8]) -> Vec<Vec<u8>> {
+    let Some(slots) = flatbuffer_slots(data) else {
+        return Vec::new();
+    };
+    let mut at: Vec<usize> = slots
+        .iter()
+        .filter(|s| s.around == DROP && s.at + 2 <= data.len())
+        .map(|s| s.at)
+        .collect();
+    at.sort_unstable();
+    at.dedup();
+    at.into_iter()
+        .map(|a| {
+            let mut m = data.to_vec();
+            m[a..a + 2].fill(0);
+            m
+        })
+        .collect()
+}
+
 fn mutate_flatbuffer(data: &[u8], u: &mut Unstructured) -> Option<Vec<u8>> {
     let slots = flatbuffer_slots(data)?;
     if slots.is_empty() {
@@ -437,7 +585,11 @@ fn mutate_flatbuffer(data: &[u8], u: &mut Unstructured) -> Option<Vec<u8>> {
     let s = &slots[u.choose_index(slots.len()).ok()?];
     // A value from the boundaries of what the field indexes, or the slot's own
     // ivalue index (a self-reference: a cycle).
-    let v = boundary(u, s.around).to_le_bytes();
+    let v = if s.around == DROP {
+        [0; 8]
+    } else {
+        boundary(u, s.around).to_le_bytes()
+    };
     if s.at + s.width <= out.len() {
         out[s.at..s.at + s.width].copy_from_slice(&v[..s.width]);
     }

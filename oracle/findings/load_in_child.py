@@ -4,6 +4,9 @@ print how it ended as JSON: {"status": "ok" | "exception" | "memory" | "crash" |
 "detail": ...}. Used to re-check corpus/torch-crashes/.
 
     python oracle/findings/load_in_child.py FILE [jit|lite|info]
+    python oracle/findings/load_in_child.py --many jit|lite|info FILE...
+
+`--many` imports torch once and prints one JSON line per file (with "file" added).
 """
 import json
 import os
@@ -30,6 +33,12 @@ def load(path, how):
     return None
 
 
-how = sys.argv[2] if len(sys.argv) > 2 else "jit"
-status, detail = in_child(lambda: load(sys.argv[1], how), timeout=60, memory_mb=4096)
-print(json.dumps({"status": status, "detail": detail}))
+if sys.argv[1] == "--many":
+    how = sys.argv[2]
+    for path in sys.argv[3:]:
+        status, detail = in_child(lambda: load(path, how), timeout=60, memory_mb=4096)
+        print(json.dumps({"file": path, "status": status, "detail": detail}), flush=True)
+else:
+    how = sys.argv[2] if len(sys.argv) > 2 else "jit"
+    status, detail = in_child(lambda: load(sys.argv[1], how), timeout=60, memory_mb=4096)
+    print(json.dumps({"status": status, "detail": detail}))
