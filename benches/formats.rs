@@ -46,18 +46,20 @@ fn big_linears() -> ScriptModule {
     root.build()
 }
 
-/// (b) A chain of 500 distinct small module classes.
+/// (b) A tree of 500 distinct small module classes, as in spec/README.md's baseline:
+/// 20 group classes of 24 leaf classes each (480 + 20), one 4-float parameter per leaf.
 fn many_classes() -> ScriptModule {
-    let mut child: Option<ScriptModule> = None;
-    for i in (0..500).rev() {
-        let mut b = ModuleBuilder::new(&format!("__torch__.M{i}"));
-        b.parameter("w", tensor(&[4], i as u8));
-        if let Some(c) = &child {
-            b.submodule("next", c);
+    let mut root = ModuleBuilder::new("__torch__.Tree");
+    for g in 0..20 {
+        let mut group = ModuleBuilder::new(&format!("__torch__.Group{g}"));
+        for l in 0..24 {
+            let mut leaf = ModuleBuilder::new(&format!("__torch__.Leaf{g}_{l}"));
+            leaf.parameter("w", tensor(&[4], (g * 24 + l) as u8));
+            group.submodule(&format!("l{l}"), &leaf.build());
         }
-        child = Some(b.build());
+        root.submodule(&format!("g{g}"), &group.build());
     }
-    child.expect("500 modules")
+    root.build()
 }
 
 /// (c) One module with 5,000 small buffers.

@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
-"""Times PyTorch and ptconform on the same archives, interleaved, median of N runs, and
-prints the ratios (for the README's honest numbers on this machine).
+"""Times PyTorch and ptconform on the same archives, interleaved, and prints medians and
+ratios (for the README's honest numbers on this machine).
 
     PY=$(bash oracle/setup.sh)
     PTCONFORM_BENCH_KEEP=/tmp/bench cargo bench --bench formats -- --test   # writes fixtures
-    $PY oracle/bench_compare.py /tmp/bench/*.pt [--runs 5] [--ptconform target/release/ptconform]
+    cargo build --release --example timing
+    $PY oracle/bench_compare.py /tmp/bench/*.pt /tmp/bench/*.ptl [--runs 5]
 
-For each archive: torch.jit.load (in this process, after a warm-up), torch.jit.save to a
-file, and `ptconform inspect --json` / `ptconform roundtrip --out` (separate processes,
-so their time includes process start; loads are memory-mapped).
+Both sides are timed in-process, after one warm-up: PyTorch here (torch.jit.load of the
+file; torch.jit.save to a file), ptconform in `examples/timing.rs` (jit::load from a
+memory map, including dropping the module; zip_archive::save to a file). Each round
+times PyTorch then ptconform, so machine noise hits both; the table shows the median of
+the rounds. Save is timed for zip archives only (torch.jit.save writes zips).
 """
 import argparse
-import io
 import os
 import statistics
 import subprocess
@@ -24,42 +26,40 @@ warnings.filterwarnings("ignore")
 import torch  # noqa: E402
 
 
-def timed(fn):
+def timed_ms(fn):
     t = time.perf_counter()
     fn()
-    return time.perf_counter() - t
+    return (time.perf_counter() - t) * 1e3
+
+
+def ptconform_ms(timing, *args):
+    out = subprocess.run([timing, *args, "3"], check=True, capture_output=True, text=True)
+    return float(out.stdout.strip())
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("files", nargs="+")
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--ptconform", default="target/release/ptconform")
+    ap.add_argument("--timing", default="target/release/examples/timing")
     args = ap.parse_args()
     out = tempfile.mkdtemp()
-    print("%-40s %12s %12s %8s %12s %12s %8s" % (
-        "archive", "torch load", "ptc inspect", "ratio", "torch save", "ptc resave", "ratio"))
+    print("%-28s %12s %12s %8s %12s %12s %8s" % (
+        "archive", "torch load", "ptc load", "ratio", "torch save", "ptc save", "ratio"))
     for path in args.files:
-        torch.jit.load(path)  # warm-up (imports, allocator)
+        is_zip = not path.endswith(".ptl")
+        m = torch.jit.load(path)  # warm-up (imports, allocator)
         tl, pl, ts, ps = [], [], [], []
         for _ in range(args.runs):
-            m = None
-
-            def load():
-                nonlocal m
-                m = torch.jit.load(path)
-
-            tl.append(timed(load))
-            pl.append(timed(lambda: subprocess.run(
-                [args.ptconform, "inspect", "--json", path], check=True, stdout=subprocess.DEVNULL)))
-            ts.append(timed(lambda: torch.jit.save(m, os.path.join(out, "t.pt"))))
-            ps.append(timed(lambda: subprocess.run(
-                [args.ptconform, "roundtrip", path, "--out", os.path.join(out, "p.pt")],
-                check=False, stdout=subprocess.DEVNULL)))
+            tl.append(timed_ms(lambda: torch.jit.load(path)))
+            pl.append(ptconform_ms(args.timing, "load", path))
+            if is_zip:
+                ts.append(timed_ms(lambda: torch.jit.save(m, os.path.join(out, "t.pt"))))
+                ps.append(ptconform_ms(args.timing, "save", path, os.path.join(out, "p.pt")))
         med = statistics.median
-        print("%-40s %10.1fms %10.1fms %7.1fx %10.1fms %10.1fms %7.1fx" % (
-            os.path.basename(path), med(tl) * 1e3, med(pl) * 1e3, med(tl) / med(pl),
-            med(ts) * 1e3, med(ps) * 1e3, med(ts) / med(ps)))
+        save = ("%10.1fms %10.1fms %7.1fx" % (med(ts), med(ps), med(ts) / med(ps))) if is_zip else ""
+        print("%-28s %10.1fms %10.2fms %7.1fx %s" % (
+            os.path.basename(path), med(tl), med(pl), med(tl) / med(pl), save), flush=True)
     return 0
 
 

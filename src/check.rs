@@ -521,10 +521,10 @@ fn check_flatbuffer_objects(m: &ScriptModule, out: &mut Vec<FormatError>) {
             }
             continue;
         };
-        for (name, value) in attrs {
+        for (slot, (name, value)) in attrs.iter().enumerate() {
             let n = name.to_string_lossy();
             let at = format!("{path}.{n}");
-            let decl = class.and_then(|c| c.attribute(&n));
+            let decl = class.and_then(|c| c.attribute_in_slot(slot, &n));
             if let Some(decl) = decl
                 && !value_matches(value, &decl.ty, &m.cu, 0)
             {
@@ -623,9 +623,9 @@ fn check_attribute_types(m: &ScriptModule, out: &mut Vec<FormatError>) {
             continue;
         };
         if let ObjectState::Attributes(attrs) = &o.state {
-            for (name, value) in attrs {
+            for (slot, (name, value)) in attrs.iter().enumerate() {
                 let n = name.to_string_lossy();
-                if let Some(decl) = class.attribute(&n)
+                if let Some(decl) = class.attribute_in_slot(slot, &n)
                     && !value_matches(value, &decl.ty, &m.cu, 0)
                 {
                     out.push(FormatError::new(

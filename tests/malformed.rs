@@ -21,20 +21,6 @@ fn linear() -> std::path::PathBuf {
     common::corpus("linear.pt")
 }
 
-fn replace_record(src: &Path, record_suffix: &str, data: Vec<u8>) -> Vec<u8> {
-    common::rebuild(
-        src,
-        |name, old| {
-            Some(if name.ends_with(record_suffix) {
-                data.clone()
-            } else {
-                old
-            })
-        },
-        &[],
-    )
-}
-
 fn assert_finding(v: &[FormatError], rule: &str, record_contains: &str) -> FormatError {
     let f = v
         .iter()
@@ -105,7 +91,7 @@ fn missing_records_are_named() {
 
 #[test]
 fn unknown_and_foreign_opcodes_are_rejected_with_offset() {
-    let v = check_bytes(replace_record(
+    let v = check_bytes(common::replace_record(
         &linear(),
         "/data.pkl",
         b"\x80\x02\xff.".to_vec(),
@@ -113,7 +99,7 @@ fn unknown_and_foreign_opcodes_are_rejected_with_offset() {
     let f = assert_finding(&v, rules::PICKLE_OPCODE, "data.pkl");
     assert_eq!(f.location.offset, Some(2));
     // FRAME is real Python pickle, but not TorchScript's dialect.
-    let v = check_bytes(replace_record(
+    let v = check_bytes(common::replace_record(
         &linear(),
         "/data.pkl",
         b"\x80\x02\x95\x00\x00\x00\x00\x00\x00\x00\x00N.".to_vec(),
@@ -125,13 +111,13 @@ fn unknown_and_foreign_opcodes_are_rejected_with_offset() {
 #[test]
 fn foreign_global_is_named_and_never_resolved() {
     let evil = b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00true\x85R.".to_vec();
-    let v = check_bytes(replace_record(&linear(), "/data.pkl", evil));
+    let v = check_bytes(common::replace_record(&linear(), "/data.pkl", evil));
     let f = assert_finding(&v, rules::PICKLE_GLOBAL, "data.pkl");
     assert_eq!(f.location.offset, Some(2));
     assert!(f.message.contains("os.system"), "{f:?}");
     // builtins other than complex are refused too.
     let evil = b"\x80\x02cbuiltins\neval\nX\x01\x00\x00\x001\x85R.".to_vec();
-    let v = check_bytes(replace_record(&linear(), "/data.pkl", evil));
+    let v = check_bytes(common::replace_record(&linear(), "/data.pkl", evil));
     assert_finding(&v, rules::PICKLE_GLOBAL, "data.pkl");
 }
 
@@ -149,7 +135,7 @@ fn deep_nesting_of_100k_levels_is_refused() {
     lists.extend(std::iter::repeat_n(b'l', N));
     lists.push(b'.');
     for p in [tuples, lists] {
-        let v = check_bytes(replace_record(&linear(), "/data.pkl", p));
+        let v = check_bytes(common::replace_record(&linear(), "/data.pkl", p));
         assert_finding(&v, rules::PICKLE_DEPTH, "data.pkl");
     }
 }
@@ -157,13 +143,13 @@ fn deep_nesting_of_100k_levels_is_refused() {
 #[test]
 fn huge_declared_sizes_do_not_allocate() {
     // A string claiming 4 GiB in a tiny pickle.
-    let v = check_bytes(replace_record(
+    let v = check_bytes(common::replace_record(
         &linear(),
         "/data.pkl",
         b"\x80\x02X\xff\xff\xff\xffabc.".to_vec(),
     ));
     assert_finding(&v, rules::PICKLE_STRUCTURE, "data.pkl");
-    let v = check_bytes(replace_record(
+    let v = check_bytes(common::replace_record(
         &linear(),
         "/data.pkl",
         b"\x80\x02\x8d\xff\xff\xff\xff\xff\xff\xff\x7fabc.".to_vec(),
@@ -171,10 +157,10 @@ fn huge_declared_sizes_do_not_allocate() {
     assert_finding(&v, rules::PICKLE_STRUCTURE, "data.pkl");
     // A storage claiming 2^60 elements.
     let pkl = b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpu\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x10tQK\x00(K\x01t(K\x01t\x89ccollections\nOrderedDict\n)Rt R.".to_vec();
-    let v = check_bytes(replace_record(&linear(), "/data.pkl", pkl));
+    let v = check_bytes(common::replace_record(&linear(), "/data.pkl", pkl));
     assert_finding(&v, rules::STORAGE, "data.pkl");
     // A memo id of 4 billion is a map key, not an allocation.
-    let v = check_bytes(replace_record(
+    let v = check_bytes(common::replace_record(
         &linear(),
         "/data.pkl",
         b"\x80\x02Nr\xff\xff\xff\xff.".to_vec(),

@@ -88,6 +88,16 @@ impl MobileModule {
     }
 }
 
+/// `Module.ivalues[N]`, formatted only when an error names it.
+#[derive(Clone, Copy)]
+struct IvaluePath(u32);
+
+impl std::fmt::Display for IvaluePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Module.ivalues[{}]", self.0)
+    }
+}
+
 fn err(field: impl Into<String>, message: impl Into<String>) -> FormatError {
     FormatError::new(rules::FLATBUFFER, field, None, message)
 }
@@ -309,7 +319,7 @@ struct Reader<'a> {
     value_active: Vec<bool>,
     functions: HashMap<u32, Arc<BytecodeFunction>>,
     function_active: Vec<bool>,
-    storages: HashMap<(u32, ScalarType), Arc<Storage>>,
+    storages: rustc_hash::FxHashMap<(u32, ScalarType), Arc<Storage>>,
     map_location: Option<Device>,
 }
 
@@ -395,7 +405,7 @@ pub fn read_flatbuffer(
         value_active: vec![false; n],
         functions: HashMap::new(),
         function_active: vec![false; n],
-        storages: HashMap::new(),
+        storages: Default::default(),
         map_location,
     };
     let mobile_ivalue_size = m.mobile_ivalue_size();
@@ -878,7 +888,7 @@ impl<'a> Reader<'a> {
         idx: u32,
         via: Via<'_>,
     ) -> Result<IValue, FormatError> {
-        let here = format!("Module.ivalues[{idx}]");
+        let here = IvaluePath(idx);
         let at = Some(iv._tab.loc() as u64);
         let bad = |field: String, msg: String| FormatError::new(rules::FLATBUFFER, field, at, msg);
         use fb::IValueUnion as U;
@@ -886,19 +896,19 @@ impl<'a> Reader<'a> {
             U::NONE => IValue::None,
             U::Int => IValue::Int(
                 support::read_int(iv)
-                    .ok_or_else(|| bad(here.clone(), "Int value missing".into()))?,
+                    .ok_or_else(|| bad(here.to_string(), "Int value missing".into()))?,
             ),
             U::Bool => IValue::Bool(
                 support::read_bool(iv)
-                    .ok_or_else(|| bad(here.clone(), "Bool value missing".into()))?,
+                    .ok_or_else(|| bad(here.to_string(), "Bool value missing".into()))?,
             ),
             U::Double => IValue::Double(
                 support::read_double(iv)
-                    .ok_or_else(|| bad(here.clone(), "Double value missing".into()))?,
+                    .ok_or_else(|| bad(here.to_string(), "Double value missing".into()))?,
             ),
             U::ComplexDouble => {
                 let (re, im) = support::read_complex(iv)
-                    .ok_or_else(|| bad(here.clone(), "ComplexDouble value missing".into()))?;
+                    .ok_or_else(|| bad(here.to_string(), "ComplexDouble value missing".into()))?;
                 IValue::Complex(re, im)
             }
             U::String => {
@@ -947,7 +957,7 @@ impl<'a> Reader<'a> {
             U::List => {
                 let l = iv
                     .val_as_list()
-                    .ok_or_else(|| bad(here.clone(), "List table missing".into()))?;
+                    .ok_or_else(|| bad(here.to_string(), "List table missing".into()))?;
                 let ann = l.annotation_str().unwrap_or("List[Any]");
                 let ty = TypeExpr::parse(ann)
                     .map_err(|e| bad(format!("{here}.List.annotation_str"), e.to_string()))?;
@@ -969,14 +979,14 @@ impl<'a> Reader<'a> {
             U::Tuple => {
                 let t = iv
                     .val_as_tuple()
-                    .ok_or_else(|| bad(here.clone(), "Tuple table missing".into()))?;
+                    .ok_or_else(|| bad(here.to_string(), "Tuple table missing".into()))?;
                 let items = self.items(t.items(), idx, ".Tuple.items")?;
                 IValue::Tuple(Arc::new(Tuple { items, named: None }))
             }
             U::Dict => {
                 let d = iv
                     .val_as_dict()
-                    .ok_or_else(|| bad(here.clone(), "Dict table missing".into()))?;
+                    .ok_or_else(|| bad(here.to_string(), "Dict table missing".into()))?;
                 let ann = d.annotation_str().unwrap_or("Dict[Any, Any]");
                 let ty = TypeExpr::parse(ann)
                     .map_err(|e| bad(format!("{here}.Dict.annotation_str"), e.to_string()))?;
@@ -1009,7 +1019,7 @@ impl<'a> Reader<'a> {
             U::EnumValue => {
                 let e = iv
                     .val_as_enum_value()
-                    .ok_or_else(|| bad(here.clone(), "EnumValue table missing".into()))?;
+                    .ok_or_else(|| bad(here.to_string(), "EnumValue table missing".into()))?;
                 let name = e
                     .type_name()
                     .ok_or_else(|| bad(format!("{here}.EnumValue.type_name"), "missing".into()))?;
@@ -1022,10 +1032,10 @@ impl<'a> Reader<'a> {
             U::TensorMetadata => {
                 let t = iv
                     .val_as_tensor_metadata()
-                    .ok_or_else(|| bad(here.clone(), "TensorMetadata table missing".into()))?;
+                    .ok_or_else(|| bad(here.to_string(), "TensorMetadata table missing".into()))?;
                 IValue::Tensor(Arc::new(self.tensor(
                     &t,
-                    &format!("{here}.TensorMetadata"),
+                    &format_args!("{here}.TensorMetadata"),
                     0,
                 )?))
             }
@@ -1043,10 +1053,15 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn object(&mut self, iv: &fb::IValue<'a>, idx: u32, here: &str) -> Result<IValue, FormatError> {
+    fn object(
+        &mut self,
+        iv: &fb::IValue<'a>,
+        idx: u32,
+        here: &IvaluePath,
+    ) -> Result<IValue, FormatError> {
         let o = iv
             .val_as_object()
-            .ok_or_else(|| err(here, "Object table missing"))?;
+            .ok_or_else(|| err(here.to_string(), "Object table missing"))?;
         let at = Some(o._tab.loc() as u64);
         let ti = o.type_index() as usize;
         let ty = self.object_types.get(ti).cloned().ok_or_else(|| {
@@ -1113,20 +1128,21 @@ impl<'a> Reader<'a> {
         &mut self,
         index: u32,
         dtype: ScalarType,
-        field: &str,
+        field: &dyn std::fmt::Display,
     ) -> Result<Arc<Storage>, FormatError> {
+        let field = || field.to_string();
         if let Some(s) = self.storages.get(&(index, dtype)) {
             return Ok(s.clone());
         }
         let data = self.storage_data.ok_or_else(|| {
             err(
-                field,
+                field(),
                 "tensor refers to storage data but Module.storage_data is missing",
             )
         })?;
         if index as usize >= data.len() {
             return Err(err(
-                field,
+                field(),
                 format!(
                     "storage_location_index {index} is out of range ({} storages)",
                     data.len()
@@ -1146,7 +1162,7 @@ impl<'a> Reader<'a> {
             let start = (bytes.as_ptr() as usize).wrapping_sub(self.buf.as_ptr() as usize);
             let end = start.saturating_add(bytes.len());
             if end > self.buf.len() {
-                return Err(err(field, "storage bytes are outside the buffer"));
+                return Err(err(field(), "storage bytes are outside the buffer"));
             }
             self.buf.slice(start..end)
         };
@@ -1168,7 +1184,8 @@ impl<'a> Reader<'a> {
     fn tensor(
         &mut self,
         t: &fb::TensorMetadata<'a>,
-        field: &str,
+        // Formatted only on an error (5,000 tensors would otherwise format 15,000 paths).
+        field: &dyn std::fmt::Display,
         nesting: u32,
     ) -> Result<Tensor, FormatError> {
         let at = Some(t._tab.loc() as u64);
@@ -1212,12 +1229,12 @@ impl<'a> Reader<'a> {
                         scheme,
                         scales: Arc::new(self.tensor(
                             &scales,
-                            &format!("{field}.quantized_schema.scales"),
+                            &format_args!("{field}.quantized_schema.scales"),
                             nesting + 1,
                         )?),
                         zero_points: Arc::new(self.tensor(
                             &zps,
-                            &format!("{field}.quantized_schema.zero_points"),
+                            &format_args!("{field}.quantized_schema.zero_points"),
                             nesting + 1,
                         )?),
                         axis: q.axis() as i64,
@@ -1234,7 +1251,7 @@ impl<'a> Reader<'a> {
         let storage = self.storage(
             t.storage_location_index(),
             dtype,
-            &format!("{field}.storage_location_index"),
+            &format_args!("{field}.storage_location_index"),
         )?;
         let sizes: Vec<i64> = t
             .sizes()

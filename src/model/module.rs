@@ -19,7 +19,7 @@ pub struct ScriptModule {
     pub extra_files: IndexMap<String, Bytes>,
     /// When read from a pickle: identities of the heap values that were memoized there,
     /// so a re-save can repeat the writing process's memo decisions exactly.
-    pub memoized: Option<Arc<std::collections::HashSet<usize>>>,
+    pub memoized: Option<Arc<rustc_hash::FxHashSet<usize>>>,
 }
 
 /// A submodule as `named_modules()` reports it.
@@ -85,10 +85,12 @@ impl ScriptModule {
             let Some(class) = self.cu.class(&m.object.class) else {
                 continue;
             };
-            let listed = pick(class);
+            // A set: a module may list thousands of buffers.
+            let listed: rustc_hash::FxHashSet<&str> =
+                pick(class).iter().map(String::as_str).collect();
             for (attr, value) in m.object.attributes() {
                 let attr = attr.to_string_lossy();
-                if !listed.contains(&attr) {
+                if !listed.contains(attr.as_str()) {
                     continue;
                 }
                 if let IValue::Tensor(t) = value {
@@ -167,9 +169,9 @@ pub fn validate_objects(m: &ScriptModule) -> Result<(), crate::error::FormatErro
                 };
                 match &o.state {
                     ObjectState::Attributes(attrs) => {
-                        for (name, value) in attrs {
+                        for (slot, (name, value)) in attrs.iter().enumerate() {
                             let n = name.to_string_lossy();
-                            if class.attribute(&n).is_none() {
+                            if class.attribute_in_slot(slot, &n).is_none() {
                                 return Err(err(
                                     rules::OBJECT_ATTRIBUTES,
                                     format!(

@@ -349,6 +349,16 @@ impl ClassDef {
         self.attributes.iter().find(|a| a.name == name)
     }
 
+    /// The attribute `name`, expected in slot `slot`: objects hold their attributes in
+    /// declaration order, so this is O(1) for what PyTorch writes (a module with 5,000
+    /// buffers would otherwise cost 12.5 M name comparisons per pass).
+    pub fn attribute_in_slot(&self, slot: usize, name: &str) -> Option<&AttributeDecl> {
+        match self.attributes.get(slot) {
+            Some(a) if a.name == name => Some(a),
+            _ => self.attribute(name),
+        }
+    }
+
     pub fn method(&self, name: &str) -> Option<&MethodDef> {
         self.methods.iter().find(|m| m.name == name)
     }

@@ -1,7 +1,7 @@
 //! The reader. It interprets only the dialect's opcodes and an allow-list of globals;
 //! any other global is reported with its offset and never resolved or called.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -81,6 +81,9 @@ pub enum PickleErrorKind {
     NoStop,
     #[error("storage {key:?}: {message}")]
     Storage { key: String, message: String },
+    /// A tensor view that does not fit its storage (or is not a view at all).
+    #[error("{0}")]
+    View(String),
 }
 
 /// What a persistent id asks for: the storage `key` of `numel` elements of `dtype` at
@@ -145,6 +148,45 @@ impl Item {
     }
 }
 
+/// The memo. Writers (PyTorch's and Python's) number memo entries 0, 1, 2, ... so they
+/// are kept in a vector; any other id goes to a map. The vector grows by one entry per
+/// BINPUT at most, so its size stays bounded by the input.
+#[derive(Default)]
+struct Memo {
+    dense: Vec<Option<Item>>,
+    sparse: FxHashMap<u32, Item>,
+}
+
+impl Memo {
+    fn insert(&mut self, id: u32, item: Item) -> Option<Item> {
+        let i = id as usize;
+        if i < self.dense.len() {
+            self.dense[i].replace(item)
+        } else if i == self.dense.len() && self.sparse.is_empty() {
+            self.dense.push(Some(item));
+            None
+        } else {
+            self.sparse.insert(id, item)
+        }
+    }
+
+    fn get(&self, id: u32) -> Option<&Item> {
+        match self.dense.get(id as usize) {
+            Some(slot) => slot.as_ref(),
+            None => self.sparse.get(&id),
+        }
+    }
+
+    fn remove(&mut self, id: u32) {
+        match self.dense.get_mut(id as usize) {
+            Some(slot) => *slot = None,
+            None => {
+                self.sparse.remove(&id);
+            }
+        }
+    }
+}
+
 /// Reads one pickle. `data` is shared so that strings can borrow from it.
 pub struct Unpickler<'s> {
     data: Bytes,
@@ -152,10 +194,10 @@ pub struct Unpickler<'s> {
     op_start: usize,
     stack: Vec<Item>,
     marks: Vec<usize>,
-    memo: HashMap<u32, Item>,
+    memo: Memo,
     /// Memo ids holding each mutable container, so a container memoized before it is
     /// filled (as stock Python picklers do) can still be filled.
-    memo_holders: HashMap<usize, Vec<u32>>,
+    memo_holders: FxHashMap<usize, Vec<u32>>,
     storages: &'s mut dyn FnMut(&StorageRequest) -> Result<Arc<Storage>, String>,
     options: ReadOptions,
     /// Identities of heap values that were followed by BINPUT (writers replay this to
@@ -201,11 +243,11 @@ impl<'s> Unpickler<'s> {
             op_start: 0,
             stack: Vec::new(),
             marks: Vec::new(),
-            memo: HashMap::new(),
-            memo_holders: HashMap::new(),
+            memo: Memo::default(),
+            memo_holders: FxHashMap::default(),
             storages,
             options,
-            memoized: HashSet::new(),
+            memoized: HashSet::default(),
         }
     }
 
@@ -541,7 +583,7 @@ impl<'s> Unpickler<'s> {
     fn memo_get(&mut self, id: u32) -> Result<(), PickleError> {
         let item = self
             .memo
-            .get(&id)
+            .get(id)
             .cloned()
             .ok_or_else(|| self.err(PickleErrorKind::MissingMemo(id)))?;
         self.stack.push(item);
@@ -604,7 +646,7 @@ impl<'s> Unpickler<'s> {
         let holders = ptr
             .and_then(|p| self.memo_holders.remove(&p))
             .unwrap_or_default();
-        for id in &holders {
+        for &id in &holders {
             self.memo.remove(id);
         }
         let mut v = v;
@@ -840,8 +882,8 @@ impl<'s> Unpickler<'s> {
     }
 
     fn persistent_load(&mut self, pid: Item) -> Result<Arc<Storage>, PickleError> {
-        let items: Vec<Item> = match pid {
-            Item::ArgTuple(t) => t.as_ref().clone(),
+        let items: Arc<Vec<Item>> = match pid {
+            Item::ArgTuple(t) => t,
             other => {
                 return Err(self.err(type_err(
                     "BINPERSID",
@@ -913,8 +955,8 @@ impl<'s> Unpickler<'s> {
     }
 
     fn rebuild_tensor(&mut self, args: Item, quantized: bool) -> Result<(), PickleError> {
-        let items: Vec<Item> = match &args {
-            Item::ArgTuple(t) => t.as_ref().clone(),
+        let items: &[Item] = match &args {
+            Item::ArgTuple(t) => t,
             other => return Err(self.err(type_err("REDUCE", "tensor arguments", other))),
         };
         let n = items.len();
@@ -995,7 +1037,7 @@ impl<'s> Unpickler<'s> {
             neg,
             quantization,
         };
-        check_view(&tensor).map_err(|m| self.err(PickleErrorKind::Invalid(m)))?;
+        check_view(&tensor).map_err(|m| self.err(PickleErrorKind::View(m)))?;
         let depth = args.depth();
         self.push_value(IValue::Tensor(Arc::new(tensor)), depth)
     }
@@ -1052,13 +1094,39 @@ fn check_view(t: &Tensor) -> Result<(), String> {
             t.strides.len()
         ));
     }
+    if let Some(k) = t.sizes.iter().position(|&s| s < 0) {
+        return Err(format!("negative size {} in dimension {k}", t.sizes[k]));
+    }
+    if let Some(k) = t.strides.iter().position(|&s| s < 0) {
+        return Err(format!(
+            "negative stride {} in dimension {k} (PyTorch tensors never have one)",
+            t.strides[k]
+        ));
+    }
+    if t.storage_offset < 0 {
+        return Err(format!("negative storage offset {}", t.storage_offset));
+    }
+    if t.sizes.contains(&0) {
+        // An empty view touches no element.
+        return Ok(());
+    }
+    let capacity = t.storage.numel as i128 * t.storage.dtype.values_per_element() as i128;
+    // Each dimension's span fits an i128 ((2^63)^2 = 2^126); refusing any span larger
+    // than the storage keeps their sum (one per dimension) from overflowing it.
+    if let Some(k) =
+        (0..t.sizes.len()).find(|&k| (t.sizes[k] as i128 - 1) * t.strides[k] as i128 > capacity)
+    {
+        return Err(format!(
+            "view (offset {}, sizes {:?}, strides {:?}) reaches outside its storage of {} elements (dimension {k} alone spans more)",
+            t.storage_offset, t.sizes, t.strides, t.storage.numel
+        ));
+    }
     let extent = t.storage_extent().map_err(|_| {
         format!(
             "invalid view: offset {}, sizes {:?}, strides {:?}",
             t.storage_offset, t.sizes, t.strides
         )
     })?;
-    let capacity = t.storage.numel as i128 * t.storage.dtype.values_per_element() as i128;
     if let Some((lo, hi)) = extent
         && (lo < 0 || hi > capacity)
     {

@@ -1,7 +1,7 @@
 //! The writer: PyTorch's dialect and memoization policy (`spec/pickle.md` §2–4), so that
 //! re-saving a loaded archive reproduces PyTorch's bytes.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -123,14 +123,14 @@ impl<'a> Pickler<'a> {
             cur,
             chunks: Vec::new(),
             next_memo: 0,
-            strings: HashMap::new(),
+            strings: HashMap::default(),
             long_strings: Vec::new(),
-            globals: HashMap::new(),
-            devices: HashMap::new(),
-            storage_memo: HashMap::new(),
+            globals: HashMap::default(),
+            devices: HashMap::default(),
+            storage_memo: HashMap::default(),
             storages: Vec::new(),
-            memoize: HashSet::new(),
-            written: HashMap::new(),
+            memoize: HashSet::default(),
+            written: HashMap::default(),
             is_module,
             name_map,
             key_suffix: "",
@@ -143,7 +143,7 @@ impl<'a> Pickler<'a> {
             self.memoize = set.as_ref().clone();
             return;
         }
-        let mut count: HashMap<usize, u32> = HashMap::new();
+        let mut count: HashMap<usize, u32> = HashMap::default();
         let mut stack = vec![root];
         if let Some(id) = root.identity() {
             self.memoize.insert(id);

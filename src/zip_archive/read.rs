@@ -2,7 +2,11 @@
 //! straight out of the mapped file (stored records, i.e. all tensor data, are never
 //! copied) or inflated with a hard size limit.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+// Record names and storage keys are trusted to nothing but equality; Fx hashing is several
+// times faster than SipHash on these short keys (a module with 5,000 buffers has 5,000).
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -96,6 +100,10 @@ impl ZipArchiveReader {
                 "the PYTORCH1 preview format is not supported (PyTorch refuses it too)",
             ));
         }
+        let entries = match end_records(&bytes)? {
+            Some(dir) => directory_entries(&bytes, &dir)?,
+            None => Vec::new(),
+        };
         // The archive starts at byte 0, as PyTorch's miniz reader assumes: the zip crate's
         // default offset detection can be misled by the bytes of stored records (found by
         // the generator: some extra-file contents made it reject a valid archive).
@@ -107,10 +115,34 @@ impl ZipArchiveReader {
         let mut records = Vec::with_capacity(zip.len());
         let mut prefix = String::new();
         for i in 0..zip.len() {
-            let f = zip
-                .by_index_raw(i)
-                .map_err(|e| zip_err(format!("central directory entry {i}: {e}")))?;
+            let entry_name = zip
+                .name_for_index(i)
+                .and_then(|n| n.ok())
+                .map(|n| n.into_owned())
+                .unwrap_or_default();
+            let f = zip.by_index_raw(i).map_err(|e| {
+                // The local-header offset, when the directory walk has it (32-bit).
+                let header = entries
+                    .get(i)
+                    .filter(|(n, h)| *n == entry_name && *h != u32::MAX as u64)
+                    .map(|(_, h)| *h);
+                FormatError::new(
+                    rules::ZIP_STRUCTURE,
+                    entry_name,
+                    header,
+                    format!("central directory entry {i}: {e}"),
+                )
+            })?;
             let full_name = String::from_utf8_lossy(f.name_raw()).into_owned();
+            if f.flags().as_u16() & FLAG_LOCAL_HEADER_MASKED != 0 {
+                // miniz refuses the whole archive ("unsupported encryption").
+                return Err(FormatError::new(
+                    rules::ZIP_STRUCTURE,
+                    full_name,
+                    Some(f.header_start()),
+                    "general-purpose flag bit 13 (masked local header): PyTorch's miniz refuses the archive",
+                ));
+            }
             let data_offset = f.data_start().ok_or_else(|| {
                 FormatError::new(
                     rules::ZIP_STRUCTURE,
@@ -147,7 +179,7 @@ impl ZipArchiveReader {
                 version_needed: f.version_needed(),
             });
         }
-        let mut by_name = HashMap::new();
+        let mut by_name = HashMap::default();
         for (i, r) in records.iter().enumerate() {
             if let Some(n) = &r.name {
                 by_name.entry(n.clone()).or_insert(i);
@@ -212,6 +244,18 @@ impl ZipArchiveReader {
     /// A record's uncompressed bytes. Stored records are a zero-copy slice; deflated ones
     /// are inflated to exactly their declared size (never more).
     pub fn read_record(&self, rec: &Record, verify_crc: bool) -> Result<Bytes, FormatError> {
+        if rec.flags & FLAGS_UNSUPPORTED != 0 {
+            // miniz's `mz_zip_reader_is_file_supported`: PyTorch cannot extract it.
+            return Err(FormatError::new(
+                rules::ZIP_COMPRESSION,
+                rec.full_name.clone(),
+                Some(rec.header_offset),
+                format!(
+                    "general-purpose flags 0x{:04x}: encrypted or patch data, which PyTorch's miniz does not extract",
+                    rec.flags
+                ),
+            ));
+        }
         let raw = self.raw_data(rec)?;
         let data = match rec.method {
             Method::Stored => {
@@ -353,6 +397,165 @@ impl ZipArchiveReader {
     }
 }
 
+/// General-purpose flag bits of records miniz will not extract: encrypted (0), compressed
+/// patch data (5), strong encryption (6).
+const FLAGS_UNSUPPORTED: u16 = 1 | 1 << 5 | 1 << 6;
+/// General-purpose flag bit 13: the local header is masked; miniz refuses the archive.
+const FLAG_LOCAL_HEADER_MASKED: u16 = 1 << 13;
+
+/// The central directory as PyTorch's miniz finds it: offset, size and entry count.
+struct Directory {
+    offset: u64,
+    size: u64,
+    entries: u64,
+}
+
+/// The end records as PyTorch's miniz reads them. When the locator just before the end
+/// record is present, miniz takes the entry count, directory size and directory offset
+/// from the zip64 end record it points at, and fails if that record is out of range or
+/// its values are; the `zip` crate prefers the 32-bit end record unless its fields are
+/// saturated. An archive whose two end records disagree would be read as two different
+/// directories, so it is refused; so is everything miniz refuses here. `None` when there
+/// is no end record (the `zip` crate reports that).
+fn end_records(b: &[u8]) -> Result<Option<Directory>, FormatError> {
+    const EOCD: usize = 22;
+    const LOCATOR: usize = 20;
+    const ZIP64_EOCD: usize = 56;
+    let u16_at = |p: usize| u16::from_le_bytes([b[p], b[p + 1]]) as u64;
+    let u32_at = |p: usize| u32::from_le_bytes(b[p..p + 4].try_into().unwrap()) as u64;
+    let u64_at = |p: usize| u64::from_le_bytes(b[p..p + 8].try_into().unwrap());
+    // The end record: the last signature within the comment-length window, as miniz
+    // scans backwards for it.
+    if b.len() < EOCD {
+        return Ok(None);
+    }
+    let lowest = b.len().saturating_sub(EOCD + 0xffff);
+    let Some(eocd) = (lowest..=b.len() - EOCD)
+        .rev()
+        .find(|&p| &b[p..p + 4] == b"PK\x05\x06")
+    else {
+        return Ok(None);
+    };
+    let short = Directory {
+        offset: u32_at(eocd + 16),
+        size: u32_at(eocd + 12),
+        entries: u16_at(eocd + 10),
+    };
+    if eocd < LOCATOR || &b[eocd - LOCATOR..eocd - LOCATOR + 4] != b"PK\x06\x07" {
+        return Ok(Some(short));
+    }
+    let locator = eocd - LOCATOR;
+    let err = |at: usize, msg: String| {
+        Err(FormatError::new(
+            rules::ZIP_STRUCTURE,
+            "",
+            Some(at as u64),
+            msg,
+        ))
+    };
+    let z = u64_at(locator + 8);
+    if b.len() < ZIP64_EOCD || z > (b.len() - ZIP64_EOCD) as u64 {
+        return err(
+            locator,
+            format!("the zip64 end-record locator points past the end of the file (offset {z})"),
+        );
+    }
+    let z = z as usize;
+    if &b[z..z + 4] != b"PK\x06\x06" {
+        return err(
+            locator,
+            format!(
+                "the zip64 end-record locator points at offset {z}, where there is no zip64 end record"
+            ),
+        );
+    }
+    let (on_disk, total, size, offset) = (
+        u64_at(z + 24),
+        u64_at(z + 32),
+        u64_at(z + 40),
+        u64_at(z + 48),
+    );
+    if total > u32::MAX as u64 || on_disk != total {
+        return err(
+            z,
+            format!("zip64 end record: {total} entries ({on_disk} on this disk)"),
+        );
+    }
+    if size > u32::MAX as u64 || offset.checked_add(size).is_none_or(|e| e > b.len() as u64) {
+        return err(
+            z,
+            format!(
+                "zip64 end record: a central directory of {size} bytes at offset {offset} does not fit the {}-byte file",
+                b.len()
+            ),
+        );
+    }
+    for (what, short, saturated, long) in [
+        ("entry count", short.entries, 0xffff, total),
+        (
+            "entry count on this disk",
+            u16_at(eocd + 8),
+            0xffff,
+            on_disk,
+        ),
+        ("directory size", short.size, 0xffff_ffff, size),
+        ("directory offset", short.offset, 0xffff_ffff, offset),
+    ] {
+        if short != saturated && short != long {
+            return err(
+                eocd,
+                format!(
+                    "the end record's {what} is {short} but the zip64 end record's is {long} (PyTorch reads the zip64 one)"
+                ),
+            );
+        }
+    }
+    Ok(Some(Directory {
+        offset,
+        size,
+        entries: total,
+    }))
+}
+
+/// Walks the central directory: each entry's name and 32-bit local-header offset. The
+/// `zip` crate keeps one entry per name (the last), while miniz keeps all and finds one
+/// of them by binary search over a non-stable sort, so a repeated name is refused here.
+/// Stops quietly where the directory is malformed (the `zip` crate reports that).
+fn directory_entries(b: &[u8], dir: &Directory) -> Result<Vec<(String, u64)>, FormatError> {
+    let mut out: Vec<(String, u64)> = Vec::new();
+    let mut seen: HashMap<&[u8], ()> = HashMap::default();
+    let Some(end) = dir
+        .offset
+        .checked_add(dir.size)
+        .filter(|&e| e <= b.len() as u64)
+    else {
+        return Ok(out);
+    };
+    let (mut p, end) = (dir.offset as usize, end as usize);
+    while out.len() < dir.entries as usize && p + 46 <= end && &b[p..p + 4] == b"PK\x01\x02" {
+        let len = |o: usize| u16::from_le_bytes([b[p + o], b[p + o + 1]]) as usize;
+        let (n, x, c) = (len(28), len(30), len(32));
+        if p + 46 + n > end {
+            break;
+        }
+        let name = &b[p + 46..p + 46 + n];
+        let header = u32::from_le_bytes(b[p + 42..p + 46].try_into().unwrap()) as u64;
+        let full_name = String::from_utf8_lossy(name).into_owned();
+        if seen.insert(name, ()).is_some() {
+            return Err(FormatError::new(
+                rules::ZIP_STRUCTURE,
+                full_name,
+                Some(p as u64),
+                "a second central-directory entry of this name (which one PyTorch reads \
+                 depends on miniz's sort)",
+            ));
+        }
+        out.push((full_name, header));
+        p += 46 + n + x + c;
+    }
+    Ok(out)
+}
+
 /// What to do while loading, like `torch.jit.load`'s arguments.
 #[derive(Default)]
 pub struct LoadOptions<'a> {
@@ -375,7 +578,7 @@ pub fn pickle_error(record: &str, e: PickleError) -> FormatError {
         | PickleErrorKind::BadGlobal(_)
         | PickleErrorKind::UnsupportedGlobal(..) => rules::PICKLE_GLOBAL,
         PickleErrorKind::TooDeep(_) => rules::PICKLE_DEPTH,
-        PickleErrorKind::Storage { .. } => rules::STORAGE,
+        PickleErrorKind::Storage { .. } | PickleErrorKind::View(_) => rules::STORAGE,
         _ => rules::PICKLE_STRUCTURE,
     };
     FormatError::new(rule, record, Some(e.offset), e.kind.to_string())
@@ -389,7 +592,7 @@ pub fn read_pickle(
     options: &LoadOptions,
 ) -> Result<pickle::Unpickled, FormatError> {
     let data = archive.read(name, options.verify_crc)?;
-    let mut storages: HashMap<String, Arc<Storage>> = HashMap::new();
+    let mut storages: HashMap<String, Arc<Storage>> = HashMap::default();
     let mut resolve = |req: &StorageRequest| -> std::result::Result<Arc<Storage>, String> {
         if let Some(s) = storages.get(req.key) {
             if s.dtype != req.dtype {
@@ -508,7 +711,7 @@ pub fn load_archive(
 
 /// Class and enum names used by pickled values, visiting each shared value once.
 fn collect_named_types(root: &IValue, out: &mut Vec<QualifiedName>) {
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     let mut stack = vec![root];
     while let Some(v) = stack.pop() {
         if let Some(id) = v.identity()
@@ -534,13 +737,13 @@ pub fn import_code(
     verify_crc: bool,
 ) -> Result<CompilationUnit, FormatError> {
     let mut cu = CompilationUnit::new();
-    let mut parsed: HashSet<String> = HashSet::new();
+    let mut parsed: HashSet<String> = HashSet::default();
     // (name, required): names used by pickled values or declarations must exist; names
     // seen only inside method bodies are followed when their file exists (PyTorch
     // resolves those when it compiles the body).
     let mut queue: VecDeque<(QualifiedName, bool)> =
         needed.into_iter().map(|n| (n, true)).collect();
-    let mut requested = HashSet::new();
+    let mut requested = HashSet::default();
     while let Some((name, required)) = queue.pop_front() {
         if !requested.insert(name.clone()) {
             continue;

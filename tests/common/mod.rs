@@ -161,3 +161,18 @@ pub fn mobile_zip(archive: &Path) -> Vec<u8> {
     let bytecode = format!("{prefix}/bytecode.pkl");
     rebuild(archive, |_, d| Some(d), &[(&bytecode, &b"\x80\x02)."[..])])
 }
+
+/// `src` rebuilt with the record whose name ends with `record_suffix` replaced by `data`.
+pub fn replace_record(src: &std::path::Path, record_suffix: &str, data: Vec<u8>) -> Vec<u8> {
+    rebuild(
+        src,
+        |name, old| {
+            Some(if name.ends_with(record_suffix) {
+                data.clone()
+            } else {
+                old
+            })
+        },
+        &[],
+    )
+}
