@@ -5,13 +5,18 @@
 #   pickle                      every .pkl record of the corpus zips
 #   code_parse                  every code/*.py record of the corpus zips
 #   roundtrip_*, convert        generator input bytes (deterministic)
-# Run from anywhere: bash scripts/fuzz-seeds.sh
+# then minimizes each target's seeds with `cargo fuzz cmin` (keeping the smallest set of
+# inputs with the same coverage; `regression-*` inputs are always kept).
+# Run from anywhere: bash scripts/fuzz-seeds.sh [--no-minimize]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
 bin=target/release/ptconform
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 for t in zip_load flatbuffer_load pickle code_parse roundtrip_zip roundtrip_flatbuffer convert; do
+    # Crash inputs found by fuzzing (regression-*) are kept across regenerations.
+    mkdir -p "$tmp/keep/$t" "corpus/$t"
+    find "corpus/$t" -name 'regression-*' -exec mv {} "$tmp/keep/$t/" \;
     rm -rf "corpus/$t"; mkdir -p "corpus/$t"
 done
 cp corpus/*.pt corpus/zip_load/
@@ -48,5 +53,12 @@ for t in ("roundtrip_zip", "roundtrip_flatbuffer", "convert"):
         open(f"corpus/{t}/seed-{i:02}", "wb").write(splitmix(2, i, 512 + 256 * i))
 PY
 for t in zip_load flatbuffer_load pickle code_parse roundtrip_zip roundtrip_flatbuffer convert; do
-    echo "corpus/$t: $(ls "corpus/$t" | wc -l) seeds"
+    before=$(ls "corpus/$t" | wc -l)
+    if [ "${1:-}" != --no-minimize ]; then
+        # Regression inputs (still in $tmp/keep) stay whatever their coverage.
+        (cd fuzz && cargo fuzz cmin --sanitizer none "$t" "../corpus/$t" -- -rss_limit_mb=2048 \
+            >"$tmp/cmin-$t.log" 2>&1) || { tail -5 "$tmp/cmin-$t.log"; exit 1; }
+    fi
+    cp "$tmp/keep/$t"/* "corpus/$t/" 2>/dev/null || true
+    echo "corpus/$t: $before seeds, $(ls "corpus/$t" | wc -l) after minimizing"
 done

@@ -80,9 +80,28 @@ pub fn check_archive(archive: &ZipArchiveReader) -> Vec<FormatError> {
         // The container itself is damaged; loading would only repeat these errors.
         return out;
     }
-    if let Err(e) = archive.version() {
-        out.push(e);
-        return out;
+    match archive.version() {
+        Err(e) => {
+            out.push(e);
+            return out;
+        }
+        Ok((v, name)) => {
+            // PyTorch reads "3junk" or " +3" as 3, but writes only "3\n" (or "3").
+            let text = archive.read(name, false).unwrap_or_default();
+            if text.as_ref() != format!("{v}\n").as_bytes()
+                && text.as_ref() != v.to_string().as_bytes()
+            {
+                out.push(FormatError::new(
+                    rules::VERSION_TEXT,
+                    name,
+                    Some(0),
+                    format!(
+                        "version written as {:?}: PyTorch reads it as {v} but writes \"{v}\\n\"",
+                        String::from_utf8_lossy(&text[..text.len().min(40)])
+                    ),
+                ));
+            }
+        }
     }
     let mut options = LoadOptions {
         verify_crc: true,

@@ -116,4 +116,5 @@ pub mod rules {
     pub const FLATBUFFER_ENUM: Rule = "flatbuffer-enum";
     pub const FLATBUFFER_MISSING: Rule = "flatbuffer-missing-field";
     pub const CODE_NESTING: Rule = "code-nesting";
+    pub const VERSION_TEXT: Rule = "version-text";
 }

@@ -168,13 +168,7 @@ pub fn get_flatbuffer_module_info(buffer: &[u8]) -> Result<ModuleInfo> {
     }
     let fberr =
         |field: String, message: String| FormatError::new(rules::FLATBUFFER, field, None, message);
-    let opts = flatbuffers::VerifierOptions {
-        max_depth: 64,
-        max_tables: (buffer.len() / 4).max(1024),
-        max_apparent_size: 1 << 31,
-        ignore_missing_null_terminator: false,
-    };
-    let m = fb::root_as_module_with_opts(&opts, buffer).map_err(|e| {
+    let m = fb::root_as_module_with_opts(&verifier_options(buffer.len()), buffer).map_err(|e| {
         fberr(
             "Module".into(),
             format!("flatbuffer verification failed: {e}"),
@@ -200,6 +194,7 @@ pub fn get_flatbuffer_module_info(buffer: &[u8]) -> Result<ModuleInfo> {
         operator_version: m.operator_version(),
         ..Default::default()
     };
+    let mut parsed = rustc_hash::FxHashSet::default();
     for i in 0..size {
         let iv = ivalues.get(i);
         if iv.val_type() != fb::IValueUnion::Function {
@@ -223,6 +218,11 @@ pub fn get_flatbuffer_module_info(buffer: &[u8]) -> Result<ModuleInfo> {
             info.opname_to_num_args.insert(op.full_name(), n);
         }
         for (k, t) in f.type_annotations().into_iter().flatten().enumerate() {
+            // Annotation strings are shared: parse each one once (a hostile file could
+            // reference one huge annotation from every slot).
+            if !parsed.insert((t.as_ptr() as usize, t.len())) {
+                continue;
+            }
             crate::model::bytecode::collect_type_names(t, &mut info.type_names).map_err(|e| {
                 fberr(
                     format!("{here}.type_annotations[{k}]"),
@@ -239,7 +239,7 @@ pub(crate) fn verifier_options(len: usize) -> flatbuffers::VerifierOptions {
     flatbuffers::VerifierOptions {
         max_depth: 64,
         max_tables: (len / 4).max(1024),
-        max_apparent_size: 1 << 31,
+        max_apparent_size: len.saturating_mul(8).max(1 << 26),
         ignore_missing_null_terminator: false,
     }
 }

@@ -43,7 +43,7 @@
 //! | 10. entries outside the prefix, mixed prefixes, nested folders (trap 12) | **`entries_outside_the_prefix`** (new) |
 //! | 10. path traversal names | `malformed::path_traversal_names_are_flagged_and_never_extracted` |
 //! | 11. version missing | `malformed::missing_records_are_named` |
-//! | 11. version empty, "3junk", " 3", "-1", 21 digits, out of range, precedence (trap 4) | **`version_records`** (new) |
+//! | 11. version empty, "3junk", " 3", "-1", 21 digits, out of range, precedence (trap 4): read as PyTorch's `std::stoull` does; "3junk" loads (as in PyTorch) and `check` reports `version-text` | **`version_records`** (new) |
 //! | 12. binary extra-file values, missing names | `load_api::extra_files_present_are_returned_as_bytes_absent_become_empty` |
 //! | 12. flatbuffer returns all extra files | `flatbuffer_read::get_model_extra_files_from_buffer_follows_pytorch`, `test_save_load_flatbuffer::test_save_load_with_extra_files` |
 //! | 14. SETITEM(S) / BUILD applied to tensors | **`container_opcodes_applied_to_tensors`** (new) |
@@ -1003,14 +1003,11 @@ fn version_records() {
             &[(&format!("archive/{name}"), &value)],
         )
     };
+    // What PyTorch (std::stoull) cannot read, or reads as an unsupported version.
     for value in [
         &b""[..],
         b"\n",
-        b"3junk",
-        b" 3",
-        b"3 ",
         b"-1",
-        b"+3",
         b"0x3",
         b"123456789012345678901",
         b"99999999999999999999",
@@ -1023,7 +1020,17 @@ fn version_records() {
         let f = finding(&v, rules::VERSION, "version");
         assert_eq!(f.location.offset, Some(0), "{value:?}: {f:?}");
     }
-    for value in [&b"1"[..], b"3\n", b"10", b"0003"] {
+    // What PyTorch 2.15 loads as version 3 (verified with torch.jit.load) but never
+    // writes: loaded, and reported as `version-text`.
+    for value in [&b"3junk"[..], b" 3", b"3 ", b"+3", b"0003", b"\t3"] {
+        let bytes = with_version("version", value);
+        let v = check(&bytes);
+        assert_eq!(v.len(), 1, "{value:?}: {v:?}");
+        finding(&v, rules::VERSION_TEXT, "version");
+        let archive = ptconform::zip_archive::read::ZipArchiveReader::from_bytes(bytes).unwrap();
+        assert_eq!(archive.version().unwrap().0, 3, "{value:?}");
+    }
+    for value in [&b"1"[..], b"3\n", b"10"] {
         assert_eq!(
             check(&with_version("version", value)),
             vec![],

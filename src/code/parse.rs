@@ -375,6 +375,14 @@ fn parse_item(item: &str, line: usize) -> Result<Item, CodeError> {
         let Some(eq) = find_top(r, '=') else {
             return Ok(Item::Attribute(name.into(), parse_type(r, line)?));
         };
+        // A constant (or member, below) cannot be named after a keyword: unlike an
+        // attribute (`__annotations__["def"] = T`) it has no spelling that reads back.
+        if crate::code::lex::is_keyword(name) {
+            return Err(err(
+                line,
+                format!("constant named after the keyword `{name}`"),
+            ));
+        }
         let ty = parse_type(&r[..eq], line)?;
         let value = literal_text(&r[eq + 1..], line)?;
         return match ty {
@@ -390,6 +398,12 @@ fn parse_item(item: &str, line: usize) -> Result<Item, CodeError> {
     if let Some(r) = rest.strip_prefix('=') {
         if let Some(which) = NameList::from_name(name) {
             return Ok(Item::Names(which, parse_name_list(r, line)?));
+        }
+        if crate::code::lex::is_keyword(name) {
+            return Err(err(
+                line,
+                format!("class member named after the keyword `{name}`"),
+            ));
         }
         return Ok(Item::Member(name.into(), literal_text(r, line)?));
     }

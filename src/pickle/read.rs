@@ -383,8 +383,34 @@ impl<'s> Unpickler<'s> {
                 self.push_tuple(items)?;
             }
             op::TUPLE => {
-                let items = self.pop_mark()?;
-                self.push_tuple(items)?;
+                let m = self
+                    .marks
+                    .pop()
+                    .ok_or_else(|| self.err(PickleErrorKind::NoMark))?;
+                if self.stack[m..].iter().all(|i| matches!(i, Item::Value(..))) {
+                    // The common case (a tuple of values): straight into the tuple, without
+                    // an intermediate vector of items.
+                    let mut depth = 0;
+                    let values: Vec<IValue> = self
+                        .stack
+                        .drain(m..)
+                        .filter_map(|i| match i {
+                            Item::Value(v, d) => {
+                                depth = depth.max(d);
+                                Some(v)
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    let tuple = Tuple {
+                        items: values,
+                        named: None,
+                    };
+                    self.push_value(IValue::Tuple(Arc::new(tuple)), depth + 1)?;
+                } else {
+                    let items = self.stack.split_off(m);
+                    self.push_tuple(items)?;
+                }
             }
             op::EMPTY_LIST => self.push_value(new_list(Vec::new()), 1)?,
             op::LIST => {

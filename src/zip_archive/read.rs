@@ -359,22 +359,17 @@ impl ZipArchiveReader {
             "version"
         };
         let data = self.read(name, false)?;
-        let text = std::str::from_utf8(&data).unwrap_or("");
-        let text = text.strip_suffix('\n').unwrap_or(text);
-        let v: u64 =
-            if !text.is_empty() && text.len() <= 19 && text.bytes().all(|b| b.is_ascii_digit()) {
-                text.parse().unwrap_or(u64::MAX)
-            } else {
-                return Err(FormatError::new(
-                    rules::VERSION,
-                    name,
-                    Some(0),
-                    format!(
-                        "version record is not a decimal number: {:?}",
-                        String::from_utf8_lossy(&data[..data.len().min(40)])
-                    ),
-                ));
-            };
+        let v = parse_version(&data).ok_or_else(|| {
+            FormatError::new(
+                rules::VERSION,
+                name,
+                Some(0),
+                format!(
+                    "version record is not a decimal number: {:?}",
+                    String::from_utf8_lossy(&data[..data.len().min(40)])
+                ),
+            )
+        })?;
         if !(MIN_SUPPORTED_VERSION..=MAX_SUPPORTED_VERSION).contains(&v) {
             return Err(FormatError::new(
                 rules::VERSION,
@@ -395,6 +390,37 @@ impl ZipArchiveReader {
             .map(str::to_string)
             .collect()
     }
+}
+
+/// The version record as PyTorch reads it (C++ `std::stoull`): leading white space, an
+/// optional sign (`-` negates modulo 2^64), at least one digit, and anything after the
+/// digits ignored; `None` when there is no digit or the number overflows. PyTorch writes
+/// `3\n`; `check` reports other spellings (`version-text`).
+pub fn parse_version(data: &[u8]) -> Option<u64> {
+    let mut i = 0;
+    while i < data.len() && matches!(data[i], b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
+        i += 1;
+    }
+    let negative = match data.get(i) {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let digits = data[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &b in &data[i..i + digits] {
+        v = v.checked_mul(10)?.checked_add((b - b'0') as u64)?;
+    }
+    Some(if negative { v.wrapping_neg() } else { v })
 }
 
 /// General-purpose flag bits of records miniz will not extract: encrypted (0), compressed
