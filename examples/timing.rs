@@ -2,6 +2,7 @@
 //!
 //!     cargo run --release --example timing -- load FILE [RUNS]
 //!     cargo run --release --example timing -- save FILE.pt OUT.pt [RUNS]
+//!     cargo run --release --example timing -- memory FILE
 //!
 //! One warm-up, then RUNS (default 5) timed calls; prints the median in milliseconds.
 //! `load` is `jit::load` (zip or flatbuffer, memory-mapped) including dropping the
@@ -47,8 +48,25 @@ fn main() {
                 .expect("save")
             })
         }
+        Some("memory") => {
+            // Memory with the module loaded: anonymous (what the load allocated) apart from
+            // file-backed pages of the memory map (shared with the page cache; the kernel
+            // may map whole large folios around each touched byte).
+            let m = ptconform::jit::load(Path::new(&args[1]), None, None).expect("load");
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            for line in status.lines() {
+                if ["VmHWM", "RssAnon", "RssFile"]
+                    .iter()
+                    .any(|k| line.starts_with(k))
+                {
+                    println!("{}", line.split_whitespace().collect::<Vec<_>>().join(" "));
+                }
+            }
+            std::hint::black_box(m);
+            return;
+        }
         _ => {
-            eprintln!("usage: timing load FILE [RUNS] | timing save FILE.pt OUT.pt [RUNS]");
+            eprintln!("usage: timing load FILE [RUNS] | save FILE.pt OUT.pt [RUNS] | memory FILE");
             std::process::exit(2);
         }
     };

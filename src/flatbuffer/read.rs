@@ -393,6 +393,22 @@ pub fn read_flatbuffer(
             }
         }
     }
+    // The code is parsed on a second thread while the ivalues are read (independent
+    // work; a failure in either is reported, the ivalues' first).
+    let source_bytes: usize = m
+        .jit_sources()
+        .into_iter()
+        .flatten()
+        .map(|f| f.content().map_or(0, |c| c.len()))
+        .sum();
+    let code = (source_bytes >= PARALLEL_SOURCE_BYTES).then(|| {
+        let buf = buf.clone();
+        std::thread::spawn(move || {
+            // SAFETY: these very bytes were verified against this schema above.
+            let m = unsafe { fb::root_as_module_unchecked(&buf) };
+            parse_jit_sources(&buf, &m)
+        })
+    });
     // Every length below comes from the verified buffer: each ivalue is at least a
     // 4-byte offset in it, so these allocations are bounded by the input size.
     let n = ivalues.len();
@@ -465,14 +481,59 @@ pub fn read_flatbuffer(
     // PyTorch's loader parses every ivalue, referenced or not: so do we, so that a
     // broken one is reported even when nothing points at it.
     for i in 0..n as u32 {
+        let is_function = r.ivalues.get(i as usize).val_type() == fb::IValueUnion::Function;
+        let done = if is_function {
+            r.functions.contains_key(&i)
+        } else {
+            matches!(r.values.get(i as usize), Some(Some(_)))
+        };
+        if done {
+            continue;
+        }
         let field = format!("Module.ivalues[{i}]");
-        if r.ivalues.get(i as usize).val_type() == fb::IValueUnion::Function {
+        if is_function {
             r.function(i, &field)?;
         } else {
             r.value(i, &field)?;
         }
     }
     let extra_files = pairs(buf, m.extra_files(), "Module.extra_files")?;
+    let (jit_sources, cu) = match code {
+        // A panic there is a bug to surface (fuzzers must see it), not an input error.
+        Some(handle) => handle
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))?,
+        None => parse_jit_sources(buf, &m)?,
+    };
+    let module = ScriptModule {
+        root,
+        cu: Arc::new(cu),
+        constants,
+        extra_files: extra_files.iter().cloned().collect::<IndexMap<_, _>>(),
+        memoized: None,
+    };
+    Ok(MobileModule {
+        module,
+        bytecode_version: m.bytecode_version(),
+        operator_version: m.operator_version(),
+        methods,
+        functions,
+        object_types: r.object_types,
+        extra_files,
+        jit_sources,
+        mobile_ivalue_size,
+        storage_count,
+    })
+}
+/// Sources code files above this many bytes in total are parsed on a second thread while
+/// the ivalues are read.
+const PARALLEL_SOURCE_BYTES: usize = 32 << 10;
+
+/// `jit_sources` as (qualifier, text) pairs and the declarations they define.
+fn parse_jit_sources(
+    buf: &Bytes,
+    m: &fb::Module,
+) -> Result<(Vec<(String, String)>, CompilationUnit), FormatError> {
     let jit_sources = pairs(buf, m.jit_sources(), "Module.jit_sources")?
         .into_iter()
         .enumerate()
@@ -512,26 +573,9 @@ pub fn read_flatbuffer(
             definitions: names,
         });
     }
-    let module = ScriptModule {
-        root,
-        cu: Arc::new(cu),
-        constants,
-        extra_files: extra_files.iter().cloned().collect::<IndexMap<_, _>>(),
-        memoized: None,
-    };
-    Ok(MobileModule {
-        module,
-        bytecode_version: m.bytecode_version(),
-        operator_version: m.operator_version(),
-        methods,
-        functions,
-        object_types: r.object_types,
-        extra_files,
-        jit_sources,
-        mobile_ivalue_size,
-        storage_count,
-    })
+    Ok((jit_sources, cu))
 }
+
 /// `(name, content)` of an `ExtraFile` vector; contents borrow from `buf`.
 fn pairs(
     buf: &Bytes,

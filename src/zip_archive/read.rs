@@ -677,8 +677,21 @@ pub fn load_archive(
     options: &mut LoadOptions,
 ) -> Result<ScriptModule, FormatError> {
     archive.version()?;
-    let constants_pkl = read_pickle(archive, "constants.pkl", "constants", options)?;
-    let data_pkl = read_pickle(archive, "data.pkl", "data", options)?;
+    // The code files are read and parsed on a second thread while the pickles are read
+    // (the two are independent until the pickles say which classes are needed; a file
+    // parsed in vain costs time only, and its errors count only if it is needed).
+    let verify_crc = options.verify_crc;
+    let (pickles, mut prepared) = std::thread::scope(|scope| {
+        let code = (code_bytes(archive) >= PARALLEL_CODE_BYTES)
+            .then(|| scope.spawn(|| prepare_code(archive, verify_crc)));
+        let pickles = read_pickle(archive, "constants.pkl", "constants", options)
+            .and_then(|c| Ok((c, read_pickle(archive, "data.pkl", "data", options)?)));
+        let prepared = code
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .unwrap_or_default();
+        (pickles, prepared)
+    });
+    let (constants_pkl, data_pkl) = pickles?;
     let mut memoized = constants_pkl.memoized;
     memoized.extend(data_pkl.memoized);
     let constants = match constants_pkl.value {
@@ -711,7 +724,7 @@ pub fn load_archive(
     for c in &constants {
         collect_named_types(c, &mut needed);
     }
-    let cu = import_code(archive, needed, options.verify_crc)?;
+    let cu = import_code_prepared(archive, needed, options.verify_crc, &mut prepared)?;
     let module = ScriptModule {
         root,
         cu: Arc::new(cu),
@@ -762,6 +775,71 @@ pub fn import_code(
     needed: Vec<QualifiedName>,
     verify_crc: bool,
 ) -> Result<CompilationUnit, FormatError> {
+    import_code_prepared(archive, needed, verify_crc, &mut PreparedCode::default())
+}
+
+/// Code files at least this big in total are parsed on a second thread during a load.
+const PARALLEL_CODE_BYTES: u64 = 32 << 10;
+
+/// Code files read and parsed ahead of need, by record path.
+type PreparedCode = HashMap<String, Result<(String, Vec<Definition>), FormatError>>;
+
+fn code_bytes(archive: &ZipArchiveReader) -> u64 {
+    archive
+        .records()
+        .iter()
+        .filter(|r| r.name.as_deref().is_some_and(is_code_path))
+        .map(|r| r.size)
+        .sum()
+}
+
+fn is_code_path(name: &str) -> bool {
+    name.starts_with("code/") && name.ends_with(".py")
+}
+
+/// Reads and parses every code file (see [`load_archive`]).
+fn prepare_code(archive: &ZipArchiveReader, verify_crc: bool) -> PreparedCode {
+    let mut out = PreparedCode::default();
+    for path in archive.record_names().filter(|n| is_code_path(n)) {
+        let qualifier = path["code/".len()..path.len() - ".py".len()].replace('/', ".");
+        if qualifier_to_code_path(&qualifier) != path {
+            continue;
+        }
+        out.insert(
+            path.to_string(),
+            read_code_file(archive, path, &qualifier, verify_crc),
+        );
+    }
+    out
+}
+
+/// One code file's text and declarations.
+fn read_code_file(
+    archive: &ZipArchiveReader,
+    path: &str,
+    qualifier: &str,
+    verify_crc: bool,
+) -> Result<(String, Vec<Definition>), FormatError> {
+    let text = archive.read(path, verify_crc)?;
+    let text = std::str::from_utf8(&text).map_err(|e| {
+        FormatError::new(
+            rules::CODE_ENCODING,
+            path,
+            Some(e.valid_up_to() as u64),
+            "code file is not valid UTF-8",
+        )
+    })?;
+    let defs = code::parse_source(qualifier, text)
+        .map_err(|e| FormatError::new(rules::CODE_SYNTAX, path, None, e.to_string()))?;
+    Ok((text.to_string(), defs))
+}
+
+fn import_code_prepared(
+    archive: &ZipArchiveReader,
+    needed: Vec<QualifiedName>,
+    verify_crc: bool,
+    prepared: &mut PreparedCode,
+) -> Result<CompilationUnit, FormatError> {
     let mut cu = CompilationUnit::new();
     let mut parsed: HashSet<String> = HashSet::default();
     // (name, required): names used by pickled values or declarations must exist; names
@@ -780,7 +858,11 @@ pub fn import_code(
             continue;
         }
         if parsed.insert(qualifier.clone()) {
-            let text = archive.read(&path, verify_crc).map_err(|e| {
+            let file = match prepared.remove(&path) {
+                Some(file) => file,
+                None => read_code_file(archive, &path, &qualifier, verify_crc),
+            };
+            let (text, defs) = file.map_err(|e| {
                 if e.rule == rules::RECORD_MISSING {
                     FormatError::new(
                         rules::TYPE_UNKNOWN,
@@ -791,17 +873,6 @@ pub fn import_code(
                 } else {
                     e
                 }
-            })?;
-            let text = std::str::from_utf8(&text).map_err(|e| {
-                FormatError::new(
-                    rules::CODE_ENCODING,
-                    path.clone(),
-                    Some(e.valid_up_to() as u64),
-                    "code file is not valid UTF-8",
-                )
-            })?;
-            let defs = code::parse_source(&qualifier, text).map_err(|e| {
-                FormatError::new(rules::CODE_SYNTAX, path.clone(), None, e.to_string())
             })?;
             let debug_pkl = archive
                 .record(&format!("{path}.debug_pkl"))
@@ -829,7 +900,7 @@ pub fn import_code(
             }
             cu.files.push(SourceFile {
                 qualifier: qualifier.clone(),
-                text: text.to_string(),
+                text,
                 debug_pkl,
                 definitions: names,
             });
