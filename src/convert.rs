@@ -49,6 +49,7 @@ pub fn convert(input: Bytes, to: Format, prefix: &str, names: NameMode) -> Resul
             let options = SaveOptions {
                 policy: MemoPolicy::Loaded,
                 serialization_id: None,
+                ..Default::default()
             };
             save_to_writer(&m.module, Vec::new(), prefix, &extra, &options)
         }

@@ -70,6 +70,7 @@ pub fn roundtrip_zip(original: Bytes) -> Result<RoundTrip> {
             .map(MemoPolicy::Recorded)
             .unwrap_or(MemoPolicy::Loaded),
         serialization_id,
+        ..Default::default()
     };
     let rewritten = save_to_writer(&module, Vec::new(), archive.prefix(), &extra, &save_options)?;
     let difference = first_difference(&original, &rewritten);

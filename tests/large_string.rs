@@ -79,9 +79,10 @@ fn test_save_load_large_string_attribute() {
         peak >> 20,
         peak as f64 / LEN as f64
     );
-    // One copy of the string plus bookkeeping; PyTorch's test demands 60 GB.
+    // One copy of the string plus bookkeeping (the performance issue's bound: 1.25x);
+    // PyTorch's test demands 60 GB.
     assert!(
-        peak < LEN as u64 * 3 / 2,
-        "peak RSS {peak} is more than 1.5x the string"
+        peak <= LEN as u64 * 5 / 4,
+        "peak RSS {peak} is more than 1.25x the string"
     );
 }

@@ -146,6 +146,7 @@ fn scripted() -> SaveOptions {
     SaveOptions {
         policy: MemoPolicy::Scripted,
         serialization_id: None,
+        ..Default::default()
     }
 }
 

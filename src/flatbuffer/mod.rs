@@ -58,6 +58,9 @@ pub fn save_jit_module_to_flatbuffer(
     write_file_atomically(path.as_ref(), &bytes)
 }
 
+/// Writes `bytes` to a temporary file beside `path` and renames it into place: readers
+/// see the whole file or none of it. Not fsync'd (like torch.jit.save; see
+/// `SaveOptions::sync` for zips).
 pub(crate) fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let shown = path.display().to_string();
@@ -67,7 +70,6 @@ pub(crate) fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(shown.clone(), e))?;
     tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| Error::io(shown.clone(), e))?;
     tmp.persist(path).map_err(|e| Error::io(shown, e.error))?;
     Ok(())

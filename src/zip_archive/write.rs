@@ -41,6 +41,11 @@ const FLAG_UTF8: u16 = 0x0800;
 const METHOD_STORED: u16 = 0;
 const METHOD_DEFLATE: u16 = 8;
 /// Streaming copy buffer for `write_record_from_reader`.
+/// Piece size for hashing and writing stored data in one pass: small enough to stay in
+/// cache between the two, and at least the output buffer's capacity, so `BufWriter`
+/// passes pieces straight through instead of copying them.
+const HASH_PIECE: usize = 1 << 20;
+
 const COPY_BUFFER: usize = 1 << 20;
 
 // ---------------------------------------------------------------------------------------
@@ -771,13 +776,18 @@ impl<W: Write> PyTorchZipWriter<W> {
         let deflated = should_compress(name, usize);
         let offset = self.pos;
         let lh = self.write_local_header(full, usize, deflated)?;
-        let crc = crc32fast::hash(data);
-        let csize = if deflated {
-            self.write_deflated(data)?
+        let (crc, csize) = if deflated {
+            (crc32fast::hash(data), self.write_deflated(data)?)
         } else {
-            // Stored data reaches the callback as one chunk.
-            self.chunk(data)?;
-            usize
+            // One pass over the bytes: each piece is hashed while it is in cache, then
+            // written. For the descriptor quirk the record still counts as one chunk.
+            let mut hasher = crc32fast::Hasher::new();
+            for piece in data.chunks(HASH_PIECE) {
+                hasher.update(piece);
+                self.put(piece)?;
+            }
+            self.inspect_chunk(data, usize);
+            (hasher.finalize(), usize)
         };
         let entry = CentralEntry {
             zip_name: zip_name(full).to_vec(),
