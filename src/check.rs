@@ -184,6 +184,8 @@ pub fn check_archive(archive: &ZipArchiveReader) -> Vec<FormatError> {
 ///
 /// * `flatbuffer-enum`: an `EnumValue` ivalue anywhere (every PyTorch flatbuffer loader
 ///   fails on it: "Enum with type: ... not found");
+/// * `flatbuffer-missing-field`: an offset field PyTorch's writer always writes and its
+///   loader follows unchecked, absent;
 /// * `flatbuffer-object-types`: signs of classes PyTorch's writer merged because they
 ///   share a qualified name (it does not apply `___torch_mangle_N` to `object_types`):
 ///   an `ObjectType` whose attribute names differ from the class of that name in
