@@ -17,6 +17,10 @@ use ptconform::model::{Device, IValue, ScalarType, ScriptModule, Tensor};
 use ptconform::zip_archive::ExtraFilesMap;
 use ptconform::zip_archive::save::{SaveOptions, save, save_to_buffer};
 
+// As the `ptconform` binary (src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn tensor(sizes: &[i64], seed: u8) -> IValue {
     let n: i64 = sizes.iter().product();
     let data: Vec<u8> = (0..n * 4)

@@ -6,10 +6,14 @@
 //!
 //! One warm-up, then RUNS (default 5) timed calls; prints the median in milliseconds.
 //! `load` is `jit::load` (zip or flatbuffer, memory-mapped) including dropping the
-//! module; `save` writes a zip archive of the loaded module to OUT (atomically, fsync'd
-//! as `zip_archive::save` does).
+//! module; `save` writes a zip archive of the loaded module to OUT (atomically, not
+//! fsync'd, as `zip_archive::save` does by default).
 use std::path::Path;
 use std::time::Instant;
+
+// As the `ptconform` binary (src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
     f();

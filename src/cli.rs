@@ -621,8 +621,7 @@ fn cmd_roundtrip(file: &Path, out: Option<&Path>) -> i32 {
             .unwrap_or(Path::new("."));
         let write = tempfile::NamedTempFile::new_in(dir).and_then(|mut t| {
             t.write_all(&rt.rewritten)?;
-            t.persist(out).map_err(|e| e.error)?;
-            Ok(())
+            crate::atomic_file::replace(t, out)
         });
         if let Err(e) = write {
             eprintln!("{}: error: {e}", out.display());

@@ -1,6 +1,7 @@
 //! ptconform: a reference implementation, conformance checker and fuzzing harness for
 //! PyTorch's TorchScript serialization formats.
 
+pub mod atomic_file;
 pub mod check;
 pub mod cli;
 pub mod code;

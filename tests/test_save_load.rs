@@ -274,7 +274,7 @@ fn corpus_tensor(archive: &str, name: &str) -> Arc<Tensor> {
 fn fresh(t: &Tensor, requires_grad: bool) -> IValue {
     IValue::Tensor(Arc::new(Tensor::contiguous(
         t.dtype(),
-        t.device().clone(),
+        *t.device(),
         t.sizes.clone(),
         t.storage.data.clone(),
         requires_grad,

@@ -71,6 +71,6 @@ pub(crate) fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(shown.clone(), e))?;
     tmp.write_all(bytes)
         .map_err(|e| Error::io(shown.clone(), e))?;
-    tmp.persist(path).map_err(|e| Error::io(shown, e.error))?;
+    crate::atomic_file::replace(tmp, path).map_err(|e| Error::io(shown, e))?;
     Ok(())
 }

@@ -1212,7 +1212,7 @@ impl<'a> Reader<'a> {
         };
         let esize = dtype.element_size().max(1) as usize;
         let numel = (slice.len() / esize) as u64;
-        let device = self.map_location.clone().unwrap_or_else(Device::cpu);
+        let device = self.map_location.unwrap_or_else(Device::cpu);
         let s = Arc::new(Storage {
             dtype,
             device,

@@ -27,9 +27,11 @@ const DEVICE_TYPES: &[&str] = &[
 ];
 
 /// A device such as `cpu`, `meta` or `cuda:0`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// The type is one of PyTorch's fixed device-type names, so it is a `&'static str` and a
+/// device is `Copy` (loaders make one per storage).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Device {
-    pub kind: String,
+    pub kind: &'static str,
     pub index: Option<i16>,
 }
 
@@ -40,14 +42,14 @@ pub struct DeviceParseError(pub String);
 impl Device {
     pub fn cpu() -> Self {
         Device {
-            kind: "cpu".into(),
+            kind: "cpu",
             index: None,
         }
     }
 
     pub fn meta() -> Self {
         Device {
-            kind: "meta".into(),
+            kind: "meta",
             index: None,
         }
     }
@@ -68,9 +70,9 @@ impl Device {
             Some((k, i)) => (k, Some(i)),
             None => (s, None),
         };
-        if !DEVICE_TYPES.contains(&kind) {
+        let Some(&kind) = DEVICE_TYPES.iter().find(|&&t| t == kind) else {
             return Err(err());
-        }
+        };
         let index = match index {
             None => None,
             Some(i) => {
@@ -83,10 +85,7 @@ impl Device {
                 Some(i.parse::<i16>().map_err(|_| err())?)
             }
         };
-        Ok(Device {
-            kind: kind.to_string(),
-            index,
-        })
+        Ok(Device { kind, index })
     }
 }
 
@@ -94,7 +93,7 @@ impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.index {
             Some(i) => write!(f, "{}:{}", self.kind, i),
-            None => f.write_str(&self.kind),
+            None => f.write_str(self.kind),
         }
     }
 }

@@ -135,7 +135,7 @@ pub fn validate_objects(m: &ScriptModule) -> Result<(), crate::error::FormatErro
     use super::{Definition, ObjectState};
     use crate::error::{FormatError, rules};
     let err = |rule, msg: String| FormatError::new(rule, "data.pkl", None, msg);
-    let mut seen = HashSet::new();
+    let mut seen = rustc_hash::FxHashSet::default();
     let mut stack: Vec<&IValue> = Vec::new();
     let root = IValue::Object(m.root.clone());
     stack.push(&root);
@@ -170,7 +170,7 @@ pub fn validate_objects(m: &ScriptModule) -> Result<(), crate::error::FormatErro
                 match &o.state {
                     ObjectState::Attributes(attrs) => {
                         for (slot, (name, value)) in attrs.iter().enumerate() {
-                            let n = name.to_string_lossy();
+                            let n = String::from_utf8_lossy(name.as_bytes());
                             if class.attribute_in_slot(slot, &n).is_none() {
                                 return Err(err(
                                     rules::OBJECT_ATTRIBUTES,

@@ -124,7 +124,7 @@ enum Item {
     /// `collections.OrderedDict()`: the backward-hooks placeholder of tensors.
     Hooks,
     /// A tuple holding something that is not a value (constructor arguments).
-    ArgTuple(Arc<Vec<Item>>),
+    ArgTuple(Arc<[Item]>),
 }
 
 impl Item {
@@ -372,45 +372,21 @@ impl<'s> Unpickler<'s> {
                 self.memo_get(id)?;
             }
             op::MARK => self.marks.push(self.stack.len()),
-            op::EMPTY_TUPLE => self.push_tuple(Vec::new())?,
+            op::EMPTY_TUPLE => self.tuple_from_stack(self.stack.len())?,
             op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
                 let n = (code - op::TUPLE1 + 1) as usize;
                 let base = self.marks.last().copied().unwrap_or(0);
                 if self.stack.len() < base + n {
                     return Err(self.err(PickleErrorKind::StackUnderflow));
                 }
-                let items = self.stack.split_off(self.stack.len() - n);
-                self.push_tuple(items)?;
+                self.tuple_from_stack(self.stack.len() - n)?;
             }
             op::TUPLE => {
                 let m = self
                     .marks
                     .pop()
                     .ok_or_else(|| self.err(PickleErrorKind::NoMark))?;
-                if self.stack[m..].iter().all(|i| matches!(i, Item::Value(..))) {
-                    // The common case (a tuple of values): straight into the tuple, without
-                    // an intermediate vector of items.
-                    let mut depth = 0;
-                    let values: Vec<IValue> = self
-                        .stack
-                        .drain(m..)
-                        .filter_map(|i| match i {
-                            Item::Value(v, d) => {
-                                depth = depth.max(d);
-                                Some(v)
-                            }
-                            _ => None,
-                        })
-                        .collect();
-                    let tuple = Tuple {
-                        items: values,
-                        named: None,
-                    };
-                    self.push_value(IValue::Tuple(Arc::new(tuple)), depth + 1)?;
-                } else {
-                    let items = self.stack.split_off(m);
-                    self.push_tuple(items)?;
-                }
+                self.tuple_from_stack(m)?;
             }
             op::EMPTY_LIST => self.push_value(new_list(Vec::new()), 1)?,
             op::LIST => {
@@ -584,23 +560,25 @@ impl<'s> Unpickler<'s> {
     }
 
     fn memo_put(&mut self, id: u32) -> Result<(), PickleError> {
-        let top = self
-            .stack
-            .last()
-            .ok_or_else(|| self.err(PickleErrorKind::StackUnderflow))?
-            .clone();
-        if let Some(old) = self.memo.insert(id, top.clone())
+        let Some(top) = self.stack.last() else {
+            return Err(self.err(PickleErrorKind::StackUnderflow));
+        };
+        let holder = mutable_identity(top);
+        let identity = match top {
+            Item::Value(v, _) => v.identity(),
+            _ => None,
+        };
+        let top = top.clone();
+        if let Some(old) = self.memo.insert(id, top)
             && let Some(ptr) = mutable_identity(&old)
             && let Some(ids) = self.memo_holders.get_mut(&ptr)
         {
             ids.retain(|&i| i != id);
         }
-        if let Some(ptr) = mutable_identity(&top) {
+        if let Some(ptr) = holder {
             self.memo_holders.entry(ptr).or_default().push(id);
         }
-        if let Item::Value(v, _) = &top
-            && let Some(ptr) = v.identity()
-        {
+        if let Some(ptr) = identity {
             self.memoized.insert(ptr);
         }
         Ok(())
@@ -635,22 +613,32 @@ impl<'s> Unpickler<'s> {
         Ok((out, depth))
     }
 
-    fn push_tuple(&mut self, items: Vec<Item>) -> Result<(), PickleError> {
+    /// Replaces the stack items from `start` on with a tuple of them. A tuple of values
+    /// is built straight from the stack (one vector, no intermediate one); a tuple holding
+    /// something else (constructor arguments) becomes an argument tuple.
+    fn tuple_from_stack(&mut self, start: usize) -> Result<(), PickleError> {
+        let items = &self.stack[start..];
+        let depth = items.iter().map(Item::depth).max().unwrap_or(0);
         if items.iter().all(|i| matches!(i, Item::Value(..))) {
-            let (values, depth) = self.values("TUPLE", items)?;
-            self.push_value(
-                IValue::Tuple(Arc::new(Tuple {
-                    items: values,
-                    named: None,
-                })),
-                depth + 1,
-            )
+            let values: Vec<IValue> = self
+                .stack
+                .drain(start..)
+                .filter_map(|i| match i {
+                    Item::Value(v, _) => Some(v),
+                    _ => None,
+                })
+                .collect();
+            let tuple = Tuple {
+                items: values,
+                named: None,
+            };
+            self.push_value(IValue::Tuple(Arc::new(tuple)), depth + 1)
         } else {
-            let depth = items.iter().map(Item::depth).max().unwrap_or(0);
             if depth + 1 > self.options.max_depth {
                 return Err(self.err(PickleErrorKind::TooDeep(self.options.max_depth)));
             }
-            self.stack.push(Item::ArgTuple(Arc::new(items)));
+            let items: Arc<[Item]> = self.stack.drain(start..).collect();
+            self.stack.push(Item::ArgTuple(items));
             Ok(())
         }
     }
@@ -908,7 +896,7 @@ impl<'s> Unpickler<'s> {
     }
 
     fn persistent_load(&mut self, pid: Item) -> Result<Arc<Storage>, PickleError> {
-        let items: Arc<Vec<Item>> = match pid {
+        let items: Arc<[Item]> = match pid {
             Item::ArgTuple(t) => t,
             other => {
                 return Err(self.err(type_err(
@@ -929,23 +917,24 @@ impl<'s> Unpickler<'s> {
             Item::Value(IValue::String(key), _),
             Item::Value(IValue::String(loc), _),
             Item::Value(IValue::Int(numel), _),
-        ] = items.as_slice()
+        ] = &items[..]
         else {
             return Err(bad(self));
         };
         if !matches!(tag, Item::Value(IValue::String(s), _) if s.as_bytes() == b"storage") {
             return Err(bad(self));
         }
-        let key = key.to_string_lossy();
-        let location = Device::parse(&loc.to_string_lossy()).map_err(|e| {
+        // Borrowed unless the bytes are not UTF-8 (no allocation per storage).
+        let key = String::from_utf8_lossy(key.as_bytes());
+        let location = Device::parse(&String::from_utf8_lossy(loc.as_bytes())).map_err(|e| {
             self.err(PickleErrorKind::Storage {
-                key: key.clone(),
+                key: key.to_string(),
                 message: e.to_string(),
             })
         })?;
         if *numel < 0 {
             return Err(self.err(PickleErrorKind::Storage {
-                key,
+                key: key.to_string(),
                 message: format!("negative numel {numel}"),
             }));
         }
@@ -957,7 +946,7 @@ impl<'s> Unpickler<'s> {
         };
         (self.storages)(&req).map_err(|message| {
             self.err(PickleErrorKind::Storage {
-                key: key.clone(),
+                key: key.to_string(),
                 message,
             })
         })
@@ -1070,7 +1059,7 @@ impl<'s> Unpickler<'s> {
 
     fn qparams(&self, item: &Item) -> Result<Quantization, PickleError> {
         let items: Vec<Item> = match item {
-            Item::ArgTuple(t) => t.as_ref().clone(),
+            Item::ArgTuple(t) => t.to_vec(),
             other => return Err(self.err(type_err("REDUCE", "quantizer parameters", other))),
         };
         let bad = || {

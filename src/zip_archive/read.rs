@@ -60,7 +60,13 @@ pub struct ZipArchiveReader {
     bytes: Bytes,
     prefix: String,
     records: Vec<Record>,
-    by_name: HashMap<String, usize>,
+    /// Indices into `records` by name (no second copy of each name).
+    by_name: hashbrown::HashTable<usize>,
+}
+
+fn name_hash(name: &str) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(name)
 }
 
 fn zip_err(message: impl Into<String>) -> FormatError {
@@ -115,17 +121,16 @@ impl ZipArchiveReader {
         let mut records = Vec::with_capacity(zip.len());
         let mut prefix = String::new();
         for i in 0..zip.len() {
-            let entry_name = zip
-                .name_for_index(i)
-                .and_then(|n| n.ok())
-                .map(|n| n.into_owned())
-                .unwrap_or_default();
             let f = zip.by_index_raw(i).map_err(|e| {
-                // The local-header offset, when the directory walk has it (32-bit).
-                let header = entries
-                    .get(i)
-                    .filter(|(n, h)| *n == entry_name && *h != u32::MAX as u64)
-                    .map(|(_, h)| *h);
+                // The entry's name and local-header offset (when 32-bit), from the
+                // directory walk: same directory, same order.
+                let (entry_name, header) = match entries.get(i) {
+                    Some(&(n, h)) => (
+                        String::from_utf8_lossy(n),
+                        (h != u32::MAX as u64).then_some(h),
+                    ),
+                    None => (Default::default(), None),
+                };
                 FormatError::new(
                     rules::ZIP_STRUCTURE,
                     entry_name,
@@ -133,7 +138,10 @@ impl ZipArchiveReader {
                     format!("central directory entry {i}: {e}"),
                 )
             })?;
-            let full_name = String::from_utf8_lossy(f.name_raw()).into_owned();
+            let full_name = match std::str::from_utf8(f.name_raw()) {
+                Ok(name) => name.to_owned(),
+                Err(_) => String::from_utf8_lossy(f.name_raw()).into_owned(),
+            };
             if f.flags().as_u16() & FLAG_LOCAL_HEADER_MASKED != 0 {
                 // miniz refuses the whole archive ("unsupported encryption").
                 return Err(FormatError::new(
@@ -179,10 +187,16 @@ impl ZipArchiveReader {
                 version_needed: f.version_needed(),
             });
         }
-        let mut by_name = HashMap::default();
+        let mut by_name = hashbrown::HashTable::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
             if let Some(n) = &r.name {
-                by_name.entry(n.clone()).or_insert(i);
+                let hash = name_hash(n);
+                let same = |&j: &usize| records[j].name.as_deref() == Some(n.as_str());
+                if by_name.find(hash, same).is_none() {
+                    by_name.insert_unique(hash, i, |&j| {
+                        name_hash(records[j].name.as_deref().unwrap_or_default())
+                    });
+                }
             }
         }
         Ok(ZipArchiveReader {
@@ -208,11 +222,14 @@ impl ZipArchiveReader {
 
     /// Looks a record up by its name relative to the prefix.
     pub fn record(&self, name: &str) -> Option<&Record> {
-        self.by_name.get(name).map(|&i| &self.records[i])
+        let same = |&i: &usize| self.records[i].name.as_deref() == Some(name);
+        self.by_name
+            .find(name_hash(name), same)
+            .map(|&i| &self.records[i])
     }
 
     pub fn has_record(&self, name: &str) -> bool {
-        self.by_name.contains_key(name)
+        self.record(name).is_some()
     }
 
     /// Names (relative to the prefix) of all records under the prefix, in order.
@@ -547,9 +564,15 @@ fn end_records(b: &[u8]) -> Result<Option<Directory>, FormatError> {
 /// `zip` crate keeps one entry per name (the last), while miniz keeps all and finds one
 /// of them by binary search over a non-stable sort, so a repeated name is refused here.
 /// Stops quietly where the directory is malformed (the `zip` crate reports that).
-fn directory_entries(b: &[u8], dir: &Directory) -> Result<Vec<(String, u64)>, FormatError> {
-    let mut out: Vec<(String, u64)> = Vec::new();
-    let mut seen: HashMap<&[u8], ()> = HashMap::default();
+fn directory_entries<'b>(
+    b: &'b [u8],
+    dir: &Directory,
+) -> Result<Vec<(&'b [u8], u64)>, FormatError> {
+    // Sized up front (an entry takes at least 46 bytes of the directory).
+    let capacity = (dir.entries as usize).min(b.len() / 46);
+    let mut out: Vec<(&[u8], u64)> = Vec::with_capacity(capacity);
+    let mut seen: HashMap<&[u8], ()> =
+        HashMap::with_capacity_and_hasher(capacity, Default::default());
     let Some(end) = dir
         .offset
         .checked_add(dir.size)
@@ -566,17 +589,16 @@ fn directory_entries(b: &[u8], dir: &Directory) -> Result<Vec<(String, u64)>, Fo
         }
         let name = &b[p + 46..p + 46 + n];
         let header = u32::from_le_bytes(b[p + 42..p + 46].try_into().unwrap()) as u64;
-        let full_name = String::from_utf8_lossy(name).into_owned();
         if seen.insert(name, ()).is_some() {
             return Err(FormatError::new(
                 rules::ZIP_STRUCTURE,
-                full_name,
+                String::from_utf8_lossy(name),
                 Some(p as u64),
                 "a second central-directory entry of this name (which one PyTorch reads \
                  depends on miniz's sort)",
             ));
         }
-        out.push((full_name, header));
+        out.push((name, header));
         p += 46 + n + x + c;
     }
     Ok(out)
@@ -619,6 +641,8 @@ pub fn read_pickle(
 ) -> Result<pickle::Unpickled, FormatError> {
     let data = archive.read(name, options.verify_crc)?;
     let mut storages: HashMap<String, Arc<Storage>> = HashMap::default();
+    // Record names are built in one reused buffer (one lookup per storage).
+    let mut rec_name = String::new();
     let mut resolve = |req: &StorageRequest| -> std::result::Result<Arc<Storage>, String> {
         if let Some(s) = storages.get(req.key) {
             if s.dtype != req.dtype {
@@ -634,15 +658,18 @@ pub fn read_pickle(
             .numel
             .checked_mul(req.dtype.element_size())
             .ok_or_else(|| format!("numel {} overflows", req.numel))?;
-        let device = match (&options.map_location, req.location.is_meta()) {
-            (Some(d), false) => d.clone(),
-            _ => req.location.clone(),
+        let device = match (options.map_location, req.location.is_meta()) {
+            (Some(d), false) => d,
+            _ => req.location,
         };
         // Meta storages have no bytes; empty storages are not looked up (as in PyTorch).
         let data = if req.location.is_meta() || req.numel == 0 {
             Bytes::new()
         } else {
-            let rec_name = format!("{storage_dir}/{}", req.key);
+            rec_name.clear();
+            rec_name.push_str(storage_dir);
+            rec_name.push('/');
+            rec_name.push_str(req.key);
             let rec = archive
                 .record(&rec_name)
                 .ok_or_else(|| format!("record {rec_name:?} is missing"))?;

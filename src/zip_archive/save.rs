@@ -212,8 +212,7 @@ pub fn save(
     if options.sync {
         file.sync_all().map_err(|e| Error::io(shown.clone(), e))?;
     }
-    tmp.persist(path)
-        .map_err(|e| Error::io(shown.clone(), e.error))?;
+    crate::atomic_file::replace(tmp, path).map_err(|e| Error::io(shown.clone(), e))?;
     Ok(())
 }
 

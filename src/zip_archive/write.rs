@@ -40,12 +40,13 @@ const FLAG_DESCRIPTOR: u16 = 0x0008;
 const FLAG_UTF8: u16 = 0x0800;
 const METHOD_STORED: u16 = 0;
 const METHOD_DEFLATE: u16 = 8;
-/// Streaming copy buffer for `write_record_from_reader`.
 /// Piece size for hashing and writing stored data in one pass: small enough to stay in
 /// cache between the two, and at least the output buffer's capacity, so `BufWriter`
 /// passes pieces straight through instead of copying them.
 const HASH_PIECE: usize = 1 << 20;
-
+/// Stored records from this size on are checksummed on a second thread while written.
+const PARALLEL_CRC_BYTES: usize = 2 << 20;
+/// Streaming copy buffer for `write_record_from_reader`.
 const COPY_BUFFER: usize = 1 << 20;
 
 // ---------------------------------------------------------------------------------------
@@ -778,6 +779,17 @@ impl<W: Write> PyTorchZipWriter<W> {
         let lh = self.write_local_header(full, usize, deflated)?;
         let (crc, csize) = if deflated {
             (crc32fast::hash(data), self.write_deflated(data)?)
+        } else if data.len() >= PARALLEL_CRC_BYTES {
+            // Large records: the CRC is computed on a second core while this one writes
+            // (the descriptor comes after the data, so nothing waits for it).
+            let crc = std::thread::scope(|scope| {
+                let crc = scope.spawn(|| crc32fast::hash(data));
+                let written = data.chunks(HASH_PIECE).try_for_each(|p| self.put(p));
+                let crc = crc.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                written.map(|()| crc)
+            })?;
+            self.inspect_chunk(data, usize);
+            (crc, usize)
         } else {
             // One pass over the bytes: each piece is hashed while it is in cache, then
             // written. For the descriptor quirk the record still counts as one chunk.
