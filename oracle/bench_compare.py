@@ -11,10 +11,12 @@ Both sides are timed in-process, after one warm-up: PyTorch here (torch.jit.load
 file; torch.jit.save to a file), ptconform in `examples/timing.rs` (jit::load from a
 memory map, including dropping the module; zip_archive::save to a file). Each round
 times PyTorch then ptconform, so machine noise hits both; the table shows the median of
-the rounds. Save is timed for zip archives only (torch.jit.save writes zips).
+the rounds. Save is timed for zip archives only (torch.jit.save writes zips), beside a
+plain copy of the archive's bytes (`file copy`; `save/copy` is ptconform's save over it).
 """
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -44,20 +46,25 @@ def main():
     ap.add_argument("--timing", default="target/release/examples/timing")
     args = ap.parse_args()
     out = tempfile.mkdtemp()
-    print("%-28s %12s %12s %8s %12s %12s %8s" % (
-        "archive", "torch load", "ptc load", "ratio", "torch save", "ptc save", "ratio"))
+    print("%-28s %12s %12s %8s %12s %12s %8s %12s %9s" % (
+        "archive", "torch load", "ptc load", "ratio", "torch save", "ptc save", "ratio",
+        "file copy", "save/copy"))
     for path in args.files:
         is_zip = not path.endswith(".ptl")
         m = torch.jit.load(path)  # warm-up (imports, allocator)
-        tl, pl, ts, ps = [], [], [], []
+        tl, pl, ts, ps, cp = [], [], [], [], []
         for _ in range(args.runs):
             tl.append(timed_ms(lambda: torch.jit.load(path)))
             pl.append(ptconform_ms(args.timing, "load", path))
             if is_zip:
                 ts.append(timed_ms(lambda: torch.jit.save(m, os.path.join(out, "t.pt"))))
                 ps.append(ptconform_ms(args.timing, "save", path, os.path.join(out, "p.pt")))
+                # The floor for writing these bytes: a plain copy over an existing file
+                # (shutil uses copy_file_range/sendfile where it can).
+                cp.append(timed_ms(lambda: shutil.copyfile(path, os.path.join(out, "c.pt"))))
         med = statistics.median
-        save = ("%10.1fms %10.1fms %7.1fx" % (med(ts), med(ps), med(ts) / med(ps))) if is_zip else ""
+        save = ("%10.1fms %10.1fms %7.1fx %10.1fms %8.2fx" % (
+            med(ts), med(ps), med(ts) / med(ps), med(cp), med(ps) / med(cp))) if is_zip else ""
         print("%-28s %10.1fms %10.2fms %7.1fx %s" % (
             os.path.basename(path), med(tl), med(pl), med(tl) / med(pl), save), flush=True)
     return 0

@@ -80,7 +80,8 @@ pub fn load_from_buffer(
             Ok(mobile.module)
         }
         FileFormat::Zip => {
-            let archive = ZipArchiveReader::from_bytes(buffer)?;
+            // Validated by `load_archive`, in parallel with reading the pickles.
+            let archive = ZipArchiveReader::from_bytes_unvalidated(buffer)?;
             let mut options = LoadOptions {
                 map_location,
                 extra_files,

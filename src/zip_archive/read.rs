@@ -1,4 +1,5 @@
-//! Reading: the central directory comes from the `zip` crate; record bytes are sliced
+//! Reading: the central directory is walked directly and checked against the `zip` crate;
+//! record bytes are sliced
 //! straight out of the mapped file (stored records, i.e. all tensor data, are never
 //! copied) or inflated with a hard size limit.
 
@@ -52,6 +53,7 @@ pub struct Record {
     pub crc32: u32,
     pub method: Method,
     pub flags: u16,
+    /// "Version needed to extract" as stored in the directory entry.
     pub version_needed: u16,
 }
 
@@ -62,6 +64,8 @@ pub struct ZipArchiveReader {
     records: Vec<Record>,
     /// Indices into `records` by name (no second copy of each name).
     by_name: hashbrown::HashTable<usize>,
+    /// Whether the `zip` crate has confirmed the directory walk (`validate`).
+    validated: bool,
 }
 
 fn name_hash(name: &str) -> u64 {
@@ -97,6 +101,16 @@ impl ZipArchiveReader {
 
     /// Reads an archive held in memory; storages borrow from `bytes`.
     pub fn from_bytes(bytes: impl Into<Bytes>) -> Result<Self, FormatError> {
+        let mut reader = Self::from_bytes_unvalidated(bytes)?;
+        reader.validate()?;
+        reader.validated = true;
+        Ok(reader)
+    }
+
+    /// Reads the central directory with ptconform's own walk only; [`Self::validate`]
+    /// must pass before anything read from the archive is trusted. `jit::load` validates
+    /// on a second thread while the pickles are read.
+    pub(crate) fn from_bytes_unvalidated(bytes: impl Into<Bytes>) -> Result<Self, FormatError> {
         let bytes: Bytes = bytes.into();
         if bytes.starts_with(b"PYTORCH1") {
             return Err(FormatError::new(
@@ -106,87 +120,16 @@ impl ZipArchiveReader {
                 "the PYTORCH1 preview format is not supported (PyTorch refuses it too)",
             ));
         }
-        let entries = match end_records(&bytes)? {
-            Some(dir) => directory_entries(&bytes, &dir)?,
-            None => Vec::new(),
+        let walked = match end_records(&bytes)? {
+            Some(dir) => walk_directory(&bytes, &dir),
+            None => Err(zip_err("no end-of-central-directory record")),
         };
-        // The archive starts at byte 0, as PyTorch's miniz reader assumes: the zip crate's
-        // default offset detection can be misled by the bytes of stored records (found by
-        // the generator: some extra-file contents made it reject a valid archive).
-        let config = zip::read::Config {
-            archive_offset: zip::read::ArchiveOffset::Known(0),
+        let (prefix, records) = match walked {
+            Ok(r) => r,
+            // Where the `zip` crate also fails, its message (the one ptconform has always
+            // given) wins; otherwise the walk's.
+            Err(e) => return Err(zip_crate_records(&bytes).err().unwrap_or(e)),
         };
-        let mut zip = zip::ZipArchive::with_config(config, std::io::Cursor::new(bytes.clone()))
-            .map_err(|e| zip_err(format!("not a readable zip archive: {e}")))?;
-        let mut records = Vec::with_capacity(zip.len());
-        let mut prefix = String::new();
-        for i in 0..zip.len() {
-            let f = zip.by_index_raw(i).map_err(|e| {
-                // The entry's name and local-header offset (when 32-bit), from the
-                // directory walk: same directory, same order.
-                let (entry_name, header) = match entries.get(i) {
-                    Some(&(n, h)) => (
-                        String::from_utf8_lossy(n),
-                        (h != u32::MAX as u64).then_some(h),
-                    ),
-                    None => (Default::default(), None),
-                };
-                FormatError::new(
-                    rules::ZIP_STRUCTURE,
-                    entry_name,
-                    header,
-                    format!("central directory entry {i}: {e}"),
-                )
-            })?;
-            let full_name = match std::str::from_utf8(f.name_raw()) {
-                Ok(name) => name.to_owned(),
-                Err(_) => String::from_utf8_lossy(f.name_raw()).into_owned(),
-            };
-            if f.flags().as_u16() & FLAG_LOCAL_HEADER_MASKED != 0 {
-                // miniz refuses the whole archive ("unsupported encryption").
-                return Err(FormatError::new(
-                    rules::ZIP_STRUCTURE,
-                    full_name,
-                    Some(f.header_start()),
-                    "general-purpose flag bit 13 (masked local header): PyTorch's miniz refuses the archive",
-                ));
-            }
-            let data_offset = f.data_start().ok_or_else(|| {
-                FormatError::new(
-                    rules::ZIP_STRUCTURE,
-                    full_name.clone(),
-                    Some(f.header_start()),
-                    "local header could not be read",
-                )
-            })?;
-            if i == 0 {
-                // Like PyTorch: the prefix is the first entry's name up to its first '/'.
-                prefix = full_name.split('/').next().unwrap_or("").to_string();
-            }
-            let name = full_name
-                .strip_prefix(&prefix)
-                .and_then(|r| r.strip_prefix('/'))
-                .map(str::to_string);
-            let method = match f.compression() {
-                zip::CompressionMethod::Stored => Method::Stored,
-                zip::CompressionMethod::Deflated => Method::Deflated,
-                #[allow(deprecated)]
-                zip::CompressionMethod::Unsupported(m) => Method::Other(m),
-                _ => Method::Other(u16::MAX),
-            };
-            records.push(Record {
-                full_name,
-                name,
-                header_offset: f.header_start(),
-                data_offset,
-                compressed_size: f.compressed_size(),
-                size: f.size(),
-                crc32: f.crc32(),
-                method,
-                flags: f.flags().as_u16(),
-                version_needed: f.version_needed(),
-            });
-        }
         let mut by_name = hashbrown::HashTable::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
             if let Some(n) = &r.name {
@@ -204,7 +147,47 @@ impl ZipArchiveReader {
             prefix,
             records,
             by_name,
+            validated: false,
         })
+    }
+
+    /// Reads the directory again with the `zip` crate and requires it to agree with the
+    /// walk, entry by entry: an archive two readers see differently is refused, and
+    /// whatever the crate rejects stays rejected.
+    pub(crate) fn validate(&self) -> Result<(), FormatError> {
+        let (_, theirs) = zip_crate_records(&self.bytes)?;
+        if theirs.len() != self.records.len() {
+            return Err(zip_err(format!(
+                "the zip crate reads {} central-directory entries, the directory walk {}",
+                theirs.len(),
+                self.records.len()
+            )));
+        }
+        for (ours, theirs) in self.records.iter().zip(&theirs) {
+            let same_method = match (ours.method, theirs.method) {
+                (Method::Other(_), Method::Other(_)) => true,
+                (a, b) => a == b,
+            };
+            let agree = ours.full_name == theirs.full_name
+                && ours.header_offset == theirs.header_offset
+                && ours.data_offset == theirs.data_offset
+                && ours.compressed_size == theirs.compressed_size
+                && ours.size == theirs.size
+                && ours.crc32 == theirs.crc32
+                && ours.flags == theirs.flags
+                && same_method;
+            if !agree {
+                return Err(FormatError::new(
+                    rules::ZIP_STRUCTURE,
+                    ours.full_name.clone(),
+                    Some(ours.header_offset),
+                    format!(
+                        "the zip crate reads this entry differently ({theirs:?}) from the directory walk ({ours:?})"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub fn prefix(&self) -> &str {
@@ -445,6 +428,227 @@ pub fn parse_version(data: &[u8]) -> Option<u64> {
 const FLAGS_UNSUPPORTED: u16 = 1 | 1 << 5 | 1 << 6;
 /// General-purpose flag bit 13: the local header is masked; miniz refuses the archive.
 const FLAG_LOCAL_HEADER_MASKED: u16 = 1 << 13;
+
+/// Walks the central directory straight from the bytes, as miniz does: every entry with
+/// its sizes, CRC, flags and method (zip64 extra fields where a 32-bit field is
+/// saturated), and the data offset from its local header. Written by hand because the
+/// `zip` crate's reader allocates several objects per entry, which dominated loading
+/// archives of thousands of records; the crate still checks the result (`validate`).
+fn walk_directory(b: &[u8], dir: &Directory) -> Result<(String, Vec<Record>), FormatError> {
+    let bad = |at: usize, message: String| {
+        FormatError::new(rules::ZIP_STRUCTURE, "", Some(at as u64), message)
+    };
+    let u16_at = |p: usize| u16::from_le_bytes([b[p], b[p + 1]]);
+    let u32_at = |p: usize| u32::from_le_bytes([b[p], b[p + 1], b[p + 2], b[p + 3]]);
+    let u64_at = |p: usize| u64::from_le_bytes(b[p..p + 8].try_into().unwrap_or_default());
+    let end = dir
+        .offset
+        .checked_add(dir.size)
+        .filter(|&e| e <= b.len() as u64)
+        .ok_or_else(|| {
+            bad(
+                0,
+                "the central directory extends past the end of the file".into(),
+            )
+        })? as usize;
+    let capacity = (dir.entries as usize).min(dir.size as usize / 46);
+    let mut records = Vec::with_capacity(capacity);
+    let mut seen: HashMap<&[u8], ()> =
+        HashMap::with_capacity_and_hasher(capacity, Default::default());
+    let mut prefix = String::new();
+    let mut p = dir.offset as usize;
+    for i in 0..dir.entries {
+        if p + 46 > end || &b[p..p + 4] != b"PK\x01\x02" {
+            return Err(bad(
+                p,
+                format!("central directory entry {i}: bad signature"),
+            ));
+        }
+        let (n, x, c) = (
+            u16_at(p + 28) as usize,
+            u16_at(p + 30) as usize,
+            u16_at(p + 32) as usize,
+        );
+        let name_end = p + 46 + n;
+        let extra_end = name_end + x;
+        let next = extra_end + c;
+        if next > end {
+            return Err(bad(
+                p,
+                format!("central directory entry {i} overruns the directory"),
+            ));
+        }
+        let raw_name = &b[p + 46..name_end];
+        if seen.insert(raw_name, ()).is_some() {
+            return Err(bad(
+                p,
+                format!("central directory entry {i}: repeated name"),
+            ));
+        }
+        let flags = u16_at(p + 8);
+        if flags & FLAG_LOCAL_HEADER_MASKED != 0 {
+            return Err(bad(p, format!("central directory entry {i}: flag bit 13")));
+        }
+        let mut size = u32_at(p + 24) as u64;
+        let mut compressed_size = u32_at(p + 20) as u64;
+        let mut header_offset = u32_at(p + 42) as u64;
+        const SATURATED: u64 = u32::MAX as u64;
+        if [size, compressed_size, header_offset].contains(&SATURATED) {
+            // The zip64 extra field holds, in this order, each saturated field.
+            let mut q = name_end;
+            while q + 4 <= extra_end {
+                let (id, len) = (u16_at(q), u16_at(q + 2) as usize);
+                let body_end = q + 4 + len;
+                if body_end > extra_end {
+                    return Err(bad(
+                        q,
+                        format!("central directory entry {i}: extra field overruns"),
+                    ));
+                }
+                if id == 0x0001 {
+                    let mut r = q + 4;
+                    for field in [&mut size, &mut compressed_size, &mut header_offset] {
+                        if *field == SATURATED {
+                            if r + 8 > body_end {
+                                return Err(bad(
+                                    q,
+                                    format!("central directory entry {i}: short zip64 field"),
+                                ));
+                            }
+                            *field = u64_at(r);
+                            r += 8;
+                        }
+                    }
+                }
+                q = body_end;
+            }
+        }
+        let h = usize::try_from(header_offset)
+            .ok()
+            .filter(|h| h.checked_add(30).is_some_and(|e| e <= b.len()))
+            .filter(|&h| &b[h..h + 4] == b"PK\x03\x04")
+            .ok_or_else(|| bad(p, format!("central directory entry {i}: no local header")))?;
+        let data_offset = header_offset + 30 + u16_at(h + 26) as u64 + u16_at(h + 28) as u64;
+        let full_name = match std::str::from_utf8(raw_name) {
+            Ok(name) => name.to_owned(),
+            Err(_) => String::from_utf8_lossy(raw_name).into_owned(),
+        };
+        if i == 0 {
+            // Like PyTorch: the prefix is the first entry's name up to its first '/'.
+            prefix = full_name.split('/').next().unwrap_or("").to_string();
+        }
+        let name = full_name
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_prefix('/'))
+            .map(str::to_string);
+        let method = match u16_at(p + 10) {
+            0 => Method::Stored,
+            8 => Method::Deflated,
+            m => Method::Other(m),
+        };
+        records.push(Record {
+            full_name,
+            name,
+            header_offset,
+            data_offset,
+            compressed_size,
+            size,
+            crc32: u32_at(p + 16),
+            method,
+            flags,
+            version_needed: u16_at(p + 6),
+        });
+        p = next;
+    }
+    Ok((prefix, records))
+}
+
+/// The `zip` crate's reading of the directory (the prefix and every record).
+fn zip_crate_records(bytes: &Bytes) -> Result<(String, Vec<Record>), FormatError> {
+    let entries = match end_records(bytes)? {
+        Some(dir) => directory_entries(bytes, &dir)?,
+        None => Vec::new(),
+    };
+    // The archive starts at byte 0, as PyTorch's miniz reader assumes: the zip crate's
+    // default offset detection can be misled by the bytes of stored records (found by
+    // the generator: some extra-file contents made it reject a valid archive).
+    let config = zip::read::Config {
+        archive_offset: zip::read::ArchiveOffset::Known(0),
+    };
+    let mut zip = zip::ZipArchive::with_config(config, std::io::Cursor::new(bytes.clone()))
+        .map_err(|e| zip_err(format!("not a readable zip archive: {e}")))?;
+    let mut records = Vec::with_capacity(zip.len());
+    let mut prefix = String::new();
+    for i in 0..zip.len() {
+        let f = zip.by_index_raw(i).map_err(|e| {
+            // The entry's name and local-header offset (when 32-bit), from the
+            // directory walk: same directory, same order.
+            let (entry_name, header) = match entries.get(i) {
+                Some(&(n, h)) => (
+                    String::from_utf8_lossy(n),
+                    (h != u32::MAX as u64).then_some(h),
+                ),
+                None => (Default::default(), None),
+            };
+            FormatError::new(
+                rules::ZIP_STRUCTURE,
+                entry_name,
+                header,
+                format!("central directory entry {i}: {e}"),
+            )
+        })?;
+        let full_name = match std::str::from_utf8(f.name_raw()) {
+            Ok(name) => name.to_owned(),
+            Err(_) => String::from_utf8_lossy(f.name_raw()).into_owned(),
+        };
+        if f.flags().as_u16() & FLAG_LOCAL_HEADER_MASKED != 0 {
+            // miniz refuses the whole archive ("unsupported encryption").
+            return Err(FormatError::new(
+                rules::ZIP_STRUCTURE,
+                full_name,
+                Some(f.header_start()),
+                "general-purpose flag bit 13 (masked local header): PyTorch's miniz refuses the archive",
+            ));
+        }
+        let data_offset = f.data_start().ok_or_else(|| {
+            FormatError::new(
+                rules::ZIP_STRUCTURE,
+                full_name.clone(),
+                Some(f.header_start()),
+                "local header could not be read",
+            )
+        })?;
+        if i == 0 {
+            // Like PyTorch: the prefix is the first entry's name up to its first '/'.
+            prefix = full_name.split('/').next().unwrap_or("").to_string();
+        }
+        let name = full_name
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_prefix('/'))
+            .map(str::to_string);
+        let method = match f.compression() {
+            zip::CompressionMethod::Stored => Method::Stored,
+            zip::CompressionMethod::Deflated => Method::Deflated,
+            #[allow(deprecated)]
+            zip::CompressionMethod::Unsupported(m) => Method::Other(m),
+            _ => Method::Other(u16::MAX),
+        };
+        records.push(Record {
+            full_name,
+            name,
+            header_offset: f.header_start(),
+            data_offset,
+            compressed_size: f.compressed_size(),
+            size: f.size(),
+            crc32: f.crc32(),
+            method,
+            flags: f.flags().as_u16(),
+            // The crate reports a computed version, not the stored field (not compared).
+            version_needed: f.version_needed(),
+        });
+    }
+    Ok((prefix, records))
+}
 
 /// The central directory as PyTorch's miniz finds it: offset, size and entry count.
 struct Directory {
@@ -703,21 +907,48 @@ pub fn load_archive(
     archive: &ZipArchiveReader,
     options: &mut LoadOptions,
 ) -> Result<ScriptModule, FormatError> {
-    archive.version()?;
+    // A reader from `from_bytes_unvalidated` (jit::load) is validated here: for a large
+    // directory on a second thread while the pickles are read, else first. Either way its
+    // verdict comes before anything else, as if `from_bytes` had been used.
+    let parallel_validation =
+        !archive.validated && archive.records.len() >= PARALLEL_VALIDATION_RECORDS;
+    if !archive.validated && !parallel_validation {
+        archive.validate()?;
+    }
+    if let Err(e) = archive.version() {
+        if parallel_validation {
+            archive.validate()?;
+        }
+        return Err(e);
+    }
     // The code files are read and parsed on a second thread while the pickles are read
     // (the two are independent until the pickles say which classes are needed; a file
     // parsed in vain costs time only, and its errors count only if it is needed).
     let verify_crc = options.verify_crc;
-    let (pickles, mut prepared) = std::thread::scope(|scope| {
-        let code = (code_bytes(archive) >= PARALLEL_CODE_BYTES)
-            .then(|| scope.spawn(|| prepare_code(archive, verify_crc)));
+    let parallel_code = code_bytes(archive) >= PARALLEL_CODE_BYTES;
+    let (validation, pickles, mut prepared) = std::thread::scope(|scope| {
+        let helper = (parallel_validation || parallel_code).then(|| {
+            scope.spawn(move || {
+                let valid = match parallel_validation {
+                    true => archive.validate(),
+                    false => Ok(()),
+                };
+                let prepared = match parallel_code && valid.is_ok() {
+                    true => prepare_code(archive, verify_crc),
+                    false => PreparedCode::default(),
+                };
+                (valid, prepared)
+            })
+        });
         let pickles = read_pickle(archive, "constants.pkl", "constants", options)
             .and_then(|c| Ok((c, read_pickle(archive, "data.pkl", "data", options)?)));
-        let prepared = code
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .unwrap_or_default();
-        (pickles, prepared)
+        let (valid, prepared) = match helper {
+            Some(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            None => (Ok(()), PreparedCode::default()),
+        };
+        (valid, pickles, prepared)
     });
+    validation?;
     let (constants_pkl, data_pkl) = pickles?;
     let mut memoized = constants_pkl.memoized;
     memoized.extend(data_pkl.memoized);
@@ -807,6 +1038,8 @@ pub fn import_code(
 
 /// Code files at least this big in total are parsed on a second thread during a load.
 const PARALLEL_CODE_BYTES: u64 = 32 << 10;
+/// Directories of this many entries or more are validated on a second thread (`load_archive`).
+const PARALLEL_VALIDATION_RECORDS: usize = 1024;
 
 /// Code files read and parsed ahead of need, by record path.
 type PreparedCode = HashMap<String, Result<(String, Vec<Definition>), FormatError>>;
@@ -988,4 +1221,116 @@ fn dependencies(def: &Definition) -> Vec<QualifiedName> {
         n.as_str().starts_with("__torch__.") && !n.as_str().starts_with("__torch__.torch.classes.")
     });
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus_zips() -> Vec<(String, Bytes)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+        let mut out: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "pt"))
+            .map(|p| {
+                (
+                    p.display().to_string(),
+                    Bytes::from(std::fs::read(&p).unwrap()),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn the_directory_walk_agrees_with_the_zip_crate_on_the_corpus() {
+        let zips = corpus_zips();
+        assert!(zips.len() > 20, "corpus zips: {}", zips.len());
+        for (name, bytes) in zips {
+            let reader = ZipArchiveReader::from_bytes_unvalidated(bytes.clone()).unwrap();
+            let (prefix, theirs) = zip_crate_records(&bytes).unwrap();
+            assert_eq!(reader.prefix, prefix, "{name}");
+            assert_eq!(reader.records.len(), theirs.len(), "{name}");
+            reader.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn validation_refuses_a_walk_that_differs_from_the_zip_crate() {
+        let (_, bytes) = corpus_zips().remove(0);
+        for field in 0..5 {
+            let mut reader = ZipArchiveReader::from_bytes_unvalidated(bytes.clone()).unwrap();
+            let r = reader.records.last_mut().unwrap();
+            match field {
+                0 => r.crc32 ^= 1,
+                1 => r.size += 1,
+                2 => r.data_offset += 1,
+                3 => r.full_name.push('x'),
+                _ => {
+                    reader.records.pop();
+                }
+            }
+            let e = reader.validate().unwrap_err();
+            assert_eq!(e.rule, rules::ZIP_STRUCTURE, "field {field}: {e}");
+        }
+    }
+
+    /// An archive of `n` one-element buffers (n + 6 records).
+    fn many_records(n: usize) -> Bytes {
+        use crate::model::compose::ModuleBuilder;
+        use crate::model::{ScalarType, Tensor};
+        let mut b = ModuleBuilder::new("__torch__.M");
+        for i in 0..n {
+            let t = Tensor::contiguous(
+                ScalarType::Float32,
+                Device::cpu(),
+                vec![1],
+                Bytes::from(vec![i as u8; 4]),
+                false,
+            );
+            b.buffer(&format!("b{i}"), IValue::Tensor(Arc::new(t)));
+        }
+        let m = b.build();
+        let opts = crate::zip_archive::save::SaveOptions::default();
+        crate::zip_archive::save::save_to_buffer(&m, &ExtraFilesMap::new(), &opts).unwrap()
+    }
+
+    #[test]
+    fn jit_load_reports_what_from_bytes_reports() {
+        // A corrupted central directory: the unvalidated path must fail exactly as the
+        // validated one (the zip crate's message wins where it also fails), serially
+        // validated (a small directory) and in parallel (a large one).
+        let small = corpus_zips().remove(0).1;
+        let large = many_records(PARALLEL_VALIDATION_RECORDS + 10);
+        for bytes in [small, large] {
+            check_damaged_directories(&bytes);
+        }
+    }
+
+    fn check_damaged_directories(bytes: &Bytes) {
+        let eocd = bytes.windows(4).rposition(|w| w == b"PK\x05\x06").unwrap();
+        let cd = u32::from_le_bytes(bytes[eocd + 16..eocd + 20].try_into().unwrap()) as usize;
+        let mut refused = 0;
+        for at in [cd, cd + 1, cd + 20, cd + 28, cd + 42] {
+            let mut damaged = bytes.to_vec();
+            damaged[at] ^= 0x5a;
+            let damaged = Bytes::from(damaged);
+            let direct = ZipArchiveReader::from_bytes(damaged.clone()).map(|_| ());
+            let loaded = crate::jit::load_from_buffer(damaged, None, None).map(|_| ());
+            match (direct, loaded) {
+                (Err(a), Err(crate::Error::Format(b))) => {
+                    assert_eq!(a, b, "byte {at}");
+                    refused += 1;
+                }
+                (Ok(()), _) => {}
+                (Err(a), other) => {
+                    panic!("byte {at}: from_bytes failed ({a}) but load gave {other:?}")
+                }
+            }
+        }
+        // The signature bytes at least must be refused.
+        assert!(refused >= 2, "only {refused} damaged directories refused");
+    }
 }
