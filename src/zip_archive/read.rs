@@ -429,6 +429,23 @@ const FLAGS_UNSUPPORTED: u16 = 1 | 1 << 5 | 1 << 6;
 /// General-purpose flag bit 13: the local header is masked; miniz refuses the archive.
 const FLAG_LOCAL_HEADER_MASKED: u16 = 1 << 13;
 
+/// An entry's full name and its name under the prefix; the first entry sets the prefix
+/// (like PyTorch: its name up to the first '/').
+fn entry_names(first: bool, raw: &[u8], prefix: &mut String) -> (String, Option<String>) {
+    let full_name = match std::str::from_utf8(raw) {
+        Ok(name) => name.to_owned(),
+        Err(_) => String::from_utf8_lossy(raw).into_owned(),
+    };
+    if first {
+        *prefix = full_name.split('/').next().unwrap_or("").to_string();
+    }
+    let name = full_name
+        .strip_prefix(prefix.as_str())
+        .and_then(|r| r.strip_prefix('/'))
+        .map(str::to_string);
+    (full_name, name)
+}
+
 /// Walks the central directory straight from the bytes, as miniz does: every entry with
 /// its sizes, CRC, flags and method (zip64 extra fields where a 32-bit field is
 /// saturated), and the data offset from its local header. Written by hand because the
@@ -529,18 +546,7 @@ fn walk_directory(b: &[u8], dir: &Directory) -> Result<(String, Vec<Record>), Fo
             .filter(|&h| &b[h..h + 4] == b"PK\x03\x04")
             .ok_or_else(|| bad(p, format!("central directory entry {i}: no local header")))?;
         let data_offset = header_offset + 30 + u16_at(h + 26) as u64 + u16_at(h + 28) as u64;
-        let full_name = match std::str::from_utf8(raw_name) {
-            Ok(name) => name.to_owned(),
-            Err(_) => String::from_utf8_lossy(raw_name).into_owned(),
-        };
-        if i == 0 {
-            // Like PyTorch: the prefix is the first entry's name up to its first '/'.
-            prefix = full_name.split('/').next().unwrap_or("").to_string();
-        }
-        let name = full_name
-            .strip_prefix(&prefix)
-            .and_then(|r| r.strip_prefix('/'))
-            .map(str::to_string);
+        let (full_name, name) = entry_names(i == 0, raw_name, &mut prefix);
         let method = match u16_at(p + 10) {
             0 => Method::Stored,
             8 => Method::Deflated,
@@ -597,10 +603,7 @@ fn zip_crate_records(bytes: &Bytes) -> Result<(String, Vec<Record>), FormatError
                 format!("central directory entry {i}: {e}"),
             )
         })?;
-        let full_name = match std::str::from_utf8(f.name_raw()) {
-            Ok(name) => name.to_owned(),
-            Err(_) => String::from_utf8_lossy(f.name_raw()).into_owned(),
-        };
+        let (full_name, name) = entry_names(i == 0, f.name_raw(), &mut prefix);
         if f.flags().as_u16() & FLAG_LOCAL_HEADER_MASKED != 0 {
             // miniz refuses the whole archive ("unsupported encryption").
             return Err(FormatError::new(
@@ -618,14 +621,6 @@ fn zip_crate_records(bytes: &Bytes) -> Result<(String, Vec<Record>), FormatError
                 "local header could not be read",
             )
         })?;
-        if i == 0 {
-            // Like PyTorch: the prefix is the first entry's name up to its first '/'.
-            prefix = full_name.split('/').next().unwrap_or("").to_string();
-        }
-        let name = full_name
-            .strip_prefix(&prefix)
-            .and_then(|r| r.strip_prefix('/'))
-            .map(str::to_string);
         let method = match f.compression() {
             zip::CompressionMethod::Stored => Method::Stored,
             zip::CompressionMethod::Deflated => Method::Deflated,
