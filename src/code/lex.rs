@@ -70,6 +70,11 @@ pub(crate) fn top_level_positions(text: &str, sep: char) -> Vec<usize> {
 
 /// The first `sep` outside brackets and strings.
 pub(crate) fn find_top(text: &str, sep: char) -> Option<usize> {
+    // Most lines (attribute declarations) hold no separator at all: a plain search
+    // settles them without the bracket and string scan.
+    if !text.contains(sep) {
+        return None;
+    }
     let mut scan = Scan::default();
     for (i, c) in text.char_indices() {
         if c == sep && scan.at_top() {

@@ -114,6 +114,12 @@ impl TypeExpr {
     }
 
     pub fn parse(text: &str) -> Result<Self, TypeParseError> {
+        // A bare name (most annotations: `Tensor`, `int`, `__torch__.M`) is itself: the
+        // same result as the parser's, without it.
+        let name_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'.';
+        if !text.is_empty() && text.bytes().all(name_byte) {
+            return Ok(TypeExpr::Name(text.to_string()));
+        }
         let mut p = TypeParser {
             text,
             pos: 0,

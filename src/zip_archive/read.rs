@@ -1034,7 +1034,7 @@ pub fn import_code(
 /// Code files at least this big in total are parsed on a second thread during a load.
 const PARALLEL_CODE_BYTES: u64 = 32 << 10;
 /// Directories of this many entries or more are validated on a second thread (`load_archive`).
-const PARALLEL_VALIDATION_RECORDS: usize = 1024;
+const PARALLEL_VALIDATION_RECORDS: usize = 256;
 
 /// Code files read and parsed ahead of need, by record path.
 type PreparedCode = HashMap<String, Result<(String, Vec<Definition>), FormatError>>;
