@@ -13,7 +13,7 @@ use crate::convert::Format;
 use crate::flatbuffer::{MobileModule, WriteOptions, read_flatbuffer, write_flatbuffer};
 use crate::generator::compare::same_model;
 use crate::generator::{Config, generate, write_case};
-use crate::model::{Device, Storage};
+use crate::model::Storage;
 use crate::zip_archive::save::{SaveOptions, save_to_buffer};
 use crate::zip_archive::{ExtraFilesMap, LoadOptions, ZipArchiveReader, load_archive};
 
@@ -48,22 +48,45 @@ pub fn flatbuffer_load(data: &[u8]) {
 /// size, capped so a declared size is not trusted).
 pub fn pickle(data: &[u8]) {
     let data = Bytes::copy_from_slice(data);
-    let mut storages = |req: &crate::pickle::read::StorageRequest| {
-        if req.numel > 1 << 20 {
-            return Err("storage too large for the fuzz target".to_string());
-        }
-        let size = req.numel as usize * req.dtype.element_size() as usize;
-        Ok(Arc::new(Storage {
-            dtype: req.dtype,
-            device: Device::cpu(),
-            numel: req.numel,
-            data: Bytes::from(vec![0u8; size]),
-        }))
-    };
-    if let Ok(v) = crate::pickle::read::unpickle(&data, &mut storages) {
+    if let Ok(u) = unpickle_both_ways(&data) {
         let _ =
-            crate::pickle::pickle_value(&v.value, &|_| false, crate::pickle::MemoPolicy::Loaded);
+            crate::pickle::pickle_value(&u.value, &|_| false, crate::pickle::MemoPolicy::Loaded);
     }
+}
+
+/// Unpickles `data` with the tensor fast path and without (zero-filled storages) and
+/// panics unless the two agree exactly: same value, same error, same memo decisions.
+pub fn unpickle_both_ways(data: &Bytes) -> Result<crate::pickle::Unpickled, String> {
+    use crate::pickle::read::{ReadOptions, StorageRequest, Unpickler};
+    let read = |fast: bool| {
+        let mut storages = |req: &StorageRequest| {
+            if req.numel > 1 << 20 {
+                return Err("storage too large for the fuzz target".to_string());
+            }
+            let size = req.numel as usize * req.dtype.element_size() as usize;
+            Ok(Arc::new(Storage {
+                dtype: req.dtype,
+                device: req.location,
+                numel: req.numel,
+                data: Bytes::from(vec![0u8; size]),
+            }))
+        };
+        let options = ReadOptions {
+            tensor_fast_path: fast,
+            ..ReadOptions::default()
+        };
+        Unpickler::new(data.clone(), &mut storages, options).run()
+    };
+    let (fast, general) = (read(true), read(false));
+    match (&fast, &general) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(format!("{:?}", a.value), format!("{:?}", b.value));
+            assert_eq!((a.end, a.memoized.len()), (b.end, b.memoized.len()));
+        }
+        (Err(a), Err(b)) => assert_eq!(a, b),
+        _ => panic!("tensor fast path {fast:?} but general machine {general:?}"),
+    }
+    fast.map_err(|e| e.to_string())
 }
 
 /// `code_parse`: the `code/` declaration parser and printer on any text.

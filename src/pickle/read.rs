@@ -19,12 +19,16 @@ pub const DEFAULT_MAX_DEPTH: u32 = 1000;
 #[derive(Clone, Debug)]
 pub struct ReadOptions {
     pub max_depth: u32,
+    /// Decode tensors in PyTorch's usual opcode shape directly (see `tensor_fast_path`);
+    /// off, every tensor goes through the general machine. Same result either way.
+    pub tensor_fast_path: bool,
 }
 
 impl Default for ReadOptions {
     fn default() -> Self {
         ReadOptions {
             max_depth: DEFAULT_MAX_DEPTH,
+            tensor_fast_path: true,
         }
     }
 }
@@ -203,6 +207,9 @@ pub struct Unpickler<'s> {
     /// Identities of heap values that were followed by BINPUT (writers replay this to
     /// reproduce the memo decisions of the process that wrote the pickle).
     memoized: HashSet<usize>,
+    fast_tensors: usize,
+    /// The tensor fast path's last storage location and its parse.
+    last_location: Option<(Str, Device)>,
 }
 
 /// The result of reading a pickle.
@@ -213,6 +220,8 @@ pub struct Unpickled {
     pub end: usize,
     /// Identities (see [`IValue::identity`]) of the heap values that were memoized.
     pub memoized: HashSet<usize>,
+    /// How many tensors the tensor fast path read (the rest went the general way).
+    pub fast_tensors: usize,
 }
 
 /// Reads a whole pickle and returns its value and the offset just past STOP.
@@ -248,6 +257,8 @@ impl<'s> Unpickler<'s> {
             storages,
             options,
             memoized: HashSet::default(),
+            fast_tensors: 0,
+            last_location: None,
         }
     }
 
@@ -333,6 +344,7 @@ impl<'s> Unpickler<'s> {
                         value,
                         end: self.pos,
                         memoized: std::mem::take(&mut self.memoized),
+                        fast_tensors: self.fast_tensors,
                     }),
                     other => Err(self.err(type_err("STOP", "a value", &other))),
                 };
@@ -371,7 +383,20 @@ impl<'s> Unpickler<'s> {
                 let id = self.u32("LONG_BINGET id")?;
                 self.memo_get(id)?;
             }
-            op::MARK => self.marks.push(self.stack.len()),
+            op::MARK => {
+                // (Not when an open mark already sits above the callable: the general
+                // machine's REDUCE refuses to pop it from under that mark.)
+                let tensor_next = self.options.tensor_fast_path
+                    && matches!(
+                        self.stack.last(),
+                        Some(Item::Global(Global::RebuildTensorV2))
+                    )
+                    && self.marks.last().is_none_or(|&m| m < self.stack.len())
+                    && self.data.get(self.pos) == Some(&op::MARK);
+                if !(tensor_next && self.tensor_fast_path()) {
+                    self.marks.push(self.stack.len());
+                }
+            }
             op::EMPTY_TUPLE => self.tuple_from_stack(self.stack.len())?,
             op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
                 let n = (code - op::TUPLE1 + 1) as usize;
@@ -563,12 +588,18 @@ impl<'s> Unpickler<'s> {
         let Some(top) = self.stack.last() else {
             return Err(self.err(PickleErrorKind::StackUnderflow));
         };
-        let holder = mutable_identity(top);
-        let identity = match top {
+        let top = top.clone();
+        self.memo_store(id, top);
+        Ok(())
+    }
+
+    /// Stores `top` under `id`, keeping track of mutable containers and memoized values.
+    fn memo_store(&mut self, id: u32, top: Item) {
+        let holder = mutable_identity(&top);
+        let identity = match &top {
             Item::Value(v, _) => v.identity(),
             _ => None,
         };
-        let top = top.clone();
         if let Some(old) = self.memo.insert(id, top)
             && let Some(ptr) = mutable_identity(&old)
             && let Some(ids) = self.memo_holders.get_mut(&ptr)
@@ -581,7 +612,6 @@ impl<'s> Unpickler<'s> {
         if let Some(ptr) = identity {
             self.memoized.insert(ptr);
         }
-        Ok(())
     }
 
     fn memo_get(&mut self, id: u32) -> Result<(), PickleError> {
@@ -1097,6 +1127,234 @@ impl<'s> Unpickler<'s> {
             }),
             _ => Err(bad()),
         }
+    }
+}
+
+/// What the tensor fast path read before committing.
+struct FastTensor {
+    /// Memo writes in order (applied only if the whole tensor was read).
+    puts: Vec<(u32, Item)>,
+}
+
+impl<'s> Unpickler<'s> {
+    /// Reads `_rebuild_tensor_v2`'s arguments and the REDUCE in the one shape PyTorch's
+    /// pickler writes them (the callable is on the stack; `pos` is at the arguments'
+    /// inner MARK):
+    ///
+    /// `MARK MARK 'storage' <T>Storage key location numel TUPLE BINPERSID [BINPUT] offset
+    /// sizes strides NEWTRUE|NEWFALSE OrderedDict EMPTY_TUPLE REDUCE TUPLE REDUCE`
+    ///
+    /// with strings and globals either written (optionally memoized) or fetched from the
+    /// memo. A module with thousands of small tensors spends most of its load here, and
+    /// the general machine allocates a tuple or item vector for each of the five tuples.
+    /// Anything else (another shape, a value out of range, an error of any kind) returns
+    /// false with nothing changed but the storage lookup (which the general machine then
+    /// repeats, getting the same storage), and the general machine reads it instead.
+    fn tensor_fast_path(&mut self) -> bool {
+        if self.options.max_depth < 3 {
+            return false;
+        }
+        let start = self.pos;
+        let mut fast = FastTensor { puts: Vec::new() };
+        match self.read_fast_tensor(&mut fast) {
+            Some(tensor) => {
+                for (id, item) in fast.puts {
+                    self.memo_store(id, item);
+                }
+                self.stack.pop(); // the _rebuild_tensor_v2 global
+                self.stack
+                    .push(Item::Value(IValue::Tensor(Arc::new(tensor)), 0));
+                self.fast_tensors += 1;
+                true
+            }
+            None => {
+                self.pos = start;
+                false
+            }
+        }
+    }
+
+    fn fast_byte(&mut self) -> Option<u8> {
+        let b = *self.data.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn fast_take(&mut self, n: usize) -> Option<&[u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len())?;
+        let s = &self.data[self.pos..end];
+        self.pos = end;
+        Some(s)
+    }
+
+    /// An optional BINPUT/LONG_BINPUT of `item`, recorded for the commit.
+    fn fast_put(&mut self, fast: &mut FastTensor, item: Item) -> Option<()> {
+        let id = match self.data.get(self.pos) {
+            Some(&op::BINPUT) => {
+                self.pos += 1;
+                self.fast_byte()? as u32
+            }
+            Some(&op::LONG_BINPUT) => {
+                self.pos += 1;
+                u32::from_le_bytes(self.fast_take(4)?.try_into().ok()?)
+            }
+            _ => return Some(()),
+        };
+        fast.puts.push((id, item));
+        Some(())
+    }
+
+    /// A memo read (BINGET/LONG_BINGET), seeing this tensor's pending writes first.
+    fn fast_get(&mut self, fast: &FastTensor, code: u8) -> Option<Item> {
+        let id = match code {
+            op::BINGET => self.fast_byte()? as u32,
+            _ => u32::from_le_bytes(self.fast_take(4)?.try_into().ok()?),
+        };
+        match fast.puts.iter().rev().find(|(i, _)| *i == id) {
+            Some((_, item)) => Some(item.clone()),
+            None => self.memo.get(id).cloned(),
+        }
+    }
+
+    /// A string: BINUNICODE (optionally memoized) or a memo read of one.
+    fn fast_string(&mut self, fast: &mut FastTensor) -> Option<Str> {
+        match self.fast_byte()? {
+            op::BINUNICODE => {
+                let n = u32::from_le_bytes(self.fast_take(4)?.try_into().ok()?) as usize;
+                let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len())?;
+                let s = Str(self.data.slice(self.pos..end));
+                self.pos = end;
+                self.fast_put(fast, Item::Value(IValue::String(s.clone()), 0))?;
+                Some(s)
+            }
+            code @ (op::BINGET | op::LONG_BINGET) => match self.fast_get(fast, code)? {
+                Item::Value(IValue::String(s), _) => Some(s),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// A global (GLOBAL, optionally memoized, or a memo read), resolved as usual.
+    fn fast_global(&mut self, fast: &mut FastTensor) -> Option<Item> {
+        match self.fast_byte()? {
+            op::GLOBAL => {
+                let module = self.line("GLOBAL module").ok()?;
+                let name = self.line("GLOBAL name").ok()?;
+                let item = self.resolve_global(module, name).ok()?;
+                self.fast_put(fast, item.clone())?;
+                Some(item)
+            }
+            code @ (op::BINGET | op::LONG_BINGET) => self.fast_get(fast, code),
+            _ => None,
+        }
+    }
+
+    fn fast_int(&mut self) -> Option<i64> {
+        Some(match self.fast_byte()? {
+            op::BININT1 => self.fast_byte()? as i64,
+            op::BININT2 => u16::from_le_bytes(self.fast_take(2)?.try_into().ok()?) as i64,
+            op::BININT => i32::from_le_bytes(self.fast_take(4)?.try_into().ok()?) as i64,
+            op::LONG1 if self.fast_byte()? == 8 => {
+                i64::from_le_bytes(self.fast_take(8)?.try_into().ok()?)
+            }
+            _ => return None,
+        })
+    }
+
+    /// A tuple of ints: EMPTY_TUPLE, 1-3 ints and TUPLE1-3, or MARK ints TUPLE.
+    fn fast_int_tuple(&mut self) -> Option<Vec<i64>> {
+        match *self.data.get(self.pos)? {
+            op::EMPTY_TUPLE => {
+                self.pos += 1;
+                return Some(Vec::new());
+            }
+            op::MARK => {
+                self.pos += 1;
+                let mut out = Vec::new();
+                while self.data.get(self.pos)? != &op::TUPLE {
+                    out.push(self.fast_int()?);
+                }
+                self.pos += 1;
+                return Some(out);
+            }
+            _ => {}
+        }
+        let mut out = Vec::with_capacity(3);
+        loop {
+            match *self.data.get(self.pos)? {
+                op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
+                    let n = (self.data[self.pos] - op::TUPLE1 + 1) as usize;
+                    self.pos += 1;
+                    return (out.len() == n).then_some(out);
+                }
+                _ if out.len() < 3 => out.push(self.fast_int()?),
+                _ => return None,
+            }
+        }
+    }
+
+    fn read_fast_tensor(&mut self, fast: &mut FastTensor) -> Option<Tensor> {
+        // The persistent id: ('storage', <T>Storage, key, location, numel).
+        (self.fast_byte()? == op::MARK).then_some(())?;
+        if self.fast_string(fast)?.as_bytes() != b"storage" {
+            return None;
+        }
+        let Item::StorageType(dtype) = self.fast_global(fast)? else {
+            return None;
+        };
+        let key = self.fast_string(fast)?;
+        let location = self.fast_string(fast)?;
+        let numel = self.fast_int()?;
+        (self.fast_byte()? == op::TUPLE && self.fast_byte()? == op::BINPERSID).then_some(())?;
+        let key = String::from_utf8_lossy(key.as_bytes());
+        // Every storage of a file usually names the same location: parse it once.
+        let location = match &self.last_location {
+            Some((text, device)) if text.as_bytes() == location.as_bytes() => *device,
+            _ => {
+                let device = Device::parse(&String::from_utf8_lossy(location.as_bytes())).ok()?;
+                self.last_location = Some((location, device));
+                device
+            }
+        };
+        let numel = u64::try_from(numel).ok()?;
+        let req = StorageRequest {
+            dtype,
+            key: &key,
+            location,
+            numel,
+        };
+        let storage = (self.storages)(&req).ok()?;
+        if storage.dtype.is_quantized() {
+            return None;
+        }
+        self.fast_put(fast, Item::Storage(storage.clone()))?;
+        // offset, sizes, strides, requires_grad, the hooks placeholder.
+        let storage_offset = self.fast_int()?;
+        let sizes = self.fast_int_tuple()?;
+        let strides = self.fast_int_tuple()?;
+        let requires_grad = match self.fast_byte()? {
+            op::NEWTRUE => true,
+            op::NEWFALSE => false,
+            _ => return None,
+        };
+        let Item::Global(Global::OrderedDict) = self.fast_global(fast)? else {
+            return None;
+        };
+        let tail = [op::EMPTY_TUPLE, op::REDUCE, op::TUPLE, op::REDUCE];
+        (self.fast_take(4)? == tail).then_some(())?;
+        let tensor = Tensor {
+            storage,
+            storage_offset,
+            sizes,
+            strides,
+            requires_grad,
+            conj: false,
+            neg: false,
+            quantization: None,
+        };
+        check_view(&tensor).ok()?;
+        Some(tensor)
     }
 }
 

@@ -839,7 +839,9 @@ pub fn read_pickle(
     options: &LoadOptions,
 ) -> Result<pickle::Unpickled, FormatError> {
     let data = archive.read(name, options.verify_crc)?;
-    let mut storages: HashMap<String, Arc<Storage>> = HashMap::default();
+    // At most one storage per record (sized up front: no rehashing while reading).
+    let mut storages: HashMap<String, Arc<Storage>> =
+        HashMap::with_capacity_and_hasher(archive.records().len(), Default::default());
     // Record names are built in one reused buffer (one lookup per storage).
     let mut rec_name = String::new();
     let mut resolve = |req: &StorageRequest| -> std::result::Result<Arc<Storage>, String> {
@@ -1250,6 +1252,35 @@ mod tests {
             assert_eq!(reader.records.len(), theirs.len(), "{name}");
             reader.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
         }
+    }
+
+    #[test]
+    fn the_tensor_fast_path_reads_every_pickle_as_the_general_machine_does() {
+        // `unpickle_both_ways` panics on any difference (value, error, memo decisions).
+        let mut fast = 0;
+        let mut pickles = 0;
+        for (_, bytes) in corpus_zips() {
+            let archive = ZipArchiveReader::from_bytes(bytes).unwrap();
+            for rec in archive
+                .records()
+                .iter()
+                .filter(|r| r.full_name.ends_with(".pkl"))
+            {
+                let data = archive.read_record(rec, false).unwrap();
+                if let Ok(u) = crate::fuzz_support::unpickle_both_ways(&data) {
+                    fast += u.fast_tensors;
+                    pickles += 1;
+                }
+            }
+        }
+        assert!(
+            pickles > 50 && fast > 50,
+            "{pickles} pickles, {fast} fast tensors"
+        );
+        let archive = ZipArchiveReader::from_bytes(many_records(300)).unwrap();
+        let data = archive.read("data.pkl", false).unwrap();
+        let u = crate::fuzz_support::unpickle_both_ways(&data).unwrap();
+        assert_eq!(u.fast_tensors, 300);
     }
 
     #[test]
