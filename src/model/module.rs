@@ -141,6 +141,10 @@ pub fn validate_objects(m: &ScriptModule) -> Result<(), crate::error::FormatErro
     stack.push(&root);
     stack.extend(m.constants.iter());
     while let Some(v) = stack.pop() {
+        // Tensors hold nothing to check: no need to remember them (thousands in a module).
+        if matches!(v, IValue::Tensor(_)) {
+            continue;
+        }
         if let Some(id) = v.identity()
             && !seen.insert(id)
         {

@@ -448,7 +448,8 @@ fn entry_names(first: bool, raw: &[u8], prefix: &mut String) -> (String, Option<
 
 /// Walks the central directory straight from the bytes, as miniz does: every entry with
 /// its sizes, CRC, flags and method (zip64 extra fields where a 32-bit field is
-/// saturated), and the data offset from its local header. Written by hand because the
+/// saturated), and the data offset from its local header (repeated names are left to
+/// `validate`, which refuses them). Written by hand because the
 /// `zip` crate's reader allocates several objects per entry, which dominated loading
 /// archives of thousands of records; the crate still checks the result (`validate`).
 fn walk_directory(b: &[u8], dir: &Directory) -> Result<(String, Vec<Record>), FormatError> {
@@ -470,8 +471,6 @@ fn walk_directory(b: &[u8], dir: &Directory) -> Result<(String, Vec<Record>), Fo
         })? as usize;
     let capacity = (dir.entries as usize).min(dir.size as usize / 46);
     let mut records = Vec::with_capacity(capacity);
-    let mut seen: HashMap<&[u8], ()> =
-        HashMap::with_capacity_and_hasher(capacity, Default::default());
     let mut prefix = String::new();
     let mut p = dir.offset as usize;
     for i in 0..dir.entries {
@@ -496,12 +495,6 @@ fn walk_directory(b: &[u8], dir: &Directory) -> Result<(String, Vec<Record>), Fo
             ));
         }
         let raw_name = &b[p + 46..name_end];
-        if seen.insert(raw_name, ()).is_some() {
-            return Err(bad(
-                p,
-                format!("central directory entry {i}: repeated name"),
-            ));
-        }
         let flags = u16_at(p + 8);
         if flags & FLAG_LOCAL_HEADER_MASKED != 0 {
             return Err(bad(p, format!("central directory entry {i}: flag bit 13")));
@@ -1008,6 +1001,10 @@ fn collect_named_types(root: &IValue, out: &mut Vec<QualifiedName>) {
     let mut seen = HashSet::default();
     let mut stack = vec![root];
     while let Some(v) = stack.pop() {
+        // Tensors (and the tensors of their quantizers) name no types.
+        if matches!(v, IValue::Tensor(_)) {
+            continue;
+        }
         if let Some(id) = v.identity()
             && !seen.insert(id)
         {
