@@ -203,12 +203,15 @@ impl ZipArchiveReader {
         &self.bytes
     }
 
+    /// The position in [`Self::records`] of the record named `name` (relative to the prefix).
+    pub fn record_index(&self, name: &str) -> Option<usize> {
+        let same = |&i: &usize| self.records[i].name.as_deref() == Some(name);
+        self.by_name.find(name_hash(name), same).copied()
+    }
+
     /// Looks a record up by its name relative to the prefix.
     pub fn record(&self, name: &str) -> Option<&Record> {
-        let same = |&i: &usize| self.records[i].name.as_deref() == Some(name);
-        self.by_name
-            .find(name_hash(name), same)
-            .map(|&i| &self.records[i])
+        self.record_index(name).map(|i| &self.records[i])
     }
 
     pub fn has_record(&self, name: &str) -> bool {
@@ -832,13 +835,16 @@ pub fn read_pickle(
     options: &LoadOptions,
 ) -> Result<pickle::Unpickled, FormatError> {
     let data = archive.read(name, options.verify_crc)?;
-    // At most one storage per record (sized up front: no rehashing while reading).
-    let mut storages: HashMap<String, Arc<Storage>> =
+    // Storages already made, by record (most: no per-storage key string is kept) and, for
+    // those read without a record (meta, empty), by key. A key seen before gets the same
+    // storage whichever way it was made.
+    let mut by_record: HashMap<usize, Arc<Storage>> =
         HashMap::with_capacity_and_hasher(archive.records().len(), Default::default());
-    // Record names are built in one reused buffer (one lookup per storage).
+    let mut by_key: HashMap<String, Arc<Storage>> = HashMap::default();
+    // Record names are built in one reused buffer.
     let mut rec_name = String::new();
     let mut resolve = |req: &StorageRequest| -> std::result::Result<Arc<Storage>, String> {
-        if let Some(s) = storages.get(req.key) {
+        let reuse = |s: &Arc<Storage>| {
             if s.dtype != req.dtype {
                 return Err(format!(
                     "reused with dtype {} after {}",
@@ -846,7 +852,18 @@ pub fn read_pickle(
                     s.dtype.name()
                 ));
             }
-            return Ok(s.clone());
+            Ok(s.clone())
+        };
+        if let Some(s) = by_key.get(req.key) {
+            return reuse(s);
+        }
+        rec_name.clear();
+        rec_name.push_str(storage_dir);
+        rec_name.push('/');
+        rec_name.push_str(req.key);
+        let index = archive.record_index(&rec_name);
+        if let Some(s) = index.and_then(|i| by_record.get(&i)) {
+            return reuse(s);
         }
         let nbytes = req
             .numel
@@ -857,36 +874,37 @@ pub fn read_pickle(
             _ => req.location,
         };
         // Meta storages have no bytes; empty storages are not looked up (as in PyTorch).
-        let data = if req.location.is_meta() || req.numel == 0 {
-            Bytes::new()
-        } else {
-            rec_name.clear();
-            rec_name.push_str(storage_dir);
-            rec_name.push('/');
-            rec_name.push_str(req.key);
-            let rec = archive
-                .record(&rec_name)
-                .ok_or_else(|| format!("record {rec_name:?} is missing"))?;
-            if rec.size < nbytes {
-                return Err(format!(
-                    "record {rec_name:?} has {} bytes but {} elements of {} need {nbytes}",
-                    rec.size,
-                    req.numel,
-                    req.dtype.name()
-                ));
-            }
-            archive
-                .read_record(rec, options.verify_crc)
-                .map_err(|e| e.to_string())?
-                .slice(..nbytes as usize)
-        };
+        if req.location.is_meta() || req.numel == 0 {
+            let s = Arc::new(Storage {
+                dtype: req.dtype,
+                device,
+                numel: req.numel,
+                data: Bytes::new(),
+            });
+            by_key.insert(req.key.to_string(), s.clone());
+            return Ok(s);
+        }
+        let index = index.ok_or_else(|| format!("record {rec_name:?} is missing"))?;
+        let rec = &archive.records()[index];
+        if rec.size < nbytes {
+            return Err(format!(
+                "record {rec_name:?} has {} bytes but {} elements of {} need {nbytes}",
+                rec.size,
+                req.numel,
+                req.dtype.name()
+            ));
+        }
+        let data = archive
+            .read_record(rec, options.verify_crc)
+            .map_err(|e| e.to_string())?
+            .slice(..nbytes as usize);
         let s = Arc::new(Storage {
             dtype: req.dtype,
             device,
             numel: req.numel,
             data,
         });
-        storages.insert(req.key.to_string(), s.clone());
+        by_record.insert(index, s.clone());
         Ok(s)
     };
     pickle::unpickle(&data, &mut resolve).map_err(|e| pickle_error(name, e))
