@@ -1,7 +1,6 @@
 //! Reading: the central directory is walked directly and checked against the `zip` crate;
-//! record bytes are sliced
-//! straight out of the mapped file (stored records, i.e. all tensor data, are never
-//! copied) or inflated with a hard size limit.
+//! record bytes are sliced straight out of the mapped file (stored records, i.e. all
+//! tensor data, are never copied) or inflated with a hard size limit.
 
 use std::collections::VecDeque;
 
