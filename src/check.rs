@@ -48,7 +48,7 @@ pub fn is_unsafe_name(name: &str) -> bool {
 pub fn check_archive(archive: &ZipArchiveReader) -> Vec<FormatError> {
     let mut out = Vec::new();
     for rec in archive.records() {
-        match &rec.name {
+        match rec.name() {
             None => out.push(FormatError::new(
                 rules::ZIP_PREFIX,
                 rec.full_name.clone(),

@@ -236,7 +236,7 @@ fn load_side(data: Bytes) -> Result<Side> {
             let mut code = BTreeMap::new();
             let mut records = Vec::new();
             for r in archive.records() {
-                let Some(name) = r.name.as_deref() else {
+                let Some(name) = r.name() else {
                     continue;
                 };
                 if name.ends_with(".debug_pkl") {

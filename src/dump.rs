@@ -251,7 +251,7 @@ fn dump_record(
         problems.push(e);
         note
     };
-    let Some(name) = r.name.as_deref() else {
+    let Some(name) = r.name() else {
         let _ = writeln!(
             out,
             "== {} (outside the prefix folder: ignored by loaders){crc_note}\n  {}",

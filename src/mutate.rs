@@ -55,7 +55,7 @@ fn mutate_zip(data: &[u8], u: &mut Unstructured) -> Option<Vec<u8>> {
     let archive = ZipArchiveReader::from_bytes(Bytes::copy_from_slice(data)).ok()?;
     let mut records: Vec<(String, Vec<u8>)> = Vec::new();
     for r in archive.records() {
-        let name = r.name.clone()?;
+        let name = r.name()?.to_string();
         let bytes = archive.read_record(r, false).ok()?;
         records.push((name, bytes.to_vec()));
     }

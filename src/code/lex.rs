@@ -176,6 +176,14 @@ pub(crate) fn read_string(s: &str) -> Result<(String, usize), String> {
         Some(&q @ (b'"' | b'\'')) => q,
         _ => return Err("expected a string literal".into()),
     };
+    // Most literals have no escape: then the value is the text between the quotes.
+    if let Some(n) = b[1..]
+        .iter()
+        .position(|&c| c == q || c == b'\\' || c == b'\n')
+        && b[1 + n] == q
+    {
+        return Ok((s[1..1 + n].to_string(), n + 2));
+    }
     let mut out = Vec::new();
     let mut i = 1;
     loop {

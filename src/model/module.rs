@@ -174,7 +174,10 @@ pub fn validate_objects(m: &ScriptModule) -> Result<(), crate::error::FormatErro
                 match &o.state {
                     ObjectState::Attributes(attrs) => {
                         for (slot, (name, value)) in attrs.iter().enumerate() {
-                            let n = String::from_utf8_lossy(name.as_bytes());
+                            let n = match name.as_str() {
+                                Some(n) => std::borrow::Cow::Borrowed(n),
+                                None => String::from_utf8_lossy(name.as_bytes()),
+                            };
                             if class.attribute_in_slot(slot, &n).is_none() {
                                 return Err(err(
                                     rules::OBJECT_ATTRIBUTES,

@@ -152,29 +152,38 @@ impl Item {
     }
 }
 
+/// A memo entry. Strings read from the pickle are kept as their byte range: storing or
+/// comparing one then touches no reference count (a module with thousands of tensors
+/// memoizes a name and a storage key per tensor); it becomes a value when fetched.
+#[derive(Clone, Debug)]
+enum Slot {
+    Item(Item),
+    Text(usize, usize),
+}
+
 /// The memo. Writers (PyTorch's and Python's) number memo entries 0, 1, 2, ... so they
 /// are kept in a vector; any other id goes to a map. The vector grows by one entry per
 /// BINPUT at most, so its size stays bounded by the input.
 #[derive(Default)]
 struct Memo {
-    dense: Vec<Option<Item>>,
-    sparse: FxHashMap<u32, Item>,
+    dense: Vec<Option<Slot>>,
+    sparse: FxHashMap<u32, Slot>,
 }
 
 impl Memo {
-    fn insert(&mut self, id: u32, item: Item) -> Option<Item> {
+    fn insert(&mut self, id: u32, slot: Slot) -> Option<Slot> {
         let i = id as usize;
         if i < self.dense.len() {
-            self.dense[i].replace(item)
+            self.dense[i].replace(slot)
         } else if i == self.dense.len() && self.sparse.is_empty() {
-            self.dense.push(Some(item));
+            self.dense.push(Some(slot));
             None
         } else {
-            self.sparse.insert(id, item)
+            self.sparse.insert(id, slot)
         }
     }
 
-    fn get(&self, id: u32) -> Option<&Item> {
+    fn get(&self, id: u32) -> Option<&Slot> {
         match self.dense.get(id as usize) {
             Some(slot) => slot.as_ref(),
             None => self.sparse.get(&id),
@@ -209,7 +218,9 @@ pub struct Unpickler<'s> {
     memoized: HashSet<usize>,
     fast_tensors: usize,
     /// The tensor fast path's last storage location and its parse.
-    last_location: Option<(Str, Device)>,
+    last_location: Option<(Box<[u8]>, Device)>,
+    /// The tensor fast path's pending memo writes (a buffer reused across tensors).
+    fast_puts: Vec<(u32, Slot)>,
 }
 
 /// The result of reading a pickle.
@@ -259,6 +270,7 @@ impl<'s> Unpickler<'s> {
             memoized: HashSet::default(),
             fast_tensors: 0,
             last_location: None,
+            fast_puts: Vec::new(),
         }
     }
 
@@ -595,12 +607,34 @@ impl<'s> Unpickler<'s> {
 
     /// Stores `top` under `id`, keeping track of mutable containers and memoized values.
     fn memo_store(&mut self, id: u32, top: Item) {
-        let holder = mutable_identity(&top);
-        let identity = match &top {
-            Item::Value(v, _) => v.identity(),
-            _ => None,
+        let slot = self.slot(top);
+        self.memo_store_slot(id, slot);
+    }
+
+    /// The memo form of `item`: a string from the pickle's bytes as its range.
+    fn slot(&self, item: Item) -> Slot {
+        if let Item::Value(IValue::String(s), 0) = &item
+            && let Some((start, end)) = self.range_in_data(s.as_bytes())
+        {
+            return Slot::Text(start, end);
+        }
+        Slot::Item(item)
+    }
+
+    /// Where `bytes` lies in the pickle, if it is a slice of it.
+    fn range_in_data(&self, bytes: &[u8]) -> Option<(usize, usize)> {
+        let base = self.data.as_ptr() as usize;
+        let start = (bytes.as_ptr() as usize).checked_sub(base)?;
+        let end = start + bytes.len();
+        (!bytes.is_empty() && end <= self.data.len()).then_some((start, end))
+    }
+
+    fn memo_store_slot(&mut self, id: u32, slot: Slot) {
+        let (holder, identity) = match &slot {
+            Slot::Item(top @ Item::Value(v, _)) => (mutable_identity(top), v.identity()),
+            _ => (None, None),
         };
-        if let Some(old) = self.memo.insert(id, top)
+        if let Some(Slot::Item(old)) = self.memo.insert(id, slot)
             && let Some(ptr) = mutable_identity(&old)
             && let Some(ids) = self.memo_holders.get_mut(&ptr)
         {
@@ -614,12 +648,21 @@ impl<'s> Unpickler<'s> {
         }
     }
 
+    /// The memo entry `id` as a stack item.
+    fn memo_item(&self, slot: &Slot) -> Item {
+        match slot {
+            Slot::Item(item) => item.clone(),
+            &Slot::Text(start, end) => {
+                Item::Value(IValue::String(Str(self.data.slice(start..end))), 0)
+            }
+        }
+    }
+
     fn memo_get(&mut self, id: u32) -> Result<(), PickleError> {
-        let item = self
-            .memo
-            .get(id)
-            .cloned()
-            .ok_or_else(|| self.err(PickleErrorKind::MissingMemo(id)))?;
+        let item = match self.memo.get(id) {
+            Some(slot) => self.memo_item(slot),
+            None => return Err(self.err(PickleErrorKind::MissingMemo(id))),
+        };
         self.stack.push(item);
         Ok(())
     }
@@ -710,7 +753,8 @@ impl<'s> Unpickler<'s> {
         }
         if let (Some(p), false) = (v.identity(), holders.is_empty()) {
             for id in &holders {
-                self.memo.insert(*id, Item::Value(v.clone(), depth));
+                self.memo
+                    .insert(*id, Slot::Item(Item::Value(v.clone(), depth)));
             }
             self.memo_holders.insert(p, holders);
         }
@@ -739,7 +783,13 @@ impl<'s> Unpickler<'s> {
                 "SETITEMS with an odd number of items".into(),
             )));
         }
-        let (values, depth) = self.values("SETITEMS", items)?;
+        let mut depth = 0;
+        for it in &items {
+            match it {
+                Item::Value(_, d) => depth = depth.max(*d),
+                other => return Err(self.err(type_err("SETITEMS", "a value", other))),
+            }
+        }
         match self.stack.last() {
             Some(Item::Value(IValue::Dict(_), _)) => {}
             Some(other) => return Err(self.err(type_err("SETITEMS", "a dict", other))),
@@ -748,7 +798,12 @@ impl<'s> Unpickler<'s> {
         self.mutate_top("SETITEMS", depth, |v| {
             if let IValue::Dict(d) = v {
                 let d = Arc::get_mut(d).unwrap();
-                let mut it = values.into_iter();
+                d.entries.reserve(items.len() / 2);
+                // (All are values: checked above.)
+                let mut it = items.into_iter().filter_map(|i| match i {
+                    Item::Value(v, _) => Some(v),
+                    _ => None,
+                });
                 while let (Some(k), Some(v)) = (it.next(), it.next()) {
                     d.entries.push((k, v));
                 }
@@ -1130,12 +1185,6 @@ impl<'s> Unpickler<'s> {
     }
 }
 
-/// What the tensor fast path read before committing.
-struct FastTensor {
-    /// Memo writes in order (applied only if the whole tensor was read).
-    puts: Vec<(u32, Item)>,
-}
-
 impl<'s> Unpickler<'s> {
     /// Reads `_rebuild_tensor_v2`'s arguments and the REDUCE in the one shape PyTorch's
     /// pickler writes them (the callable is on the stack; `pos` is at the arguments'
@@ -1155,12 +1204,15 @@ impl<'s> Unpickler<'s> {
             return false;
         }
         let start = self.pos;
-        let mut fast = FastTensor { puts: Vec::new() };
-        match self.read_fast_tensor(&mut fast) {
+        // Memo writes are held back (in order) until the whole tensor has been read.
+        self.fast_puts.clear();
+        match self.read_fast_tensor() {
             Some(tensor) => {
-                for (id, item) in fast.puts {
-                    self.memo_store(id, item);
+                let mut puts = std::mem::take(&mut self.fast_puts);
+                for (id, slot) in puts.drain(..) {
+                    self.memo_store_slot(id, slot);
                 }
+                self.fast_puts = puts;
                 self.stack.pop(); // the _rebuild_tensor_v2 global
                 self.stack
                     .push(Item::Value(IValue::Tensor(Arc::new(tensor)), 0));
@@ -1168,6 +1220,7 @@ impl<'s> Unpickler<'s> {
                 true
             }
             None => {
+                self.fast_puts.clear();
                 self.pos = start;
                 false
             }
@@ -1187,8 +1240,8 @@ impl<'s> Unpickler<'s> {
         Some(s)
     }
 
-    /// An optional BINPUT/LONG_BINPUT of `item`, recorded for the commit.
-    fn fast_put(&mut self, fast: &mut FastTensor, item: Item) -> Option<()> {
+    /// An optional BINPUT/LONG_BINPUT of `slot`, recorded for the commit.
+    fn fast_put(&mut self, slot: impl FnOnce() -> Slot) -> Option<()> {
         let id = match self.data.get(self.pos) {
             Some(&op::BINPUT) => {
                 self.pos += 1;
@@ -1200,35 +1253,42 @@ impl<'s> Unpickler<'s> {
             }
             _ => return Some(()),
         };
-        fast.puts.push((id, item));
+        self.fast_puts.push((id, slot()));
         Some(())
     }
 
     /// A memo read (BINGET/LONG_BINGET), seeing this tensor's pending writes first.
-    fn fast_get(&mut self, fast: &FastTensor, code: u8) -> Option<Item> {
+    fn fast_get(&mut self, code: u8) -> Option<&Slot> {
         let id = match code {
             op::BINGET => self.fast_byte()? as u32,
             _ => u32::from_le_bytes(self.fast_take(4)?.try_into().ok()?),
         };
-        match fast.puts.iter().rev().find(|(i, _)| *i == id) {
-            Some((_, item)) => Some(item.clone()),
-            None => self.memo.get(id).cloned(),
+        let this = &*self;
+        match this.fast_puts.iter().rev().find(|(i, _)| *i == id) {
+            Some((_, slot)) => Some(slot),
+            None => this.memo.get(id),
         }
     }
 
-    /// A string: BINUNICODE (optionally memoized) or a memo read of one.
-    fn fast_string(&mut self, fast: &mut FastTensor) -> Option<Str> {
+    /// A string (BINUNICODE, optionally memoized, or a memo read of one) as its range in
+    /// the pickle.
+    fn fast_string(&mut self) -> Option<(usize, usize)> {
         match self.fast_byte()? {
             op::BINUNICODE => {
                 let n = u32::from_le_bytes(self.fast_take(4)?.try_into().ok()?) as usize;
-                let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len())?;
-                let s = Str(self.data.slice(self.pos..end));
+                let start = self.pos;
+                let end = start.checked_add(n).filter(|&e| e <= self.data.len())?;
                 self.pos = end;
-                self.fast_put(fast, Item::Value(IValue::String(s.clone()), 0))?;
-                Some(s)
+                // An empty string has no range (the general machine memoizes it as a value).
+                if n == 0 {
+                    return None;
+                }
+                self.fast_put(|| Slot::Text(start, end))?;
+                Some((start, end))
             }
-            code @ (op::BINGET | op::LONG_BINGET) => match self.fast_get(fast, code)? {
-                Item::Value(IValue::String(s), _) => Some(s),
+            code @ (op::BINGET | op::LONG_BINGET) => match self.fast_get(code)? {
+                &Slot::Text(start, end) => Some((start, end)),
+                // (Strings from the pickle are memoized as ranges; nothing else is one.)
                 _ => None,
             },
             _ => None,
@@ -1236,16 +1296,23 @@ impl<'s> Unpickler<'s> {
     }
 
     /// A global (GLOBAL, optionally memoized, or a memo read), resolved as usual.
-    fn fast_global(&mut self, fast: &mut FastTensor) -> Option<Item> {
+    fn fast_global(&mut self) -> Option<Item> {
         match self.fast_byte()? {
             op::GLOBAL => {
                 let module = self.line("GLOBAL module").ok()?;
                 let name = self.line("GLOBAL name").ok()?;
                 let item = self.resolve_global(module, name).ok()?;
-                self.fast_put(fast, item.clone())?;
+                self.fast_put(|| Slot::Item(item.clone()))?;
                 Some(item)
             }
-            code @ (op::BINGET | op::LONG_BINGET) => self.fast_get(fast, code),
+            code @ (op::BINGET | op::LONG_BINGET) => match self.fast_get(code)? {
+                // (Only the two globals the fast path wants: no other is cloned.)
+                Slot::Item(Item::StorageType(t)) => Some(Item::StorageType(*t)),
+                Slot::Item(Item::Global(Global::OrderedDict)) => {
+                    Some(Item::Global(Global::OrderedDict))
+                }
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -1271,7 +1338,7 @@ impl<'s> Unpickler<'s> {
             }
             op::MARK => {
                 self.pos += 1;
-                let mut out = Vec::new();
+                let mut out = Vec::with_capacity(4);
                 while self.data.get(self.pos)? != &op::TUPLE {
                     out.push(self.fast_int()?);
                 }
@@ -1294,30 +1361,36 @@ impl<'s> Unpickler<'s> {
         }
     }
 
-    fn read_fast_tensor(&mut self, fast: &mut FastTensor) -> Option<Tensor> {
+    fn read_fast_tensor(&mut self) -> Option<Tensor> {
         // The persistent id: ('storage', <T>Storage, key, location, numel).
         (self.fast_byte()? == op::MARK).then_some(())?;
-        if self.fast_string(fast)?.as_bytes() != b"storage" {
+        let (s, e) = self.fast_string()?;
+        if &self.data[s..e] != b"storage" {
             return None;
         }
-        let Item::StorageType(dtype) = self.fast_global(fast)? else {
+        let Item::StorageType(dtype) = self.fast_global()? else {
             return None;
         };
-        let key = self.fast_string(fast)?;
-        let location = self.fast_string(fast)?;
+        let (key_start, key_end) = self.fast_string()?;
+        let (loc_start, loc_end) = self.fast_string()?;
         let numel = self.fast_int()?;
         (self.fast_byte()? == op::TUPLE && self.fast_byte()? == op::BINPERSID).then_some(())?;
-        let key = String::from_utf8_lossy(key.as_bytes());
         // Every storage of a file usually names the same location: parse it once.
+        let location = &self.data[loc_start..loc_end];
         let location = match &self.last_location {
-            Some((text, device)) if text.as_bytes() == location.as_bytes() => *device,
+            Some((text, device)) if **text == *location => *device,
             _ => {
-                let device = Device::parse(&String::from_utf8_lossy(location.as_bytes())).ok()?;
-                self.last_location = Some((location, device));
+                let device = Device::parse(&String::from_utf8_lossy(location)).ok()?;
+                self.last_location = Some((location.into(), device));
                 device
             }
         };
         let numel = u64::try_from(numel).ok()?;
+        let key_bytes = &self.data[key_start..key_end];
+        let key = match std::str::from_utf8(key_bytes) {
+            Ok(k) => std::borrow::Cow::Borrowed(k),
+            Err(_) => String::from_utf8_lossy(key_bytes),
+        };
         let req = StorageRequest {
             dtype,
             key: &key,
@@ -1328,7 +1401,7 @@ impl<'s> Unpickler<'s> {
         if storage.dtype.is_quantized() {
             return None;
         }
-        self.fast_put(fast, Item::Storage(storage.clone()))?;
+        self.fast_put(|| Slot::Item(Item::Storage(storage.clone())))?;
         // offset, sizes, strides, requires_grad, the hooks placeholder.
         let storage_offset = self.fast_int()?;
         let sizes = self.fast_int_tuple()?;
@@ -1338,7 +1411,7 @@ impl<'s> Unpickler<'s> {
             op::NEWFALSE => false,
             _ => return None,
         };
-        let Item::Global(Global::OrderedDict) = self.fast_global(fast)? else {
+        let Item::Global(Global::OrderedDict) = self.fast_global()? else {
             return None;
         };
         let tail = [op::EMPTY_TUPLE, op::REDUCE, op::TUPLE, op::REDUCE];
@@ -1444,4 +1517,56 @@ fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_alphabetic() || c == '_')
         && chars.all(|c| c.is_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(data: &[u8]) -> Result<IValue, PickleError> {
+        let mut storages = |_: &StorageRequest| Err("no storages here".to_string());
+        let data = Bytes::copy_from_slice(data);
+        unpickle(&data, &mut storages).map(|u| u.value)
+    }
+
+    #[test]
+    fn memoized_strings_read_back_as_written() {
+        // ("ab", "", "ab", "", "ab") with both strings memoized and fetched twice (the
+        // non-empty one is kept in the memo as its byte range, the empty one as a value).
+        let mut p = vec![op::PROTO, 2, op::MARK];
+        p.extend([op::BINUNICODE, 2, 0, 0, 0, b'a', b'b', op::BINPUT, 0]);
+        p.extend([op::BINUNICODE, 0, 0, 0, 0, op::BINPUT, 1]);
+        p.extend([
+            op::BINGET,
+            0,
+            op::BINGET,
+            1,
+            op::BINGET,
+            0,
+            op::TUPLE,
+            op::STOP,
+        ]);
+        let IValue::Tuple(t) = read(&p).unwrap() else {
+            panic!("not a tuple");
+        };
+        let texts: Vec<_> = t.items.iter().map(|v| format!("{v:?}")).collect();
+        let ab = format!("{:?}", IValue::String(Str(Bytes::from_static(b"ab"))));
+        let empty = format!("{:?}", IValue::String(Str(Bytes::new())));
+        assert_eq!(texts, [&ab, &empty, &ab, &empty, &ab].map(String::as_str));
+    }
+
+    #[test]
+    fn a_memo_entry_overwritten_by_a_string_is_the_string() {
+        // [] memoized as 0, then "x" memoized as 0: BINGET 0 is "x".
+        let mut p = vec![op::PROTO, 2, op::EMPTY_LIST, op::BINPUT, 0];
+        p.extend([op::BINUNICODE, 1, 0, 0, 0, b'x', op::BINPUT, 0]);
+        p.extend([op::BINGET, 0, op::TUPLE3, op::STOP]);
+        let IValue::Tuple(t) = read(&p).unwrap() else {
+            panic!("not a tuple");
+        };
+        assert_eq!(t.items.len(), 3);
+        assert!(matches!(&t.items[0], IValue::List(_)));
+        assert_eq!(t.items[2].kind_name(), "str");
+        assert_eq!(format!("{:?}", t.items[1]), format!("{:?}", t.items[2]));
+    }
 }

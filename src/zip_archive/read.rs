@@ -43,8 +43,9 @@ pub enum Method {
 pub struct Record {
     /// The full entry name, prefix included.
     pub full_name: String,
-    /// The name relative to the prefix, or `None` for entries outside the prefix folder.
-    pub name: Option<String>,
+    /// Where the name relative to the prefix starts in `full_name` (`None` for entries
+    /// outside the prefix folder): one string per record, not two.
+    name_start: Option<usize>,
     pub header_offset: u64,
     pub data_offset: u64,
     pub compressed_size: u64,
@@ -56,6 +57,13 @@ pub struct Record {
     pub version_needed: u16,
 }
 
+impl Record {
+    /// The name relative to the prefix, or `None` for entries outside the prefix folder.
+    pub fn name(&self) -> Option<&str> {
+        self.name_start.map(|start| &self.full_name[start..])
+    }
+}
+
 /// An opened archive: the bytes (a memory map or a caller's buffer) and its records.
 pub struct ZipArchiveReader {
     bytes: Bytes,
@@ -65,6 +73,9 @@ pub struct ZipArchiveReader {
     by_name: hashbrown::HashTable<usize>,
     /// Whether the `zip` crate has confirmed the directory walk (`validate`).
     validated: bool,
+    /// Whether two records share a name (after lossy UTF-8 decoding): `validate` then
+    /// looks for a really repeated one, which miniz and the crate read differently.
+    repeated_name: bool,
 }
 
 fn name_hash(name: &str) -> u64 {
@@ -130,15 +141,22 @@ impl ZipArchiveReader {
             Err(e) => return Err(zip_crate_records(&bytes).err().unwrap_or(e)),
         };
         let mut by_name = hashbrown::HashTable::with_capacity(records.len());
+        let mut repeated_name = false;
+        // Names outside the prefix folder (rare) are only checked for repeats.
+        let mut outside = HashSet::default();
         for (i, r) in records.iter().enumerate() {
-            if let Some(n) = &r.name {
+            if let Some(n) = r.name() {
                 let hash = name_hash(n);
-                let same = |&j: &usize| records[j].name.as_deref() == Some(n.as_str());
+                let same = |&j: &usize| records[j].name() == Some(n);
                 if by_name.find(hash, same).is_none() {
                     by_name.insert_unique(hash, i, |&j| {
-                        name_hash(records[j].name.as_deref().unwrap_or_default())
+                        name_hash(records[j].name().unwrap_or_default())
                     });
+                } else {
+                    repeated_name = true;
                 }
+            } else if !outside.insert(r.full_name.as_str()) {
+                repeated_name = true;
             }
         }
         Ok(ZipArchiveReader {
@@ -146,6 +164,7 @@ impl ZipArchiveReader {
             prefix,
             records,
             by_name,
+            repeated_name,
             validated: false,
         })
     }
@@ -154,20 +173,32 @@ impl ZipArchiveReader {
     /// walk, entry by entry: an archive two readers see differently is refused, and
     /// whatever the crate rejects stays rejected.
     pub(crate) fn validate(&self) -> Result<(), FormatError> {
-        let (_, theirs) = zip_crate_records(&self.bytes)?;
-        if theirs.len() != self.records.len() {
-            return Err(zip_err(format!(
-                "the zip crate reads {} central-directory entries, the directory walk {}",
-                theirs.len(),
-                self.records.len()
-            )));
+        // The crate's own errors come first, then a count mismatch, then the first entry
+        // read differently.
+        if self.repeated_name
+            && let Some(dir) = end_records(&self.bytes)?
+        {
+            // Refuses a name that is really repeated (not just after lossy decoding).
+            directory_entries(&self.bytes, &dir)?;
         }
-        for (ours, theirs) in self.records.iter().zip(&theirs) {
+        let mut first_difference = None;
+        let labels = Labels::Records(&self.records);
+        let count = zip_crate_entries(&self.bytes, labels, &mut |i, theirs| {
+            if first_difference.is_some() {
+                return;
+            }
+            let Some(ours) = self.records.get(i) else {
+                return;
+            };
             let same_method = match (ours.method, theirs.method) {
                 (Method::Other(_), Method::Other(_)) => true,
                 (a, b) => a == b,
             };
-            let agree = ours.full_name == theirs.full_name
+            let same_name = match std::str::from_utf8(theirs.raw_name) {
+                Ok(name) => name == ours.full_name,
+                Err(_) => String::from_utf8_lossy(theirs.raw_name) == ours.full_name,
+            };
+            let agree = same_name
                 && ours.header_offset == theirs.header_offset
                 && ours.data_offset == theirs.data_offset
                 && ours.compressed_size == theirs.compressed_size
@@ -176,7 +207,7 @@ impl ZipArchiveReader {
                 && ours.flags == theirs.flags
                 && same_method;
             if !agree {
-                return Err(FormatError::new(
+                first_difference = Some(FormatError::new(
                     rules::ZIP_STRUCTURE,
                     ours.full_name.clone(),
                     Some(ours.header_offset),
@@ -185,8 +216,14 @@ impl ZipArchiveReader {
                     ),
                 ));
             }
+        })?;
+        if count != self.records.len() {
+            return Err(zip_err(format!(
+                "the zip crate reads {count} central-directory entries, the directory walk {}",
+                self.records.len()
+            )));
         }
-        Ok(())
+        first_difference.map_or(Ok(()), Err)
     }
 
     pub fn prefix(&self) -> &str {
@@ -204,7 +241,7 @@ impl ZipArchiveReader {
 
     /// The position in [`Self::records`] of the record named `name` (relative to the prefix).
     pub fn record_index(&self, name: &str) -> Option<usize> {
-        let same = |&i: &usize| self.records[i].name.as_deref() == Some(name);
+        let same = |&i: &usize| self.records[i].name() == Some(name);
         self.by_name.find(name_hash(name), same).copied()
     }
 
@@ -219,7 +256,7 @@ impl ZipArchiveReader {
 
     /// Names (relative to the prefix) of all records under the prefix, in order.
     pub fn record_names(&self) -> impl Iterator<Item = &str> {
-        self.records.iter().filter_map(|r| r.name.as_deref())
+        self.records.iter().filter_map(Record::name)
     }
 
     /// The stored bytes of a record (still compressed for deflated records).
@@ -433,7 +470,7 @@ const FLAG_LOCAL_HEADER_MASKED: u16 = 1 << 13;
 
 /// An entry's full name and its name under the prefix; the first entry sets the prefix
 /// (like PyTorch: its name up to the first '/').
-fn entry_names(first: bool, raw: &[u8], prefix: &mut String) -> (String, Option<String>) {
+fn entry_names(first: bool, raw: &[u8], prefix: &mut String) -> (String, Option<usize>) {
     let full_name = match std::str::from_utf8(raw) {
         Ok(name) => name.to_owned(),
         Err(_) => String::from_utf8_lossy(raw).into_owned(),
@@ -441,11 +478,11 @@ fn entry_names(first: bool, raw: &[u8], prefix: &mut String) -> (String, Option<
     if first {
         *prefix = full_name.split('/').next().unwrap_or("").to_string();
     }
-    let name = full_name
+    let name_start = full_name
         .strip_prefix(prefix.as_str())
         .and_then(|r| r.strip_prefix('/'))
-        .map(str::to_string);
-    (full_name, name)
+        .map(|_| prefix.len() + 1);
+    (full_name, name_start)
 }
 
 /// Walks the central directory straight from the bytes, as miniz does: every entry with
@@ -541,7 +578,7 @@ fn walk_directory(b: &[u8], dir: &Directory) -> Result<(String, Vec<Record>), Fo
             .filter(|&h| &b[h..h + 4] == b"PK\x03\x04")
             .ok_or_else(|| bad(p, format!("central directory entry {i}: no local header")))?;
         let data_offset = header_offset + 30 + u16_at(h + 26) as u64 + u16_at(h + 28) as u64;
-        let (full_name, name) = entry_names(i == 0, raw_name, &mut prefix);
+        let (full_name, name_start) = entry_names(i == 0, raw_name, &mut prefix);
         let method = match u16_at(p + 10) {
             0 => Method::Stored,
             8 => Method::Deflated,
@@ -549,7 +586,7 @@ fn walk_directory(b: &[u8], dir: &Directory) -> Result<(String, Vec<Record>), Fo
         };
         records.push(Record {
             full_name,
-            name,
+            name_start,
             header_offset,
             data_offset,
             compressed_size,
@@ -566,9 +603,76 @@ fn walk_directory(b: &[u8], dir: &Directory) -> Result<(String, Vec<Record>), Fo
 
 /// The `zip` crate's reading of the directory (the prefix and every record).
 fn zip_crate_records(bytes: &Bytes) -> Result<(String, Vec<Record>), FormatError> {
-    let entries = match end_records(bytes)? {
-        Some(dir) => directory_entries(bytes, &dir)?,
-        None => Vec::new(),
+    let mut records = Vec::new();
+    let mut prefix = String::new();
+    zip_crate_entries(bytes, Labels::Directory, &mut |i, e| {
+        let (full_name, name_start) = entry_names(i == 0, e.raw_name, &mut prefix);
+        records.push(Record {
+            full_name,
+            name_start,
+            header_offset: e.header_offset,
+            data_offset: e.data_offset,
+            compressed_size: e.compressed_size,
+            size: e.size,
+            crc32: e.crc32,
+            method: e.method,
+            flags: e.flags,
+            version_needed: e.version_needed,
+        });
+    })?;
+    Ok((prefix, records))
+}
+
+/// Where the names in the `zip` crate's per-entry errors come from.
+enum Labels<'a> {
+    /// A walk of the directory (which also refuses repeated names first).
+    Directory,
+    /// The records of `walk_directory` (their repeated names are checked by the caller).
+    Records(&'a [Record]),
+}
+
+/// One central-directory entry as the `zip` crate reads it.
+struct CrateEntry<'a> {
+    raw_name: &'a [u8],
+    header_offset: u64,
+    data_offset: u64,
+    compressed_size: u64,
+    size: u64,
+    crc32: u32,
+    method: Method,
+    flags: u16,
+    /// The crate reports a computed version, not the stored field (not compared).
+    version_needed: u16,
+}
+
+impl std::fmt::Debug for CrateEntry<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CrateEntry")
+            .field("name", &String::from_utf8_lossy(self.raw_name))
+            .field("header_offset", &self.header_offset)
+            .field("data_offset", &self.data_offset)
+            .field("compressed_size", &self.compressed_size)
+            .field("size", &self.size)
+            .field("crc32", &self.crc32)
+            .field("method", &self.method)
+            .field("flags", &self.flags)
+            .finish()
+    }
+}
+
+/// Reads the directory with the `zip` crate, passing each entry to `visit` in order
+/// (without building names: validation only compares them); returns the entry count.
+fn zip_crate_entries(
+    bytes: &Bytes,
+    labels: Labels,
+    visit: &mut dyn FnMut(usize, &CrateEntry),
+) -> Result<usize, FormatError> {
+    let entries = match labels {
+        Labels::Directory => match end_records(bytes)? {
+            Some(dir) => directory_entries(bytes, &dir)?,
+            None => Vec::new(),
+        },
+        Labels::Records(_) => Vec::new(),
     };
     // The archive starts at byte 0, as PyTorch's miniz reader assumes: the zip crate's
     // default offset detection can be misled by the bytes of stored records (found by
@@ -578,18 +682,20 @@ fn zip_crate_records(bytes: &Bytes) -> Result<(String, Vec<Record>), FormatError
     };
     let mut zip = zip::ZipArchive::with_config(config, std::io::Cursor::new(bytes.clone()))
         .map_err(|e| zip_err(format!("not a readable zip archive: {e}")))?;
-    let mut records = Vec::with_capacity(zip.len());
-    let mut prefix = String::new();
     for i in 0..zip.len() {
         let f = zip.by_index_raw(i).map_err(|e| {
-            // The entry's name and local-header offset (when 32-bit), from the
-            // directory walk: same directory, same order.
-            let (entry_name, header) = match entries.get(i) {
-                Some(&(n, h)) => (
-                    String::from_utf8_lossy(n),
+            // The entry's name and local-header offset, from the directory walk: same
+            // directory, same order.
+            let (entry_name, header) = match (&labels, entries.get(i)) {
+                (Labels::Records(records), _) => match records.get(i) {
+                    Some(r) => (r.full_name.clone(), Some(r.header_offset)),
+                    None => (String::new(), None),
+                },
+                (Labels::Directory, Some(&(n, h))) => (
+                    String::from_utf8_lossy(n).into_owned(),
                     (h != u32::MAX as u64).then_some(h),
                 ),
-                None => (Default::default(), None),
+                (Labels::Directory, None) => (String::new(), None),
             };
             FormatError::new(
                 rules::ZIP_STRUCTURE,
@@ -598,12 +704,12 @@ fn zip_crate_records(bytes: &Bytes) -> Result<(String, Vec<Record>), FormatError
                 format!("central directory entry {i}: {e}"),
             )
         })?;
-        let (full_name, name) = entry_names(i == 0, f.name_raw(), &mut prefix);
+        let full_name = || String::from_utf8_lossy(f.name_raw()).into_owned();
         if f.flags().as_u16() & FLAG_LOCAL_HEADER_MASKED != 0 {
             // miniz refuses the whole archive ("unsupported encryption").
             return Err(FormatError::new(
                 rules::ZIP_STRUCTURE,
-                full_name,
+                full_name(),
                 Some(f.header_start()),
                 "general-purpose flag bit 13 (masked local header): PyTorch's miniz refuses the archive",
             ));
@@ -611,7 +717,7 @@ fn zip_crate_records(bytes: &Bytes) -> Result<(String, Vec<Record>), FormatError
         let data_offset = f.data_start().ok_or_else(|| {
             FormatError::new(
                 rules::ZIP_STRUCTURE,
-                full_name.clone(),
+                full_name(),
                 Some(f.header_start()),
                 "local header could not be read",
             )
@@ -623,21 +729,22 @@ fn zip_crate_records(bytes: &Bytes) -> Result<(String, Vec<Record>), FormatError
             zip::CompressionMethod::Unsupported(m) => Method::Other(m),
             _ => Method::Other(u16::MAX),
         };
-        records.push(Record {
-            full_name,
-            name,
-            header_offset: f.header_start(),
-            data_offset,
-            compressed_size: f.compressed_size(),
-            size: f.size(),
-            crc32: f.crc32(),
-            method,
-            flags: f.flags().as_u16(),
-            // The crate reports a computed version, not the stored field (not compared).
-            version_needed: f.version_needed(),
-        });
+        visit(
+            i,
+            &CrateEntry {
+                raw_name: f.name_raw(),
+                header_offset: f.header_start(),
+                data_offset,
+                compressed_size: f.compressed_size(),
+                size: f.size(),
+                crc32: f.crc32(),
+                method,
+                flags: f.flags().as_u16(),
+                version_needed: f.version_needed(),
+            },
+        );
     }
-    Ok((prefix, records))
+    Ok(zip.len())
 }
 
 /// The central directory as PyTorch's miniz finds it: offset, size and entry count.
@@ -837,8 +944,7 @@ pub fn read_pickle(
     // Storages already made, by record (most: no per-storage key string is kept) and, for
     // those read without a record (meta, empty), by key. A key seen before gets the same
     // storage whichever way it was made.
-    let mut by_record: HashMap<usize, Arc<Storage>> =
-        HashMap::with_capacity_and_hasher(archive.records().len(), Default::default());
+    let mut by_record: Vec<Option<Arc<Storage>>> = vec![None; archive.records().len()];
     let mut by_key: HashMap<String, Arc<Storage>> = HashMap::default();
     // Record names are built in one reused buffer.
     let mut rec_name = String::new();
@@ -861,7 +967,7 @@ pub fn read_pickle(
         rec_name.push('/');
         rec_name.push_str(req.key);
         let index = archive.record_index(&rec_name);
-        if let Some(s) = index.and_then(|i| by_record.get(&i)) {
+        if let Some(s) = index.and_then(|i| by_record[i].as_ref()) {
             return reuse(s);
         }
         let nbytes = req
@@ -893,17 +999,17 @@ pub fn read_pickle(
                 req.dtype.name()
             ));
         }
-        let data = archive
+        let mut data = archive
             .read_record(rec, options.verify_crc)
-            .map_err(|e| e.to_string())?
-            .slice(..nbytes as usize);
+            .map_err(|e| e.to_string())?;
+        data.truncate(nbytes as usize);
         let s = Arc::new(Storage {
             dtype: req.dtype,
             device,
             numel: req.numel,
             data,
         });
-        by_record.insert(index, s.clone());
+        by_record[index] = Some(s.clone());
         Ok(s)
     };
     pickle::unpickle(&data, &mut resolve).map_err(|e| pickle_error(name, e))
@@ -933,28 +1039,36 @@ pub fn load_archive(
     // parsed in vain costs time only, and its errors count only if it is needed).
     let verify_crc = options.verify_crc;
     let parallel_code = code_bytes(archive) >= PARALLEL_CODE_BYTES;
-    let (validation, pickles, mut prepared) = std::thread::scope(|scope| {
-        let helper = (parallel_validation || parallel_code).then(|| {
-            scope.spawn(move || {
-                let valid = match parallel_validation {
-                    true => archive.validate(),
-                    false => Ok(()),
-                };
-                let prepared = match parallel_code && valid.is_ok() {
-                    true => prepare_code(archive, verify_crc),
-                    false => PreparedCode::default(),
-                };
-                (valid, prepared)
-            })
-        });
-        let pickles = read_pickle(archive, "constants.pkl", "constants", options)
-            .and_then(|c| Ok((c, read_pickle(archive, "data.pkl", "data", options)?)));
-        let (valid, prepared) = match helper {
-            Some(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            None => (Ok(()), PreparedCode::default()),
+    // On rayon's pool (threads that outlive the load: no thread start per load, and the
+    // allocator's per-thread heaps stay alive for the frees when the module is dropped).
+    let helper = || {
+        let valid = match parallel_validation {
+            true => archive.validate(),
+            false => Ok(()),
         };
-        (valid, pickles, prepared)
-    });
+        let prepared = match parallel_code && valid.is_ok() {
+            true => prepare_code(archive, verify_crc),
+            false => PreparedCode::default(),
+        };
+        (valid, prepared)
+    };
+    let options_ref = &*options;
+    let read_pickles = || {
+        read_pickle(archive, "constants.pkl", "constants", options_ref)
+            .and_then(|c| Ok((c, read_pickle(archive, "data.pkl", "data", options_ref)?)))
+    };
+    let (pickles, (validation, mut prepared)) = if parallel_validation || parallel_code {
+        // The pickles are read on the calling thread (their values are usually dropped
+        // there too: same-thread frees are the allocator's cheapest).
+        let mut helped = None;
+        let pickles = rayon::in_place_scope(|scope| {
+            scope.spawn(|_| helped = Some(helper()));
+            read_pickles()
+        });
+        (pickles, helped.unwrap_or_else(helper))
+    } else {
+        (read_pickles(), (Ok(()), PreparedCode::default()))
+    };
     validation?;
     let (constants_pkl, data_pkl) = pickles?;
     let mut memoized = constants_pkl.memoized;
@@ -1059,7 +1173,7 @@ fn code_bytes(archive: &ZipArchiveReader) -> u64 {
     archive
         .records()
         .iter()
-        .filter(|r| r.name.as_deref().is_some_and(is_code_path))
+        .filter(|r| r.name().is_some_and(is_code_path))
         .map(|r| r.size)
         .sum()
 }
