@@ -401,14 +401,63 @@ pub fn read_flatbuffer(
         .flatten()
         .map(|f| f.content().map_or(0, |c| c.len()))
         .sum();
-    let code = (source_bytes >= PARALLEL_SOURCE_BYTES).then(|| {
-        let buf = buf.clone();
-        std::thread::spawn(move || {
-            // SAFETY: these very bytes were verified against this schema above.
-            let m = unsafe { fb::root_as_module_unchecked(&buf) };
-            parse_jit_sources(&buf, &m)
-        })
+    // (On rayon's pool: its threads outlive the load, so no thread starts per load and
+    // the allocator's per-thread heaps stay alive when the definitions are dropped.)
+    let mut parsed = None;
+    let read = rayon::in_place_scope(|scope| {
+        if source_bytes >= PARALLEL_SOURCE_BYTES {
+            scope.spawn(|_| parsed = Some(parse_jit_sources(buf, &m)));
+        }
+        read_values(buf, &m, ivalues, object_types, map_location)
     });
+    // A panic on the pool is re-raised by the scope (a bug to surface: fuzzers must see
+    // it), not turned into an input error.
+    let read = read?;
+    let (jit_sources, cu) = match parsed {
+        Some(p) => p?,
+        None => parse_jit_sources(buf, &m)?,
+    };
+    let module = ScriptModule {
+        root: read.root,
+        cu: Arc::new(cu),
+        constants: read.constants,
+        extra_files: read.extra_files.iter().cloned().collect::<IndexMap<_, _>>(),
+        memoized: None,
+    };
+    Ok(MobileModule {
+        module,
+        bytecode_version: m.bytecode_version(),
+        operator_version: m.operator_version(),
+        methods: read.methods,
+        functions: read.functions,
+        object_types: read.object_types,
+        extra_files: read.extra_files,
+        jit_sources,
+        mobile_ivalue_size: read.mobile_ivalue_size,
+        storage_count: read.storage_count,
+    })
+}
+
+/// What `read_values` read of a verified module (everything but the code).
+struct ReadValues {
+    root: Arc<Object>,
+    constants: Vec<IValue>,
+    methods: Vec<Arc<BytecodeFunction>>,
+    functions: Vec<Arc<BytecodeFunction>>,
+    object_types: Vec<ObjectTypeInfo>,
+    extra_files: Vec<(String, Bytes)>,
+    mobile_ivalue_size: u32,
+    storage_count: usize,
+}
+
+/// Reads every ivalue, function and extra file of a verified module.
+fn read_values<'b>(
+    buf: &'b Bytes,
+    m: &fb::Module<'b>,
+    ivalues: Vector<'b, ForwardsUOffset<fb::IValue<'b>>>,
+    object_types: Vec<ObjectTypeInfo>,
+    map_location: Option<Device>,
+) -> Result<ReadValues, FormatError> {
     // Every length below comes from the verified buffer: each ivalue is at least a
     // 4-byte offset in it, so these allocations are bounded by the input size.
     let n = ivalues.len();
@@ -498,33 +547,18 @@ pub fn read_flatbuffer(
         }
     }
     let extra_files = pairs(buf, m.extra_files(), "Module.extra_files")?;
-    let (jit_sources, cu) = match code {
-        // A panic there is a bug to surface (fuzzers must see it), not an input error.
-        Some(handle) => handle
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))?,
-        None => parse_jit_sources(buf, &m)?,
-    };
-    let module = ScriptModule {
+    Ok(ReadValues {
         root,
-        cu: Arc::new(cu),
         constants,
-        extra_files: extra_files.iter().cloned().collect::<IndexMap<_, _>>(),
-        memoized: None,
-    };
-    Ok(MobileModule {
-        module,
-        bytecode_version: m.bytecode_version(),
-        operator_version: m.operator_version(),
         methods,
         functions,
         object_types: r.object_types,
         extra_files,
-        jit_sources,
         mobile_ivalue_size,
         storage_count,
     })
 }
+
 /// Sources code files above this many bytes in total are parsed on a second thread while
 /// the ivalues are read.
 const PARALLEL_SOURCE_BYTES: usize = 32 << 10;
