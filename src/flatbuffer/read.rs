@@ -337,7 +337,142 @@ pub fn read_flatbuffer(
         ));
     }
     let opts = verifier_options(buf.len());
-    let m = fb::root_as_module_with_opts(&opts, buf).map_err(|e| verify_error(e, buf.len()))?;
+    // The verification is split in two (see `verify_part`): the values' part is checked
+    // on the calling thread while, on rayon's pool, the rest is checked and then the code
+    // parsed. Nothing is read before the part it lies in is verified. (The pool's threads
+    // outlive the load: no thread starts per load, and the allocator's per-thread heaps
+    // stay alive when the definitions are dropped.)
+    let rest_verified = std::sync::OnceLock::new();
+    let verify_rest = || verify_part(buf, &opts, Part::Rest);
+    let mut parsed = None;
+    let read = rayon::in_place_scope(|scope| {
+        if buf.len() >= PARALLEL_VERIFY_BYTES {
+            scope.spawn(|_| {
+                if rest_verified.get_or_init(verify_rest).is_ok() {
+                    // SAFETY: the root table and `jit_sources` are verified (`Part::Rest`).
+                    let m = unsafe { fb::root_as_module_unchecked(buf) };
+                    if source_bytes(&m) >= PARALLEL_SOURCE_BYTES {
+                        parsed = Some(parse_jit_sources(buf, &m));
+                    }
+                }
+            });
+        }
+        verify_part(buf, &opts, Part::Values)?;
+        rest_verified.get_or_init(verify_rest).clone()?;
+        // SAFETY: both parts together verify all that `root_as_module_with_opts` does.
+        let m = unsafe { fb::root_as_module_unchecked(buf) };
+        read_module_values(buf, &m, map_location)
+    });
+    // A panic on the pool is re-raised by the scope (a bug to surface: fuzzers must see
+    // it), not turned into an input error.
+    let read = read?;
+    // SAFETY: as above (`read` is an error unless both parts were verified).
+    let m = unsafe { fb::root_as_module_unchecked(buf) };
+    let (jit_sources, cu) = match parsed {
+        Some(p) => p?,
+        None => parse_jit_sources(buf, &m)?,
+    };
+    let module = ScriptModule {
+        root: read.root,
+        cu: Arc::new(cu),
+        constants: read.constants,
+        extra_files: read.extra_files.iter().cloned().collect::<IndexMap<_, _>>(),
+        memoized: None,
+    };
+    Ok(MobileModule {
+        module,
+        bytecode_version: m.bytecode_version(),
+        operator_version: m.operator_version(),
+        methods: read.methods,
+        functions: read.functions,
+        object_types: read.object_types,
+        extra_files: read.extra_files,
+        jit_sources,
+        mobile_ivalue_size: read.mobile_ivalue_size,
+        storage_count: read.storage_count,
+    })
+}
+
+/// What `read_values` read of a verified module (everything but the code).
+struct ReadValues {
+    root: Arc<Object>,
+    constants: Vec<IValue>,
+    methods: Vec<Arc<BytecodeFunction>>,
+    functions: Vec<Arc<BytecodeFunction>>,
+    object_types: Vec<ObjectTypeInfo>,
+    extra_files: Vec<(String, Bytes)>,
+    mobile_ivalue_size: u32,
+    storage_count: usize,
+}
+
+/// The two halves of the module's verification: the fields up to `ivalues`, and the
+/// rest. Together they check what `root_as_module_with_opts` checks, in the same order:
+/// a module failing both is refused with the first part's error, as the one-pass
+/// verifier would. Each part has the whole budget of tables and apparent size (so at
+/// most twice one pass's, still bounded by the input size).
+#[derive(Clone, Copy)]
+enum Part {
+    Values,
+    Rest,
+}
+
+fn verify_part(buf: &[u8], opts: &VerifierOptions, part: Part) -> Result<(), FormatError> {
+    use fb::Module as M;
+    use flatbuffers::Verifier;
+    type Table<'a, T> = ForwardsUOffset<Vector<'a, ForwardsUOffset<T>>>;
+    type Indices<'a> = ForwardsUOffset<Vector<'a, u32>>;
+    let run = || -> Result<(), InvalidFlatbuffer> {
+        let mut v = Verifier::new(opts, buf);
+        let root = v.get_uoffset(0)? as usize;
+        let t = v.visit_table(root)?;
+        match part {
+            Part::Values => {
+                t.visit_field::<u32>("bytecode_version", M::VT_BYTECODE_VERSION, false)?
+                    .visit_field::<Table<fb::ExtraFile>>("extra_files", M::VT_EXTRA_FILES, false)?
+                    .visit_field::<Indices>("methods", M::VT_METHODS, false)?
+                    .visit_field::<u32>("state_obj", M::VT_STATE_OBJ, false)?
+                    .visit_field::<Table<fb::IValue>>("ivalues", M::VT_IVALUES, false)?
+                    .finish();
+            }
+            Part::Rest => {
+                t.visit_field::<i32>("storage_data_size", M::VT_STORAGE_DATA_SIZE, false)?
+                    .visit_field::<Table<fb::StorageData>>(
+                        "storage_data",
+                        M::VT_STORAGE_DATA,
+                        false,
+                    )?
+                    .visit_field::<Table<fb::ObjectType>>(
+                        "object_types",
+                        M::VT_OBJECT_TYPES,
+                        false,
+                    )?
+                    .visit_field::<Table<fb::ExtraFile>>("jit_sources", M::VT_JIT_SOURCES, false)?
+                    .visit_field::<Indices>("jit_constants", M::VT_JIT_CONSTANTS, false)?
+                    .visit_field::<u32>("operator_version", M::VT_OPERATOR_VERSION, false)?
+                    .visit_field::<u32>("mobile_ivalue_size", M::VT_MOBILE_IVALUE_SIZE, false)?
+                    .finish();
+            }
+        }
+        Ok(())
+    };
+    run().map_err(|e| verify_error(e, buf.len()))
+}
+
+fn source_bytes(m: &fb::Module) -> usize {
+    m.jit_sources()
+        .into_iter()
+        .flatten()
+        .map(|f| f.content().map_or(0, |c| c.len()))
+        .sum()
+}
+
+/// Checks what the generated verifier leaves out (union tags, struct members, object
+/// type kinds), then reads the values.
+fn read_module_values<'b>(
+    buf: &'b Bytes,
+    m: &fb::Module<'b>,
+    map_location: Option<Device>,
+) -> Result<ReadValues, FormatError> {
     let ivalues = m
         .ivalues()
         .ok_or_else(|| err("Module.ivalues", "missing"))?;
@@ -393,61 +528,7 @@ pub fn read_flatbuffer(
             }
         }
     }
-    // The code is parsed on a second thread while the ivalues are read (independent
-    // work; a failure in either is reported, the ivalues' first).
-    let source_bytes: usize = m
-        .jit_sources()
-        .into_iter()
-        .flatten()
-        .map(|f| f.content().map_or(0, |c| c.len()))
-        .sum();
-    // (On rayon's pool: its threads outlive the load, so no thread starts per load and
-    // the allocator's per-thread heaps stay alive when the definitions are dropped.)
-    let mut parsed = None;
-    let read = rayon::in_place_scope(|scope| {
-        if source_bytes >= PARALLEL_SOURCE_BYTES {
-            scope.spawn(|_| parsed = Some(parse_jit_sources(buf, &m)));
-        }
-        read_values(buf, &m, ivalues, object_types, map_location)
-    });
-    // A panic on the pool is re-raised by the scope (a bug to surface: fuzzers must see
-    // it), not turned into an input error.
-    let read = read?;
-    let (jit_sources, cu) = match parsed {
-        Some(p) => p?,
-        None => parse_jit_sources(buf, &m)?,
-    };
-    let module = ScriptModule {
-        root: read.root,
-        cu: Arc::new(cu),
-        constants: read.constants,
-        extra_files: read.extra_files.iter().cloned().collect::<IndexMap<_, _>>(),
-        memoized: None,
-    };
-    Ok(MobileModule {
-        module,
-        bytecode_version: m.bytecode_version(),
-        operator_version: m.operator_version(),
-        methods: read.methods,
-        functions: read.functions,
-        object_types: read.object_types,
-        extra_files: read.extra_files,
-        jit_sources,
-        mobile_ivalue_size: read.mobile_ivalue_size,
-        storage_count: read.storage_count,
-    })
-}
-
-/// What `read_values` read of a verified module (everything but the code).
-struct ReadValues {
-    root: Arc<Object>,
-    constants: Vec<IValue>,
-    methods: Vec<Arc<BytecodeFunction>>,
-    functions: Vec<Arc<BytecodeFunction>>,
-    object_types: Vec<ObjectTypeInfo>,
-    extra_files: Vec<(String, Bytes)>,
-    mobile_ivalue_size: u32,
-    storage_count: usize,
+    read_values(buf, m, ivalues, object_types, map_location)
 }
 
 /// Reads every ivalue, function and extra file of a verified module.
@@ -562,6 +643,9 @@ fn read_values<'b>(
 /// Sources code files above this many bytes in total are parsed on a second thread while
 /// the ivalues are read.
 const PARALLEL_SOURCE_BYTES: usize = 32 << 10;
+/// Buffers above this many bytes are verified in two parts on two threads (below, the
+/// second thread's start would cost more than it saves).
+const PARALLEL_VERIFY_BYTES: usize = 64 << 10;
 
 /// `jit_sources` as (qualifier, text) pairs and the declarations they define.
 fn parse_jit_sources(
@@ -1683,4 +1767,57 @@ fn typed_list(elem: &str, items: Vec<IValue>) -> IValue {
         elem_type: TypeExpr::name(elem),
         items,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-pass verifier's verdict and the two parts' (first part's error first).
+    fn verdicts(buf: &[u8]) -> (Result<(), FormatError>, Result<(), FormatError>) {
+        let opts = verifier_options(buf.len());
+        let one_pass = fb::root_as_module_with_opts(&opts, buf)
+            .map(|_| ())
+            .map_err(|e| verify_error(e, buf.len()));
+        let parts = verify_part(buf, &opts, Part::Values)
+            .and_then(|()| verify_part(buf, &opts, Part::Rest));
+        (one_pass, parts)
+    }
+
+    #[test]
+    fn the_two_part_verification_agrees_with_the_one_pass_verifier() {
+        let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/corpus"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "ptl"))
+            .collect();
+        files.sort();
+        assert!(files.len() > 20, "{} corpus flatbuffers", files.len());
+        let (mut checked, mut refused) = (0, 0);
+        for path in files {
+            let original = std::fs::read(&path).unwrap();
+            let (one, two) = verdicts(&original);
+            assert!(one.is_ok(), "{}: {one:?}", path.display());
+            assert_eq!(one, two, "{}", path.display());
+            // Damage: a deterministic walk over single-byte changes.
+            let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ original.len() as u64;
+            for _ in 0..300 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let mut buf = original.clone();
+                let at = (state % buf.len() as u64) as usize;
+                buf[at] = (state >> 32) as u8;
+                let (one, two) = verdicts(&buf);
+                assert_eq!(one, two, "{} with byte {at} set", path.display());
+                checked += 1;
+                refused += one.is_err() as usize;
+            }
+        }
+        // The damage must actually exercise refusals, not just accepted buffers.
+        assert!(
+            refused > 1000,
+            "{refused} of {checked} damaged buffers refused"
+        );
+    }
 }
