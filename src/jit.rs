@@ -12,7 +12,8 @@ use crate::flatbuffer::generated::mobile_bytecode as fb;
 use crate::flatbuffer::{MobileModule, is_flatbuffer, read_flatbuffer};
 use crate::model::bytecode::{ModuleInfo, Operator};
 use crate::model::{Device, ScriptModule};
-use crate::zip_archive::{ExtraFilesMap, LoadOptions, ZipArchiveReader, load_archive};
+use crate::zip_archive::read::{load_archive_with, open_with_crate, worth_opening_early};
+use crate::zip_archive::{ExtraFilesMap, LoadOptions, ZipArchiveReader};
 
 /// The serialization format of a file, decided from its bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -80,14 +81,24 @@ pub fn load_from_buffer(
             Ok(mobile.module)
         }
         FileFormat::Zip => {
-            // Validated by `load_archive`, in parallel with reading the pickles.
-            let archive = ZipArchiveReader::from_bytes_unvalidated(buffer)?;
+            // Validated by `load_archive_with`, in parallel with reading the pickles; for
+            // a large directory the `zip` crate starts parsing it (the larger half of
+            // the validation) on rayon's pool while the directory is walked here.
+            let early = std::sync::OnceLock::new();
             let mut options = LoadOptions {
                 map_location,
                 extra_files,
                 verify_crc: false,
             };
-            Ok(load_archive(&archive, &mut options)?)
+            rayon::in_place_scope(|scope| {
+                if worth_opening_early(&buffer) {
+                    scope.spawn(|_| {
+                        early.get_or_init(|| open_with_crate(&buffer));
+                    });
+                }
+                let archive = ZipArchiveReader::from_bytes_unvalidated(buffer.clone())?;
+                Ok(load_archive_with(&archive, &mut options, Some(&early))?)
+            })
         }
     }
 }

@@ -451,8 +451,11 @@ impl<'s> Unpickler<'s> {
                 self.set_items(vec![k, v])?;
             }
             op::SETITEMS => {
-                let items = self.pop_mark()?;
-                self.set_items(items)?;
+                let m = self
+                    .marks
+                    .pop()
+                    .ok_or_else(|| self.err(PickleErrorKind::NoMark))?;
+                self.set_items_from_stack(m)?;
             }
             op::NEWOBJ => {
                 let args = self.pop()?;
@@ -777,35 +780,55 @@ impl<'s> Unpickler<'s> {
         })
     }
 
-    fn set_items(&mut self, items: Vec<Item>) -> Result<(), PickleError> {
+    /// Checks SETITEMS' key-value items and the dict under them (at `dict`); returns
+    /// the items' depth.
+    fn check_set_items(&self, items: &[Item], dict: Option<&Item>) -> Result<u32, PickleError> {
         if !items.len().is_multiple_of(2) {
             return Err(self.err(PickleErrorKind::Invalid(
                 "SETITEMS with an odd number of items".into(),
             )));
         }
         let mut depth = 0;
-        for it in &items {
+        for it in items {
             match it {
                 Item::Value(_, d) => depth = depth.max(*d),
                 other => return Err(self.err(type_err("SETITEMS", "a value", other))),
             }
         }
-        match self.stack.last() {
-            Some(Item::Value(IValue::Dict(_), _)) => {}
-            Some(other) => return Err(self.err(type_err("SETITEMS", "a dict", other))),
-            None => return Err(self.err(PickleErrorKind::StackUnderflow)),
+        match dict {
+            Some(Item::Value(IValue::Dict(_), _)) => Ok(depth),
+            Some(other) => Err(self.err(type_err("SETITEMS", "a dict", other))),
+            None => Err(self.err(PickleErrorKind::StackUnderflow)),
         }
+    }
+
+    fn set_items(&mut self, items: Vec<Item>) -> Result<(), PickleError> {
+        let depth = self.check_set_items(&items, self.stack.last())?;
+        let pairs = pairs_of(items.into_iter());
+        self.fill_top_dict(depth, pairs)
+    }
+
+    /// SETITEMS: the items above the mark at `start` go straight from the stack into
+    /// the dict below it (a module's attribute dict can hold thousands of entries).
+    fn set_items_from_stack(&mut self, start: usize) -> Result<(), PickleError> {
+        let dict = start.checked_sub(1).and_then(|i| self.stack.get(i));
+        let depth = self.check_set_items(&self.stack[start..], dict)?;
+        let pairs = pairs_of(self.stack.drain(start..));
+        self.fill_top_dict(depth, pairs)
+    }
+
+    fn fill_top_dict(
+        &mut self,
+        depth: u32,
+        mut pairs: Vec<(IValue, IValue)>,
+    ) -> Result<(), PickleError> {
         self.mutate_top("SETITEMS", depth, |v| {
             if let IValue::Dict(d) = v {
                 let d = Arc::get_mut(d).unwrap();
-                d.entries.reserve(items.len() / 2);
-                // (All are values: checked above.)
-                let mut it = items.into_iter().filter_map(|i| match i {
-                    Item::Value(v, _) => Some(v),
-                    _ => None,
-                });
-                while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                    d.entries.push((k, v));
+                if d.entries.is_empty() {
+                    d.entries = pairs;
+                } else {
+                    d.entries.append(&mut pairs);
                 }
             }
             Ok(())
@@ -1482,6 +1505,19 @@ fn check_view(t: &Tensor) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Key-value pairs of items already checked to be values.
+fn pairs_of(items: impl ExactSizeIterator<Item = Item>) -> Vec<(IValue, IValue)> {
+    let mut pairs = Vec::with_capacity(items.len() / 2);
+    let mut values = items.filter_map(|i| match i {
+        Item::Value(v, _) => Some(v),
+        _ => None,
+    });
+    while let (Some(k), Some(v)) = (values.next(), values.next()) {
+        pairs.push((k, v));
+    }
+    pairs
 }
 
 fn mutable_identity(item: &Item) -> Option<usize> {

@@ -173,6 +173,14 @@ impl ZipArchiveReader {
     /// walk, entry by entry: an archive two readers see differently is refused, and
     /// whatever the crate rejects stays rejected.
     pub(crate) fn validate(&self) -> Result<(), FormatError> {
+        self.validate_with(None)
+    }
+
+    /// `validate`, with the crate's parse of the directory made (or being made) early.
+    fn validate_with(
+        &self,
+        early: Option<&std::sync::OnceLock<CrateDirectory>>,
+    ) -> Result<(), FormatError> {
         // The crate's own errors come first, then a count mismatch, then the first entry
         // read differently.
         if self.repeated_name
@@ -183,7 +191,8 @@ impl ZipArchiveReader {
         }
         let mut first_difference = None;
         let labels = Labels::Records(&self.records);
-        let count = zip_crate_entries(&self.bytes, labels, &mut |i, theirs| {
+        let opened = early.map(|cell| cell.get_or_init(|| open_with_crate(&self.bytes)));
+        let count = zip_crate_entries(&self.bytes, labels, opened, &mut |i, theirs| {
             if first_difference.is_some() {
                 return;
             }
@@ -605,7 +614,7 @@ fn walk_directory(b: &[u8], dir: &Directory) -> Result<(String, Vec<Record>), Fo
 fn zip_crate_records(bytes: &Bytes) -> Result<(String, Vec<Record>), FormatError> {
     let mut records = Vec::new();
     let mut prefix = String::new();
-    zip_crate_entries(bytes, Labels::Directory, &mut |i, e| {
+    zip_crate_entries(bytes, Labels::Directory, None, &mut |i, e| {
         let (full_name, name_start) = entry_names(i == 0, e.raw_name, &mut prefix);
         records.push(Record {
             full_name,
@@ -621,6 +630,27 @@ fn zip_crate_records(bytes: &Bytes) -> Result<(String, Vec<Record>), FormatError
         });
     })?;
     Ok((prefix, records))
+}
+
+/// The `zip` crate's parse of the central directory: the larger half of `validate`'s
+/// work, which `jit::load` starts on the pool before walking the directory itself.
+pub(crate) type CrateDirectory = Result<zip::ZipArchive<std::io::Cursor<Bytes>>, FormatError>;
+
+pub(crate) fn open_with_crate(bytes: &Bytes) -> CrateDirectory {
+    // The archive starts at byte 0, as PyTorch's miniz reader assumes: the zip crate's
+    // default offset detection can be misled by the bytes of stored records (found by
+    // the generator: some extra-file contents made it reject a valid archive).
+    let config = zip::read::Config {
+        archive_offset: zip::read::ArchiveOffset::Known(0),
+    };
+    zip::ZipArchive::with_config(config, std::io::Cursor::new(bytes.clone()))
+        .map_err(|e| zip_err(format!("not a readable zip archive: {e}")))
+}
+
+/// Whether `jit::load` should open the archive with the `zip` crate on a second thread
+/// while it walks the directory (the directory is large enough for parallel validation).
+pub(crate) fn worth_opening_early(bytes: &[u8]) -> bool {
+    matches!(end_records(bytes), Ok(Some(dir)) if dir.entries >= PARALLEL_VALIDATION_RECORDS as u64)
 }
 
 /// Where the names in the `zip` crate's per-entry errors come from.
@@ -665,6 +695,7 @@ impl std::fmt::Debug for CrateEntry<'_> {
 fn zip_crate_entries(
     bytes: &Bytes,
     labels: Labels,
+    opened: Option<&CrateDirectory>,
     visit: &mut dyn FnMut(usize, &CrateEntry),
 ) -> Result<usize, FormatError> {
     let entries = match labels {
@@ -674,14 +705,11 @@ fn zip_crate_entries(
         },
         Labels::Records(_) => Vec::new(),
     };
-    // The archive starts at byte 0, as PyTorch's miniz reader assumes: the zip crate's
-    // default offset detection can be misled by the bytes of stored records (found by
-    // the generator: some extra-file contents made it reject a valid archive).
-    let config = zip::read::Config {
-        archive_offset: zip::read::ArchiveOffset::Known(0),
+    let mut zip = match opened {
+        // (A clone shares the parsed directory.)
+        Some(opened) => opened.clone()?,
+        None => open_with_crate(bytes)?,
     };
-    let mut zip = zip::ZipArchive::with_config(config, std::io::Cursor::new(bytes.clone()))
-        .map_err(|e| zip_err(format!("not a readable zip archive: {e}")))?;
     for i in 0..zip.len() {
         let f = zip.by_index_raw(i).map_err(|e| {
             // The entry's name and local-header offset, from the directory walk: same
@@ -948,6 +976,7 @@ pub fn read_pickle(
     let mut by_key: HashMap<String, Arc<Storage>> = HashMap::default();
     // Record names are built in one reused buffer.
     let mut rec_name = String::new();
+    let mut next_record: Option<usize> = None;
     let mut resolve = |req: &StorageRequest| -> std::result::Result<Arc<Storage>, String> {
         let reuse = |s: &Arc<Storage>| {
             if s.dtype != req.dtype {
@@ -966,7 +995,14 @@ pub fn read_pickle(
         rec_name.push_str(storage_dir);
         rec_name.push('/');
         rec_name.push_str(req.key);
-        let index = archive.record_index(&rec_name);
+        // Storages usually come in record order (PyTorch writes `data/0`, `data/1`, ...
+        // as the pickle names them): the record after the last one found is tried before
+        // the name table (the same record whenever no two records share a name).
+        let guess = next_record
+            .filter(|_| !archive.repeated_name)
+            .filter(|&i| archive.records.get(i).and_then(Record::name) == Some(&rec_name));
+        let index = guess.or_else(|| archive.record_index(&rec_name));
+        next_record = index.map(|i| i + 1);
         if let Some(s) = index.and_then(|i| by_record[i].as_ref()) {
             return reuse(s);
         }
@@ -1020,17 +1056,27 @@ pub fn load_archive(
     archive: &ZipArchiveReader,
     options: &mut LoadOptions,
 ) -> Result<ScriptModule, FormatError> {
+    load_archive_with(archive, options, None)
+}
+
+/// `load_archive`, with the `zip` crate's parse of the directory (for validation) made
+/// or being made early, on another thread (`jit::load`).
+pub(crate) fn load_archive_with(
+    archive: &ZipArchiveReader,
+    options: &mut LoadOptions,
+    early: Option<&std::sync::OnceLock<CrateDirectory>>,
+) -> Result<ScriptModule, FormatError> {
     // A reader from `from_bytes_unvalidated` (jit::load) is validated here: for a large
     // directory on a second thread while the pickles are read, else first. Either way its
     // verdict comes before anything else, as if `from_bytes` had been used.
     let parallel_validation =
         !archive.validated && archive.records.len() >= PARALLEL_VALIDATION_RECORDS;
     if !archive.validated && !parallel_validation {
-        archive.validate()?;
+        archive.validate_with(early)?;
     }
     if let Err(e) = archive.version() {
         if parallel_validation {
-            archive.validate()?;
+            archive.validate_with(early)?;
         }
         return Err(e);
     }
@@ -1041,14 +1087,16 @@ pub fn load_archive(
     let parallel_code = code_bytes(archive) >= PARALLEL_CODE_BYTES;
     // On rayon's pool (threads that outlive the load: no thread start per load, and the
     // allocator's per-thread heaps stay alive for the frees when the module is dropped).
+    // The code comes first: the crate may still be parsing the directory on another
+    // thread (started by `jit::load`). Should validation then fail, the parse is dropped.
     let helper = || {
-        let valid = match parallel_validation {
-            true => archive.validate(),
-            false => Ok(()),
-        };
-        let prepared = match parallel_code && valid.is_ok() {
+        let prepared = match parallel_code {
             true => prepare_code(archive, verify_crc),
             false => PreparedCode::default(),
+        };
+        let valid = match parallel_validation {
+            true => archive.validate_with(early),
+            false => Ok(()),
         };
         (valid, prepared)
     };
@@ -1300,15 +1348,9 @@ fn import_code_prepared(
         }
     }
     // Keep the archive's file order: a re-save writes the files in that order.
-    let position: HashMap<&str, usize> = archive
-        .record_names()
-        .enumerate()
-        .map(|(i, n)| (n, i))
-        .collect();
-    cu.files.sort_by_key(|f| {
-        position
-            .get(qualifier_to_code_path(&f.qualifier).as_str())
-            .copied()
+    cu.files.sort_by_cached_key(|f| {
+        archive
+            .record_index(&qualifier_to_code_path(&f.qualifier))
             .unwrap_or(usize::MAX)
     });
     Ok(cu)
