@@ -257,13 +257,22 @@ impl<'s> Unpickler<'s> {
         storages: &'s mut dyn FnMut(&StorageRequest) -> Result<Arc<Storage>, String>,
         options: ReadOptions,
     ) -> Self {
+        // Sized for PyTorch's densest pickles (a memoized string or storage every ~20
+        // bytes, thousands of attribute items on the stack at once), so that the two
+        // large vectors are not copied as they grow; capped, so a huge pickle (a 4 GiB
+        // string) does not reserve in proportion.
+        let memo = Memo {
+            dense: Vec::with_capacity((data.len() / 16).min(1 << 17)),
+            sparse: FxHashMap::default(),
+        };
+        let stack = Vec::with_capacity((data.len() / 32).min(1 << 16));
         Unpickler {
             data,
             pos: 0,
             op_start: 0,
-            stack: Vec::new(),
+            stack,
             marks: Vec::new(),
-            memo: Memo::default(),
+            memo,
             memo_holders: FxHashMap::default(),
             storages,
             options,
