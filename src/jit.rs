@@ -90,7 +90,7 @@ pub fn load_from_buffer(
                 extra_files,
                 verify_crc: false,
             };
-            rayon::in_place_scope(|scope| {
+            let loaded = rayon::in_place_scope(|scope| {
                 if worth_opening_early(&buffer) {
                     scope.spawn(|_| {
                         early.get_or_init(|| open_with_crate(&buffer));
@@ -98,7 +98,13 @@ pub fn load_from_buffer(
                 }
                 let archive = ZipArchiveReader::from_bytes_unvalidated(buffer.clone())?;
                 Ok(load_archive_with(&archive, &mut options, Some(&early))?)
-            })
+            });
+            // The crate's parse (thousands of small allocations, made on the pool) is
+            // freed on the pool too, off the caller's path.
+            if let Some(parsed) = early.into_inner() {
+                rayon::spawn(move || drop(parsed));
+            }
+            loaded
         }
     }
 }
