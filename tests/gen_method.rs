@@ -70,8 +70,8 @@ impl TreeGen<'_, '_> {
         Ok(Tensor {
             storage: self.storage.clone(),
             storage_offset: offset,
-            sizes,
-            strides,
+            sizes: sizes.into(),
+            strides: strides.into(),
             requires_grad: self.u.arbitrary()?,
             conj: false,
             neg: false,

@@ -23,7 +23,7 @@ use crate::model::bytecode::{
     Arg, BytecodeFunction, FunctionSchema, Instruction, ModuleInfo, OpCode, Operator,
 };
 use crate::model::{
-    CompilationUnit, Device, Dict, EnumValue, IValue, List, Object, ObjectState, QScheme,
+    CompilationUnit, Device, Dict, Dims, EnumValue, IValue, List, Object, ObjectState, QScheme,
     QualifiedName, Quantization, ScalarType, ScriptModule, SourceFile, Storage, Str, Tensor, Tuple,
     TypeExpr,
 };
@@ -1415,11 +1415,11 @@ impl<'a> Reader<'a> {
             dtype,
             &format_args!("{field}.storage_location_index"),
         )?;
-        let sizes: Vec<i64> = t
+        let sizes: Dims = t
             .sizes()
             .map(|v| v.iter().map(i64::from).collect())
             .unwrap_or_default();
-        let strides: Vec<i64> = t
+        let strides: Dims = t
             .strides()
             .map(|v| v.iter().map(i64::from).collect())
             .unwrap_or_default();

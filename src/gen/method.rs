@@ -284,9 +284,9 @@ impl<'a> Usable<'a> {
             let Some(name) = name.as_str() else { continue };
             match v {
                 IValue::Tensor(t) if usable_float(t) => {
-                    if t.sizes == [features] {
+                    if t.sizes[..] == [features] {
                         u.vectors.push(name);
-                    } else if t.sizes == [features, features] {
+                    } else if t.sizes[..] == [features, features] {
                         u.matrices.push(name);
                     }
                 }

@@ -424,7 +424,7 @@ impl Gen<'_> {
                 let offset = u.int_in_range(0..=(s.numel as i64 - numel))?;
                 let strides = if sizes.len() == 2 && u.arbitrary()? {
                     self.seen("tensor:transposed-view");
-                    vec![1, sizes[0]]
+                    smallvec::smallvec![1, sizes[0]]
                 } else {
                     Tensor::contiguous_strides(sizes)
                 };
@@ -432,7 +432,7 @@ impl Gen<'_> {
                 return Ok(Tensor {
                     storage: s,
                     storage_offset: offset,
-                    sizes: sizes.to_vec(),
+                    sizes: sizes.into(),
                     strides,
                     requires_grad: false,
                     conj: false,
@@ -460,7 +460,7 @@ impl Gen<'_> {
             false,
         );
         let t = Tensor {
-            sizes: sizes.to_vec(),
+            sizes: sizes.into(),
             strides: Tensor::contiguous_strides(sizes),
             ..t
         };

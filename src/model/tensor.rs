@@ -82,15 +82,19 @@ pub enum Quantization {
     },
 }
 
+/// Sizes or strides of a tensor: up to four dimensions are held inline (a load of
+/// thousands of small tensors would otherwise allocate and free two vectors for each).
+pub type Dims = smallvec::SmallVec<[i64; 4]>;
+
 /// A strided view of a storage.
 #[derive(Clone, Debug)]
 pub struct Tensor {
     pub storage: Arc<Storage>,
     /// In elements.
     pub storage_offset: i64,
-    pub sizes: Vec<i64>,
+    pub sizes: Dims,
     /// In elements.
-    pub strides: Vec<i64>,
+    pub strides: Dims,
     pub requires_grad: bool,
     /// The conjugate bit (a lazily conjugated view).
     pub conj: bool,
@@ -115,8 +119,8 @@ impl Tensor {
     }
 
     /// Contiguous strides for `sizes` (row-major).
-    pub fn contiguous_strides(sizes: &[i64]) -> Vec<i64> {
-        let mut strides = vec![0; sizes.len()];
+    pub fn contiguous_strides(sizes: &[i64]) -> Dims {
+        let mut strides: Dims = smallvec::smallvec![0; sizes.len()];
         let mut acc = 1i64;
         for i in (0..sizes.len()).rev() {
             strides[i] = acc;
@@ -157,10 +161,11 @@ impl Tensor {
     pub fn contiguous(
         dtype: ScalarType,
         device: Device,
-        sizes: Vec<i64>,
+        sizes: impl Into<Dims>,
         data: Bytes,
         requires_grad: bool,
     ) -> Tensor {
+        let sizes = sizes.into();
         let numel = if device.is_meta() {
             sizes.iter().product::<i64>().max(0) as u64
         } else {

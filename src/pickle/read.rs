@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::opcodes as op;
 use crate::model::{
-    Device, Dict, EnumValue, IValue, List, Object, ObjectState, QScheme, QualifiedName,
+    Device, Dict, Dims, EnumValue, IValue, List, Object, ObjectState, QScheme, QualifiedName,
     Quantization, ScalarType, Storage, Str, Tensor, Tuple, TypeExpr,
 };
 
@@ -1162,8 +1162,8 @@ impl<'s> Unpickler<'s> {
         let tensor = Tensor {
             storage: storage.clone(),
             storage_offset: offset,
-            sizes,
-            strides,
+            sizes: sizes.into(),
+            strides: strides.into(),
             requires_grad,
             conj,
             neg,
@@ -1362,15 +1362,15 @@ impl<'s> Unpickler<'s> {
     }
 
     /// A tuple of ints: EMPTY_TUPLE, 1-3 ints and TUPLE1-3, or MARK ints TUPLE.
-    fn fast_int_tuple(&mut self) -> Option<Vec<i64>> {
+    fn fast_int_tuple(&mut self) -> Option<Dims> {
         match *self.data.get(self.pos)? {
             op::EMPTY_TUPLE => {
                 self.pos += 1;
-                return Some(Vec::new());
+                return Some(Dims::new());
             }
             op::MARK => {
                 self.pos += 1;
-                let mut out = Vec::with_capacity(4);
+                let mut out = Dims::new();
                 while self.data.get(self.pos)? != &op::TUPLE {
                     out.push(self.fast_int()?);
                 }
@@ -1379,7 +1379,7 @@ impl<'s> Unpickler<'s> {
             }
             _ => {}
         }
-        let mut out = Vec::with_capacity(3);
+        let mut out = Dims::new();
         loop {
             match *self.data.get(self.pos)? {
                 op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
