@@ -637,7 +637,7 @@ impl<'s> Unpickler<'s> {
     fn range_in_data(&self, bytes: &[u8]) -> Option<(usize, usize)> {
         let base = self.data.as_ptr() as usize;
         let start = (bytes.as_ptr() as usize).checked_sub(base)?;
-        let end = start + bytes.len();
+        let end = start.checked_add(bytes.len())?;
         (!bytes.is_empty() && end <= self.data.len()).then_some((start, end))
     }
 
