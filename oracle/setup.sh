@@ -10,9 +10,29 @@
 # Prints the venv's python path as the last (and only stdout) line, so callers can do
 #   PY=$(bash oracle/setup.sh)
 # All progress messages go to stderr.
+#
+# `bash oracle/setup.sh --models` additionally installs, into the 2.15.0 venv, the model
+# libraries used by oracle/make_models.py (the real-model corpus), at exact pins, every
+# package with --no-deps so pip can never replace torch (torchvision/torchaudio pin an
+# older torch in their metadata):
+#   torchvision 0.29.2, torchaudio 2.11.1, timm 1.0.31
+#   + what they import: pillow (torchvision), pyyaml, safetensors, huggingface_hub and its
+#     own dependencies (timm)
+# Idempotent: nothing is installed when every pin is already there. Still prints only the
+# python path on stdout. No weights are ever downloaded (make_models.py uses random
+# weights and points TORCH_HOME / HF_HOME at an empty temp dir with HF_HUB_OFFLINE=1).
 set -euo pipefail
 
+MODELS=0
+if [ "${1:-}" = "--models" ]; then
+    MODELS=1
+    shift
+fi
 TORCH_VERSION="${1:-2.15.0}"
+if [ "$MODELS" = 1 ] && [ "$TORCH_VERSION" != "2.15.0" ]; then
+    echo "setup.sh: --models is only supported for torch 2.15.0" >&2
+    exit 2
+fi
 if [ "$TORCH_VERSION" = "2.15.0" ]; then
     VENV="${PTCONFORM_TORCH_VENV:-$HOME/.cache/ptconform/venv-torch-2.15.0}"
     NUMPY="numpy"
@@ -27,7 +47,54 @@ torch_ok() {
         >/dev/null 2>&1
 }
 
+# exact pins of oracle/make_models.py's libraries (and their whole dependency closure,
+# as resolved by pip on 2.15.0 / CPython 3.11), installed with --no-deps
+MODEL_PINS=(
+    torchvision==0.29.2 torchaudio==2.11.1 timm==1.0.31
+    pillow==13.0.0 pyyaml==6.0.4 safetensors==0.8.0 huggingface_hub==2.4.0
+    packaging==26.4 tqdm==4.70.1 hf-xet==1.8.0 click==8.5.1 httpx2==2.16.2
+    httpcore2==2.16.2 h11==0.16.0 anyio==4.16.0 idna==3.20 truststore==0.10.5
+)
+
+models_ok() {
+    "$PY" - "${MODEL_PINS[@]}" >/dev/null 2>&1 <<'PYEOF'
+import sys
+from importlib.metadata import version, PackageNotFoundError
+for pin in sys.argv[1:]:
+    name, want = pin.split("==")
+    try:
+        have = version(name)
+    except PackageNotFoundError:
+        sys.exit(1)
+    if have.split("+")[0] != want:
+        sys.exit(1)
+PYEOF
+}
+
+install_models() {
+    if models_ok; then
+        return 0
+    fi
+    echo "setup.sh: installing the model libraries into $VENV: ${MODEL_PINS[*]}" >&2
+    "$PY" -m pip install --disable-pip-version-check --no-deps "${MODEL_PINS[@]}" >&2
+    if ! models_ok; then
+        echo "setup.sh: model library pins still not satisfied in $VENV" >&2
+        exit 1
+    fi
+    if ! torch_ok; then
+        echo "setup.sh: installing the model libraries changed torch in $VENV" >&2
+        exit 1
+    fi
+    "$PY" -c 'import torchvision, torchaudio, timm' >&2 || {
+        echo "setup.sh: torchvision / torchaudio / timm do not import" >&2
+        exit 1
+    }
+}
+
 if torch_ok; then
+    if [ "$MODELS" = 1 ]; then
+        install_models
+    fi
     echo "$PY"
     exit 0
 fi
@@ -55,6 +122,10 @@ fi
 if ! torch_ok; then
     echo "setup.sh: torch $TORCH_VERSION still not importable from $PY" >&2
     exit 1
+fi
+
+if [ "$MODELS" = 1 ]; then
+    install_models
 fi
 
 echo "$PY"

@@ -1268,7 +1268,12 @@ impl<'a> Reader<'a> {
                 self.child_function(o.setstate_func(), Site::one(idx, ".Object.setstate_func"))?;
                 ObjectState::SetState(self.child(o.state(), Site::one(idx, ".Object.state"))?)
             }
-            ObjectKind::CustomClass | ObjectKind::NonObj => {
+            ObjectKind::CustomClass => {
+                // A TorchBind object: PyTorch runs the C++ class's __setstate__ on the
+                // state; there is no setstate function in the file.
+                ObjectState::SetState(self.child(o.state(), Site::one(idx, ".Object.state"))?)
+            }
+            ObjectKind::NonObj => {
                 return Err(FormatError::new(
                     rules::FLATBUFFER,
                     format!("{here}.Object.type_index"),

@@ -501,6 +501,9 @@ impl<'a> Writer<'a> {
         if let Some(t) = self.hints.get(name) {
             return Ok((t.kind, t.attr_names.clone()));
         }
+        if crate::model::torchbind::is_torchbind(name) {
+            return Ok((ObjectKind::CustomClass, Vec::new()));
+        }
         if let Some(c) = self.m.module.cu.class(&QualifiedName::new(name)) {
             let kind = if c.has_setstate() {
                 ObjectKind::ClassWithSetstate
@@ -723,8 +726,10 @@ impl<'a> Writer<'a> {
                     .get(&format!("{file_name}.__setstate__"))
                     .copied()
                     .unwrap_or(0);
+                let torchbind = crate::model::torchbind::is_torchbind_name(&o.class);
                 let kind = match self.hints.get(file_name.as_str()) {
                     Some(t) if t.kind == ObjectKind::CustomClass => ObjectKind::CustomClass,
+                    _ if torchbind => ObjectKind::CustomClass,
                     _ => ObjectKind::ClassWithSetstate,
                 };
                 (kind, Vec::new())

@@ -9,6 +9,7 @@ pub mod dtype;
 pub mod mangle;
 pub mod module;
 pub mod tensor;
+pub mod torchbind;
 pub mod types;
 pub mod value;
 

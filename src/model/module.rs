@@ -151,6 +151,23 @@ pub fn validate_objects(m: &ScriptModule) -> Result<(), crate::error::FormatErro
             continue;
         }
         match v {
+            IValue::Object(o) if super::torchbind::is_torchbind_name(&o.class) => {
+                // Defined in C++: its __setstate__ takes the state, whatever PyTorch's
+                // registration then makes of it. A TorchBind object pickled with an
+                // attribute dict would be passed that dict by torch.jit.load.
+                match &o.state {
+                    ObjectState::SetState(s) => stack.push(s),
+                    ObjectState::Attributes(_) => {
+                        return Err(err(
+                            rules::OBJECT_ATTRIBUTES,
+                            format!(
+                                "TorchBind object {} is pickled with an attribute dict; its C++ __setstate__ takes its __getstate__ value",
+                                o.class
+                            ),
+                        ));
+                    }
+                }
+            }
             IValue::Object(o) => {
                 let class = match m.cu.get(&o.class) {
                     Some(Definition::Class(c)) => c,

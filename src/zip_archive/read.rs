@@ -16,6 +16,7 @@ use indexmap::IndexMap;
 
 use crate::code;
 use crate::error::{Error, FormatError, Result, rules};
+use crate::model::torchbind;
 use crate::model::{
     CompilationUnit, Definition, Device, IValue, QualifiedName, ScriptModule, SourceFile, Storage,
     types::qualifier_to_code_path,
@@ -1278,8 +1279,15 @@ fn import_code_prepared(
     // (name, required): names used by pickled values or declarations must exist; names
     // seen only inside method bodies are followed when their file exists (PyTorch
     // resolves those when it compiles the body).
-    let mut queue: VecDeque<(QualifiedName, bool)> =
-        needed.into_iter().map(|n| (n, true)).collect();
+    // TorchBind classes are defined in C++: their (empty) namespace file is kept when the
+    // archive has it, and no definition is required.
+    let mut queue: VecDeque<(QualifiedName, bool)> = needed
+        .into_iter()
+        .map(|n| {
+            let required = !torchbind::is_torchbind_name(&n);
+            (n, required)
+        })
+        .collect();
     let mut requested = HashSet::default();
     while let Some((name, required)) = queue.pop_front() {
         if !requested.insert(name.clone()) {
@@ -1314,7 +1322,8 @@ fn import_code_prepared(
             let mut names = Vec::new();
             for def in defs {
                 for dep in dependencies(&def) {
-                    queue.push_back((dep, true));
+                    let required = !torchbind::is_torchbind_name(&dep);
+                    queue.push_back((dep, required));
                 }
                 for token in body_references(&def) {
                     for dep in candidate_names(&token) {
@@ -1383,10 +1392,9 @@ fn candidate_names(token: &str) -> Vec<QualifiedName> {
 /// Named types a declaration mentions in attribute types and signatures.
 fn dependencies(def: &Definition) -> Vec<QualifiedName> {
     let mut out = def.type_references();
-    // Custom C++ classes (`__torch__.torch.classes.*`) are never printed to code/.
-    out.retain(|n| {
-        n.as_str().starts_with("__torch__.") && !n.as_str().starts_with("__torch__.torch.classes.")
-    });
+    // TorchBind classes (`__torch__.torch.classes.*`) stay in the list: their namespace
+    // file is empty but still part of the archive.
+    out.retain(|n| n.as_str().starts_with("__torch__."));
     out
 }
 

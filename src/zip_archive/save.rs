@@ -150,7 +150,9 @@ pub fn save_to_writer<W: Write>(
     for (qualifier, text, debug_pkl) in &files {
         let path = crate::model::types::qualifier_to_code_path(qualifier);
         zw.write_record(&path, text.as_bytes()).map_err(io)?;
-        let debug = debug_pkl.clone().unwrap_or_else(minimal_debug_pkl);
+        let debug = debug_pkl
+            .clone()
+            .unwrap_or_else(|| minimal_debug_pkl(text.is_empty()));
         zw.write_record(&format!("{path}.debug_pkl"), &debug)
             .map_err(io)?;
         texts.push(text.as_str());
@@ -322,7 +324,8 @@ pub(crate) fn print_code(
 
 /// A `.debug_pkl` in PyTorch's structure for code that has no recorded source ranges:
 /// the string table holds only `""` and one record maps the whole file to an empty range.
-fn minimal_debug_pkl() -> Bytes {
+/// An empty file (a TorchBind namespace) has no records at all, as PyTorch writes it.
+fn minimal_debug_pkl(empty_file: bool) -> Bytes {
     use crate::model::{List, Str, TypeExpr};
     let t = |items: Vec<IValue>| IValue::Tuple(Arc::new(Tuple { items, named: None }));
     let source = t(vec![
@@ -338,16 +341,24 @@ fn minimal_debug_pkl() -> Bytes {
         t(vec![source, IValue::Int(0), IValue::Int(0)]),
         IValue::Int(0),
     ]);
+    let records = if empty_file { vec![] } else { vec![record] };
     let v = t(vec![
         IValue::String(Str::from("FORMAT_WITH_STRING_TABLE")),
         t(vec![IValue::String(Str::from(""))]),
-        t(vec![record]),
+        t(records),
     ]);
     let none = |_: &QualifiedName| false;
     let ident = |q: &QualifiedName| q.clone();
     let mut p = Pickler::new(&none, &ident);
-    p.plan(&v, MemoPolicy::Loaded);
-    // The table is a fresh value in PyTorch, so not memoized.
-    p.unmemoize(&v);
+    if empty_file {
+        // PyTorch memoizes both inner tuples, the empty one included.
+        let inner: rustc_hash::FxHashSet<usize> =
+            v.children().iter().filter_map(|c| c.identity()).collect();
+        p.plan(&v, MemoPolicy::Recorded(Arc::new(inner)));
+    } else {
+        p.plan(&v, MemoPolicy::Loaded);
+        // The table is a fresh value in PyTorch, so not memoized.
+        p.unmemoize(&v);
+    }
     Bytes::from(p.finish(&v).0.to_vec())
 }
