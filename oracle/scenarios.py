@@ -1102,3 +1102,118 @@ def scenario_bigcode(out):
 def scenario_interfaces_classes(out):
     from pkgx import mods
     out.save(torch.jit.script(mods.Top()), "interfaces_classes")
+
+
+# ---------------------------------------------------------------------------------------
+# TorchBind classes (issue 15): objects of C++ classes registered with torch.classes,
+# serialized through their __getstate__ (quantized packed parameters, RNN cell params).
+# ---------------------------------------------------------------------------------------
+
+def scenario_torchbind_static(out):
+    import torch.ao.nn.quantized as nnq
+
+    class StaticQuantized(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nnq.Linear(4, 3)
+            self.conv = nnq.Conv2d(2, 2, 3)
+            self.conv3 = nnq.Conv3d(1, 2, 2)
+            self.emb = nnq.Embedding(10, 4)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.lin(x)
+
+    out.save(torch.jit.script(StaticQuantized().eval()), "torchbind_static")
+
+
+def scenario_torchbind_dynamic(out):
+    class Recurrent(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(4, 5, num_layers=2)
+            self.gru = torch.nn.GRU(4, 3)
+            self.fc = torch.nn.Linear(5, 2)
+
+        def forward(self, x: Tensor) -> Tensor:
+            y, _ = self.lstm(x)
+            return self.fc(y)
+
+    m = torch.ao.quantization.quantize_dynamic(
+        Recurrent().eval(), {torch.nn.LSTM, torch.nn.GRU, torch.nn.Linear}, dtype=torch.qint8
+    )
+    out.save(torch.jit.script(m), "torchbind_dynamic")
+
+
+def scenario_torchbind_frozen(out):
+    import torch.ao.nn.quantized as nnq
+
+    class Frozen(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nnq.Conv2d(2, 2, 3)
+            self.lin = nnq.Linear(4, 3)
+
+        def forward(self, x: Tensor, y: Tensor) -> Tuple[Tensor, Tensor]:
+            return self.conv(x), self.lin(y)
+
+    out.save(torch.jit.freeze(torch.jit.script(Frozen().eval())), "torchbind_frozen")
+
+
+# ---------------------------------------------------------------------------------------
+# Other file kinds PyTorch writes (issue 15): mobile zips (_save_for_lite_interpreter,
+# with bytecode.pkl, constants as constants/N.storage, optional mobile debug records),
+# traced modules (traced_inputs.pkl), frozen library modules, version rules.
+# ---------------------------------------------------------------------------------------
+
+def scenario_mobile_zip(out):
+    class WithConstants(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 2)
+            self.register_buffer("offset", torch.tensor([0.5, -0.5]))
+
+        def forward(self, x):
+            return self.lin(x) + self.offset
+
+    scripted = torch.jit.script(WithConstants().eval())
+    out.emit("mobile_zip", scripted._save_to_buffer_for_lite_interpreter())
+    frozen = torch.jit.freeze(scripted)
+    out.emit("mobile_zip_frozen", frozen._save_to_buffer_for_lite_interpreter())
+    out.emit(
+        "mobile_zip_debug",
+        frozen._save_to_buffer_for_lite_interpreter(_save_mobile_debug_info=True),
+    )
+    m = torch.ao.quantization.quantize_dynamic(
+        torch.nn.Sequential(torch.nn.Linear(4, 3)).eval(), {torch.nn.Linear}, dtype=torch.qint8
+    )
+    out.emit("mobile_zip_torchbind", torch.jit.script(m)._save_to_buffer_for_lite_interpreter())
+
+
+def scenario_traced(out):
+    class Traced(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 3)
+
+        def forward(self, x, y):
+            return self.lin(x) + y.sum()
+
+    t = torch.jit.trace(Traced().eval(), (torch.randn(2, 4), torch.randn(5)))
+    out.save(t, "traced")
+    out.emit("traced_mobile_zip", t._save_to_buffer_for_lite_interpreter())
+
+
+def scenario_frozen_transformer(out):
+    layer = torch.nn.TransformerEncoderLayer(8, 2, 16)
+    m = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
+    frozen = out.judge_by_zip_twin(torch.jit.freeze(torch.jit.script(m)))
+    out.save(frozen, "frozen_transformer")
+
+
+def scenario_version_div_int(out):
+    class IntDiv(torch.nn.Module):
+        def forward(self, a: int, b: int) -> float:
+            # aten::div.int has no upgrader: PyTorch keeps version 3 for this code.
+            return a / b
+
+    out.save(torch.jit.script(IntDiv()), "version_div_int")

@@ -175,6 +175,15 @@ pub fn check_archive(archive: &ZipArchiveReader) -> Vec<FormatError> {
             }
         }
     }
+    // A mobile zip's bytecode is read by the lite interpreter (`torch.jit.load` ignores
+    // it): it must unpickle safely, its tensors naming the constants' storages.
+    // `traced_inputs.pkl` is read by no loader (PyTorch even writes empty storages for
+    // it), so it is kept on re-save but not judged.
+    if archive.has_record("bytecode.pkl")
+        && let Err(e) = read_pickle(archive, "bytecode.pkl", "constants", &options)
+    {
+        out.push(e);
+    }
     check_attribute_types(&module, &mut out);
     out
 }

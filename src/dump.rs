@@ -285,6 +285,8 @@ fn dump_record(
         );
         let storage_dir = match name {
             "data.pkl" => "data",
+            "traced_inputs.pkl" => "traced_inputs",
+            // constants.pkl, and a mobile zip's bytecode.pkl (which names the constants).
             _ => "constants",
         };
         disassemble(archive, &data, storage_dir, r, out, problems);

@@ -70,6 +70,9 @@ pub fn roundtrip_zip(original: Bytes) -> Result<RoundTrip> {
             .map(MemoPolicy::Recorded)
             .unwrap_or(MemoPolicy::Loaded),
         serialization_id,
+        version: Some(archive.version()?.0),
+        constants_key_suffix: constants_key_suffix(&archive),
+        trailing_records: trailing_records(&archive)?,
         ..Default::default()
     };
     let rewritten = save_to_writer(&module, Vec::new(), archive.prefix(), &extra, &save_options)?;
@@ -79,6 +82,44 @@ pub fn roundtrip_zip(original: Bytes) -> Result<RoundTrip> {
         rewritten,
         difference,
     })
+}
+
+/// `".storage"` when the archive names its constant storages `constants/N.storage`
+/// (a mobile zip from `_save_for_lite_interpreter`), else `""`.
+fn constants_key_suffix(archive: &ZipArchiveReader) -> &'static str {
+    let mobile = archive.record_names().any(|n| {
+        n.strip_prefix("constants/")
+            .is_some_and(|k| k.ends_with(".storage"))
+    });
+    if mobile { ".storage" } else { "" }
+}
+
+/// The records between `constants.pkl` and the version record, in archive order:
+/// PyTorch's writer puts there what `torch.jit.load` never reads (`bytecode.pkl` and
+/// mobile debug records, traced inputs). A re-save writes them back unchanged.
+fn trailing_records(
+    archive: &ZipArchiveReader,
+) -> std::result::Result<Vec<(String, Bytes, bool)>, FormatError> {
+    let records = archive.records();
+    let Some(start) = records
+        .iter()
+        .position(|r| r.name() == Some("constants.pkl"))
+    else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for rec in &records[start + 1..] {
+        let Some(name) = rec.name() else { continue };
+        if matches!(
+            name,
+            "version" | ".data/version" | "byteorder" | ".data/serialization_id"
+        ) {
+            break;
+        }
+        let deflated = rec.method == crate::zip_archive::read::Method::Deflated;
+        out.push((name.to_string(), archive.read_record(rec, false)?, deflated));
+    }
+    Ok(out)
 }
 
 /// The first differing byte, attributed to a record of `a` when it falls in one.

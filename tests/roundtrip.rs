@@ -148,3 +148,30 @@ open(sys.argv[1], 'wb').write(buf.getvalue())\n";
     let rt = roundtrip_zip(Bytes::from(std::fs::read(&path).unwrap())).unwrap();
     assert!(rt.difference.is_none(), "{:?}", rt.difference);
 }
+
+/// A TorchBind namespace's code file is empty; converting a flatbuffer to a zip writes it
+/// with the record-less `.debug_pkl` PyTorch writes for it (compared with the zip twin
+/// PyTorch wrote of the same module).
+#[test]
+fn converted_torchbind_namespace_file_matches_pytorch() {
+    use ptconform::convert::{Format, convert};
+    use ptconform::flatbuffer::NameMode;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let ptl = Bytes::from(std::fs::read(dir.join("torchbind_static.ptl")).unwrap());
+    let pt = Bytes::from(std::fs::read(dir.join("torchbind_static.pt")).unwrap());
+    let converted = Bytes::from(convert(ptl, Format::Zip, "archive", NameMode::PyTorch).unwrap());
+    let read = |b: &Bytes| {
+        let a = ptconform::zip_archive::ZipArchiveReader::from_bytes(b.clone()).unwrap();
+        let text = a
+            .read("code/__torch__/torch/classes/quantized.py", true)
+            .unwrap();
+        let debug = a
+            .read("code/__torch__/torch/classes/quantized.py.debug_pkl", true)
+            .unwrap();
+        (text, debug)
+    };
+    let (ours_text, ours_debug) = read(&converted);
+    let (theirs_text, theirs_debug) = read(&pt);
+    assert!(theirs_text.is_empty() && ours_text.is_empty());
+    assert_eq!(ours_debug, theirs_debug);
+}

@@ -305,6 +305,10 @@ enum Item {
     Constant(String, TypeExpr, String),
     /// `NAME = VALUE`.
     Member(String, String),
+    /// `__annotations__ = []`: PyTorch prints it before the class's first attribute when
+    /// that one needs the `__annotations__["NAME"]` form (a frozen `ModuleList`, whose
+    /// plain attributes freezing removed). It declares nothing.
+    AnnotationsInit,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -359,6 +363,13 @@ fn parse_item(item: &str, line: usize) -> Result<Item, CodeError> {
     }
     let name = &item[..name_len];
     let rest = item[name_len..].trim_start();
+    if name == "__annotations__"
+        && rest
+            .strip_prefix('=')
+            .is_some_and(|r| r.trim().strip_prefix('[').is_some_and(|r| r.trim() == "]"))
+    {
+        return Ok(Item::AnnotationsInit);
+    }
     if name == "__annotations__"
         && let Some(r) = rest.strip_prefix('[')
     {
@@ -529,10 +540,13 @@ fn parse_class(
                 })
             }
             (Item::Member(n, v), Base::Enum) => members.push((n, v)),
+            (Item::AnnotationsInit, Base::None | Base::Module) => {}
             (Item::Names(..), _) => return Err(not_allowed(i, "a name list")),
             (Item::Attribute(..), _) => return Err(not_allowed(i, "this attribute")),
             (Item::Constant(..), _) => return Err(not_allowed(i, "a constant")),
-            (Item::Member(..), _) => return Err(not_allowed(i, "an assignment")),
+            (Item::Member(..) | Item::AnnotationsInit, _) => {
+                return Err(not_allowed(i, "an assignment"));
+            }
         }
         i += 1;
     }

@@ -61,10 +61,14 @@ fn print_class(out: &mut String, c: &ClassDef) {
     if let Some(h) = &c.forward_hooks {
         name_list(out, "__forward_hooks__", h);
     }
-    for a in &c.attributes {
+    for (i, a) in c.attributes.iter().enumerate() {
         if is_identifier(&a.name) && !super::lex::is_keyword(&a.name) {
             let _ = writeln!(out, "  {} : {}", a.name, a.ty);
         } else {
+            if i == 0 {
+                // PyTorch creates the annotations dict when the first attribute needs it.
+                out.push_str("  __annotations__ = []\n");
+            }
             let key = format_str_literal(&a.name);
             let _ = writeln!(out, "  __annotations__[{key}] = {}", a.ty);
         }

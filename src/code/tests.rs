@@ -793,7 +793,8 @@ fn string_literals_round_trip() {
 
 #[test]
 fn printer_layout() {
-    // Non-identifier attribute names use `__annotations__`; an empty module has `[]`s.
+    // Non-identifier attribute names use `__annotations__` (created first when the first
+    // attribute needs it, as PyTorch prints a frozen ModuleList); an empty module has `[]`s.
     let mut c = crate::model::ClassDef::new("__torch__.a.S".into(), ClassKind::Module);
     c.attributes.push(crate::model::AttributeDecl {
         name: "0".into(),
@@ -807,7 +808,7 @@ fn printer_layout() {
     let d = Definition::Class(c);
     assert_eq!(
         print_source(&[&d]),
-        "class S(Module):\n  __parameters__ = []\n  __buffers__ = []\n  __forward_hooks__ = []\n  __annotations__[\"0\"] = Tensor\n  __annotations__[\"a b\"] = List[int]\n"
+        "class S(Module):\n  __parameters__ = []\n  __buffers__ = []\n  __forward_hooks__ = []\n  __annotations__ = []\n  __annotations__[\"0\"] = Tensor\n  __annotations__[\"a b\"] = List[int]\n"
     );
     assert_stable("__torch__.a", &print_source(&[&d]));
 }

@@ -33,6 +33,21 @@ pub struct SaveOptions {
     /// large save on a typical disk). Without it a save is still all-or-nothing for
     /// readers: the archive appears under its name only once complete.
     pub sync: bool,
+    /// Write this `version` instead of the one computed from the code. A re-save keeps
+    /// the archive's own: PyTorch computed it from operator schemas (`torch.div` of two
+    /// ints is `aten::div.int`, which has no upgrader and keeps version 3), which the
+    /// printed code alone does not always show.
+    pub version: Option<u64>,
+    /// Suffix of tensor-constant storage names: `""` (`constants/0`, key `"0"`) as
+    /// `torch.jit.save` writes them, `".storage"` (`constants/0.storage`, key
+    /// `"0.storage"`) as `_save_for_lite_interpreter` does.
+    pub constants_key_suffix: &'static str,
+    /// Records written after `constants.pkl` and before `version`, byte for byte:
+    /// what PyTorch writes beside the module and `torch.jit.load` never reads
+    /// (`bytecode.pkl` and the mobile debug records of a mobile zip, `traced_inputs/N`
+    /// and `traced_inputs.pkl` of a traced module). A re-save keeps them as read.
+    /// Each is (name, bytes, deflated).
+    pub trailing_records: Vec<(String, Bytes, bool)>,
 }
 
 impl Default for SaveOptions {
@@ -41,6 +56,9 @@ impl Default for SaveOptions {
             policy: MemoPolicy::Loaded,
             serialization_id: None,
             sync: false,
+            version: None,
+            constants_key_suffix: "",
+            trailing_records: Vec::new(),
         }
     }
 }
@@ -93,12 +111,13 @@ fn write_pickle<W: Write>(
 fn write_storages<W: Write>(
     zw: &mut PyTorchZipWriter<W>,
     dir: &str,
+    suffix: &str,
     storages: &[Arc<Storage>],
 ) -> std::io::Result<()> {
     for (i, s) in storages.iter().enumerate() {
         // Meta storages have no bytes: PyTorch writes an empty record.
         let data: &[u8] = if s.device.is_meta() { &[] } else { &s.data };
-        zw.write_record(&format!("{dir}/{i}"), data)?;
+        zw.write_record(&format!("{dir}/{i}{suffix}"), data)?;
     }
     Ok(())
 }
@@ -133,7 +152,7 @@ pub fn save_to_writer<W: Write>(
     let mut p = Pickler::new(&is_module, &name_map);
     p.plan(&root, options.policy.clone());
     let (data_pkl, storages) = p.finish(&root);
-    write_storages(&mut zw, "data", &storages).map_err(io)?;
+    write_storages(&mut zw, "data", "", &storages).map_err(io)?;
     write_pickle(&mut zw, "data.pkl", &data_pkl).map_err(io)?;
     let files = if is_verbatim(module) {
         module
@@ -161,14 +180,23 @@ pub fn save_to_writer<W: Write>(
         items: module.constants.clone(),
         named: None,
     }));
-    let mut p = Pickler::new(&is_module, &name_map);
+    let mut p = Pickler::new(&is_module, &name_map).with_key_suffix(options.constants_key_suffix);
     // The constants tuple is built afresh at save time; its contents keep the policy.
     p.plan(&constants, options.policy.clone());
     p.unmemoize(&constants);
     let (constants_pkl, cstorages) = p.finish(&constants);
-    write_storages(&mut zw, "constants", &cstorages).map_err(io)?;
+    write_storages(
+        &mut zw,
+        "constants",
+        options.constants_key_suffix,
+        &cstorages,
+    )
+    .map_err(io)?;
     write_pickle(&mut zw, "constants.pkl", &constants_pkl).map_err(io)?;
-    let version = required_version(&texts);
+    for (name, data, deflated) in &options.trailing_records {
+        zw.write_record_as(name, data, *deflated).map_err(io)?;
+    }
+    let version = options.version.unwrap_or_else(|| required_version(&texts));
     let version_name = if version >= 6 {
         ".data/version"
     } else {

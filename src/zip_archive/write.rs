@@ -385,8 +385,10 @@ pub fn archive_name_from_path(path: &Path) -> io::Result<String> {
 
 /// Whether PyTorch deflates a record with this name (without prefix) and size.
 pub fn should_compress(name: &str, size: u64) -> bool {
-    name.starts_with("code/")
-        && (name.ends_with(".py") || name.ends_with(".debug_pkl"))
+    // A mobile zip's `callstack_debug_map.pkl` is written compressed too (its
+    // `bytecode.pkl` and `mobile_debug_handles.pkl` are stored).
+    (name.starts_with("code/") && (name.ends_with(".py") || name.ends_with(".debug_pkl"))
+        || name == "callstack_debug_map.pkl")
         && size > COMPRESSION_THRESHOLD as u64
 }
 
@@ -765,16 +767,29 @@ impl<W: Write> PyTorchZipWriter<W> {
         let Some(full) = self.begin(name)? else {
             return Ok(());
         };
-        let result = self.write_record_bytes(&full, name, data);
+        let deflated = should_compress(name, data.len() as u64);
+        let result = self.write_record_bytes(&full, data, deflated);
         if result.is_err() {
             self.failed = true;
         }
         result
     }
 
-    fn write_record_bytes(&mut self, full: &str, name: &str, data: &[u8]) -> io::Result<()> {
+    /// Writes record `name`, deflated iff `deflated` (for records kept as another writer
+    /// stored them).
+    pub fn write_record_as(&mut self, name: &str, data: &[u8], deflated: bool) -> io::Result<()> {
+        let Some(full) = self.begin(name)? else {
+            return Ok(());
+        };
+        let result = self.write_record_bytes(&full, data, deflated);
+        if result.is_err() {
+            self.failed = true;
+        }
+        result
+    }
+
+    fn write_record_bytes(&mut self, full: &str, data: &[u8], deflated: bool) -> io::Result<()> {
         let usize = data.len() as u64;
-        let deflated = should_compress(name, usize);
         let offset = self.pos;
         let lh = self.write_local_header(full, usize, deflated)?;
         let (crc, csize) = if deflated {
@@ -862,7 +877,7 @@ impl<W: Write> PyTorchZipWriter<W> {
             let mut data = Vec::with_capacity(size as usize);
             reader.take(size).read_to_end(&mut data)?;
             check_length(data.len() as u64, size)?;
-            return self.write_record_bytes(&full, name, &data);
+            return self.write_record_bytes(&full, &data, should_compress(name, data.len() as u64));
         }
         let result = self.copy_stored(&full, size, reader);
         if result.is_err() {
@@ -920,7 +935,11 @@ impl<W: Write> PyTorchZipWriter<W> {
             return Err(io::Error::other("archive writer failed earlier"));
         }
         let full = format!("{}/{}", self.prefix, SERIALIZATION_ID_RECORD);
-        self.write_record_bytes(&full, SERIALIZATION_ID_RECORD, id.as_bytes())?;
+        self.write_record_bytes(
+            &full,
+            id.as_bytes(),
+            should_compress(SERIALIZATION_ID_RECORD, id.len() as u64),
+        )?;
         let cd_offset = self.pos;
         let mut cd = Vec::new();
         for e in &self.entries {
