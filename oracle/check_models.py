@@ -121,7 +121,7 @@ def _short(v, n=160):
 
 
 def check_file(binary, path):
-    res = {}
+    res = {"pytorch_loads": os.path.exists(json_for(path))}
     rc, so, se = run([binary, "check", path])
     lines = [l for l in so.splitlines() if l.strip()]
     bad = [l for l in lines if not l.endswith(": ok")]
@@ -153,11 +153,11 @@ def check_file(binary, path):
                 if d:
                     msgs.append("facts differ at %s: ptconform %s, PyTorch %s"
                                 % (d[0], _short(d[1]), _short(d[2])))
-            missing = [k for k in theirs if k not in ours]
-            if missing:
-                msgs.append("ptconform lacks keys %s" % ", ".join(missing))
+            # keys only one side has (e.g. facts.py's lite_interpreter_loads, which is
+            # about PyTorch's runtime) are listed, not compared
             res["inspect"] = {"ok": not msgs, "messages": msgs,
-                              "extra_keys": [k for k in ours if k not in theirs]}
+                              "only_pytorch_keys": [k for k in theirs if k not in ours],
+                              "only_ptconform_keys": [k for k in ours if k not in theirs]}
 
     rc, so, se = run([binary, "roundtrip", path])
     out = so.strip()
@@ -170,27 +170,67 @@ def check_file(binary, path):
     return res
 
 
+def _diff_kind(d):
+    """One difference of `diff --json` as a short category: "SECTION CHANGE", and for a
+    changed code file whether its unified diff only moves lines (the same multiset of
+    removed and added lines: definitions in another order) or changes them."""
+    kind = "%s %s" % (d.get("section"), d.get("change"))
+    text = d.get("diff")
+    if d.get("section") == "code" and d.get("change") == "changed" and text:
+        minus = collections.Counter(l[1:] for l in text.splitlines()
+                                    if l.startswith("-") and not l.startswith("---"))
+        plus = collections.Counter(l[1:] for l in text.splitlines()
+                                   if l.startswith("+") and not l.startswith("+++"))
+        if minus == plus:
+            kind += " (definitions reordered only)"
+        else:
+            norm = lambda c: collections.Counter(  # noqa: E731
+                {re.sub(r"\b_\d+\b", "_N", k): 0 for k in c}) + collections.Counter(
+                [re.sub(r"\b_\d+\b", "_N", k) for k in c.elements()])
+            if norm(minus) == norm(plus):
+                kind += " (definitions reordered, printer temporaries _N renumbered)"
+            else:
+                kind += " (content differs)"
+    return kind
+
+
 def diff_pair(binary, a, b):
-    rc, so, se = run([binary, "diff", a, b])
+    rc, so, se = run([binary, "diff", "--json", a, b])
     if rc == 0:
         return {"ok": True}
-    lines = [l for l in so.splitlines() if l.strip() and not l.startswith("note:")]
-    return {"ok": False, "rc": rc,
-            "messages": (lines[:3] if rc == 1 and lines else [_msg(rc, so, se)])}
+    try:
+        obj = json.loads(so)
+    except ValueError:
+        return {"ok": False, "rc": rc, "messages": [_msg(rc, so, se)]}
+    diffs = obj.get("differences", [])
+    kinds = sorted(set(_diff_kind(d) for d in diffs))
+    paths = ["%s %s" % (d.get("section"), d.get("path")) for d in diffs]
+    return {"ok": False, "rc": rc, "messages": ["; ".join(kinds)],
+            "differences": paths}
 
 
 def pattern(cmd, msg, fname):
-    m = msg.replace(fname, "FILE")
+    m = msg
+    for f in fname.split(" "):
+        m = m.replace(f, "FILE")
+    for f in fname.split(" "):
+        base = os.path.basename(f)
+        m = m.replace(base, "FILE")
+        name, _suf = split_name(base)
+        if name:
+            m = m.replace(name, "NAME")
     if cmd == "check":
         # FILE: RULE: message -> group by rule and the message's shape
         parts = m.split(": ", 2)
         if len(parts) == 3 and parts[0].endswith("FILE"):
             m = parts[1] + ": " + parts[2]
-    m = re.sub(r"/[^\s'\"]+", "PATH", m)
+    m = re.sub(r"(?<![\w.])/[^\s'\"]+", "PATH", m)
     m = re.sub(r"0x[0-9a-fA-F]+", "0xN", m)
     m = re.sub(r"`[^`]*`", "`…`", m)
     m = re.sub(r'"[^"]*"', '"…"', m)
     m = re.sub(r"'[^']*'", "'…'", m)
+    if cmd == "diff":
+        m = m.split("  [", 1)[0]   # group by kinds, not by the code file names
     m = re.sub(r"\d+", "N", m)
     m = re.sub(r"__torch__[\w.]*", "__torch__…", m)
     return m[:220]
@@ -256,26 +296,55 @@ def main():
                                          for c in ("ok", "FAIL", "n/a") if totals[(k, c)])))
 
     groups = collections.OrderedDict()
-    def add(cmd, fn, msg):
+
+    def add(cmd, fn, msg, pytorch_loads):
         key = (cmd, pattern(cmd, msg, fn))
-        g = groups.setdefault(key, {"count": 0, "files": [], "example_file": fn,
+        g = groups.setdefault(key, {"count": 0, "messages": 0, "files": [],
+                                    "pytorch_rejects": 0, "example_file": fn,
                                     "example": msg})
-        g["count"] += 1
-        g["files"].append(fn)
+        g["messages"] += 1
+        if fn not in g["files"]:
+            g["files"].append(fn)
+            g["count"] += 1
+            if not pytorch_loads:
+                g["pytorch_rejects"] += 1
 
     for fn in files:
         for k in ("check", "inspect", "roundtrip"):
             r = results[fn][k]
             if r["ok"] is False:
                 for msg in r["messages"]:
-                    add(k, os.path.join(d, fn), msg)
+                    add(k, os.path.join(d, fn), msg, results[fn]["pytorch_loads"])
     for (a, b), v in sorted(diffs.items()):
         if not v["ok"]:
-            add("diff", "%s %s" % (a, b), " | ".join(v["messages"]))
+            add("diff", "%s %s" % (a, b), " | ".join(v["messages"]) + "  [" +
+                "; ".join(v.get("differences", [])[:4]) + "]", True)
 
-    print("\nfailure categories (%d):" % len(groups))
+    # files torch.jit.load rejects (no facts JSON) but `ptconform check` passes: a
+    # disagreement; the PyTorch error comes from make_models.py's manifest
+    pytorch_error = {}
+    mp = os.path.join(d, "manifest.json")
+    if os.path.exists(mp):
+        with open(mp, encoding="utf-8") as f:
+            for e in json.load(f).get("models", {}).values():
+                for v in e.get("variants", {}).values():
+                    if "facts_error" in v:
+                        pytorch_error[v["file"]] = v["facts_error"]
+    for fn in files:
+        r = results[fn]
+        if not r["pytorch_loads"] and r["check"]["ok"]:
+            add("check-accepts", os.path.join(d, fn),
+                "ptconform check passes, torch.jit.load fails: %s"
+                % pytorch_error.get(fn, "(see manifest)"), False)
+
+    print("\nfailure categories (%d); xN = files (or twin pairs), [PyTorch rejects M] = M of "
+          "them torch.jit.load fails on too:" % len(groups))
     for (cmd, pat), g in sorted(groups.items(), key=lambda kv: (kv[0][0], -kv[1]["count"])):
-        print("\n[%s] x%d  %s" % (cmd, g["count"], pat))
+        print("\n[%s] x%d%s%s  %s" % (
+            cmd, g["count"],
+            " (%d messages)" % g["messages"] if g["messages"] != g["count"] else "",
+            " [PyTorch rejects %d]" % g["pytorch_rejects"] if g["pytorch_rejects"] else "",
+            pat))
         print("    e.g. %s" % os.path.basename(g["example_file"].split(" ")[0])
               + (" " + g["example_file"].split(" ")[1] if " " in g["example_file"] else ""))
         print("    %s" % g["example"][:600])

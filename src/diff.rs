@@ -84,6 +84,8 @@ pub struct DiffReport {
     pub a_format: FileFormat,
     pub b_format: FileFormat,
     pub changes: Vec<Change>,
+    /// What differs in form only (not a difference), one line each.
+    pub notes: Vec<String>,
 }
 
 /// Order of the sections in reports.
@@ -123,6 +125,9 @@ impl DiffReport {
                 format_name(self.a_format),
                 format_name(self.b_format)
             );
+        }
+        for n in &self.notes {
+            let _ = writeln!(s, "note: {n}");
         }
         if self.is_equal() {
             s.push_str("equal\n");
@@ -180,6 +185,7 @@ impl DiffReport {
             "a_format": format_name(self.a_format),
             "b_format": format_name(self.b_format),
             "differences": diffs,
+            "notes": self.notes,
         })
     }
 }
@@ -276,6 +282,7 @@ pub fn diff(a: &[u8], b: &[u8]) -> Result<DiffReport> {
     let b = load_side(Bytes::copy_from_slice(b))?;
     let mut d = Differ {
         changes: Vec::new(),
+        notes: Vec::new(),
         cross_format: a.format != b.format,
         a_render: Renderer::default(),
         b_render: Renderer::default(),
@@ -301,6 +308,7 @@ pub fn diff(a: &[u8], b: &[u8]) -> Result<DiffReport> {
         a_format: a.format,
         b_format: b.format,
         changes,
+        notes: d.notes,
     })
 }
 
@@ -528,6 +536,7 @@ impl Renderer {
 
 struct Differ {
     changes: Vec<Change>,
+    notes: Vec<String>,
     /// A and B are in different formats.
     cross_format: bool,
     a_render: Renderer,
@@ -914,6 +923,15 @@ impl Differ {
                 None => self.push("code", path, ChangeKind::Removed, Some(lines(ta)), None),
                 Some(tb) if tb != ta => {
                     let (da, db) = (definitions(ta), definitions(tb));
+                    if self.cross_format && same_up_to_form(&da, &db) {
+                        // PyTorch's zip and flatbuffer writers print one module with
+                        // definitions in another order and generated local names
+                        // numbered differently; neither is observable.
+                        self.notes.push(format!(
+                            "{path}: the same definitions, printed in another order or with other generated local names (form, not meaning)"
+                        ));
+                        continue;
+                    }
                     if da != db && sorted(&da) == sorted(&db) {
                         // The same definitions in another order: PyTorch's flatbuffer
                         // writer orders classes differently from its zip writer, so
@@ -1200,6 +1218,20 @@ fn definitions(text: &str) -> Vec<&str> {
         out.push(&text[s..e]);
     }
     out
+}
+
+/// Whether two code files hold the same definitions up to their order and a consistent
+/// renaming of generated local names within each ([`crate::code::form::canonical`]).
+fn same_up_to_form(a: &[&str], b: &[&str]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let canon = |d: &[&str]| {
+        let mut v: Vec<String> = d.iter().map(|t| crate::code::form::canonical(t)).collect();
+        v.sort_unstable();
+        v
+    };
+    canon(a) == canon(b)
 }
 
 fn sorted<'a>(v: &[&'a str]) -> Vec<&'a str> {

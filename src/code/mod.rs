@@ -6,7 +6,9 @@
 //! * [`print_source`] writes them back in PyTorch's layout: for any file PyTorch wrote,
 //!   `print_source(parse_source(text))` is `text` byte for byte.
 //! * [`format_float`], [`format_str_literal`], [`parse_literal`]: constant literals.
+//! * [`form::canonical`]: a definition up to the local names PyTorch's printers number.
 
+pub mod form;
 mod lex;
 mod literal;
 mod parse;
