@@ -1217,3 +1217,24 @@ def scenario_version_div_int(out):
             return a / b
 
     out.save(torch.jit.script(IntDiv()), "version_div_int")
+
+
+def scenario_sparse(out):
+    class Sparse(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            i = torch.tensor([[0, 1, 1], [2, 0, 2]])
+            self.register_buffer("coo", torch.sparse_coo_tensor(i, torch.tensor([3., 4., 5.]), (2, 3)))
+            self.register_buffer("coo_coalesced", self.coo.coalesce())
+            self.register_buffer("csr", torch.tensor([[0., 1.], [2., 0.]]).to_sparse_csr())
+            self.register_buffer("csr_int", torch.tensor([[0, 0, 7], [1, 0, 0]]).to_sparse_csr())
+            self.weight = torch.nn.Parameter(
+                torch.sparse_coo_tensor(torch.tensor([[0, 3]]), torch.tensor([1.5, -2.0]), (4,))
+            )
+
+        def forward(self, x: Tensor) -> Tensor:
+            return x
+
+    # save_jit_module_to_flatbuffer refuses sparse tensors ("Cannot access storage of
+    # SparseTensorImpl"): there is no flatbuffer twin.
+    out.save(torch.jit.script(Sparse()), "sparse")

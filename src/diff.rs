@@ -341,6 +341,15 @@ fn float(v: f64) -> String {
 /// The viewed elements of a tensor, as their bytes in row-major order, hashed; `None`
 /// when the tensor has no data (meta) or the view does not fit its storage.
 fn tensor_values_digest(t: &Tensor) -> Option<String> {
+    if let Some(sparse) = &t.sparse {
+        // A sparse tensor's values are its components' (indices and values).
+        let parts: Option<Vec<String>> = sparse
+            .components
+            .iter()
+            .map(|c| tensor_values_digest(c))
+            .collect();
+        return Some(short_sha(parts?.join(" ").as_bytes()));
+    }
     if t.device().is_meta() {
         return None;
     }
@@ -393,6 +402,18 @@ fn tensor_values_digest(t: &Tensor) -> Option<String> {
 fn tensor_meta(t: &Tensor) -> String {
     let shape: Vec<String> = t.sizes.iter().map(|s| s.to_string()).collect();
     let mut s = format!("{} [{}] {}", t.dtype().name(), shape.join(", "), t.device());
+    if let Some(sparse) = &t.sparse {
+        let parts: Vec<String> = sparse
+            .components
+            .iter()
+            .map(|c| format!("{:?}", c.sizes.as_slice()))
+            .collect();
+        s.push_str(&format!(
+            " {} components {}",
+            sparse.layout.name(),
+            parts.join(" ")
+        ));
+    }
     if t.requires_grad {
         s.push_str(" requires_grad");
     }

@@ -76,6 +76,7 @@ impl TreeGen<'_, '_> {
             conj: false,
             neg: false,
             quantization: None,
+            sparse: None,
         })
     }
 

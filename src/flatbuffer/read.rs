@@ -1464,6 +1464,7 @@ impl<'a> Reader<'a> {
             conj: false,
             neg: false,
             quantization,
+            sparse: None,
         };
         // Extent in i128: i32 sizes/strides cannot overflow it.
         match tensor.storage_extent() {

@@ -756,6 +756,15 @@ impl<'a> Writer<'a> {
     }
 
     fn tensor_to_fb(&mut self, t: &Arc<Tensor>) -> Result<Loc, Error> {
+        if let Some(sparse) = &t.sparse {
+            return Err(unsupported(
+                "tensor",
+                format!(
+                    "{} tensors cannot be written as a flatbuffer (PyTorch cannot either: \"Cannot access storage of SparseTensorImpl\")",
+                    sparse.layout.name()
+                ),
+            ));
+        }
         if t.device().is_meta() {
             return Err(unsupported(
                 "tensor",

@@ -438,6 +438,7 @@ impl Gen<'_> {
                     conj: false,
                     neg: false,
                     quantization: None,
+                    sparse: None,
                 });
             }
         }

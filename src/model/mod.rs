@@ -17,7 +17,7 @@ pub use compilation_unit::{CompilationUnit, SourceFile};
 pub use device::Device;
 pub use dtype::ScalarType;
 pub use module::ScriptModule;
-pub use tensor::{Dims, QScheme, Quantization, Storage, Tensor};
+pub use tensor::{Dims, QScheme, Quantization, Sparse, SparseLayout, Storage, Tensor};
 pub use types::{
     AttributeDecl, ClassDef, ClassKind, ConstantDecl, Definition, EnumDef, FunctionDef,
     InterfaceDef, MethodDef, NamedTupleDef, Param, QualifiedName, Signature, TypeExpr,

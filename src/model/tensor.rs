@@ -101,6 +101,53 @@ pub struct Tensor {
     /// The negative bit (a lazily negated view).
     pub neg: bool,
     pub quantization: Option<Quantization>,
+    /// Set for a sparse tensor: its layout and component tensors. The tensor itself then
+    /// has the sparse sizes, no strides, offset 0, and its values' storage (so dtype and
+    /// device are the values').
+    pub sparse: Option<Arc<Sparse>>,
+}
+
+/// The sparse layouts `torch.jit.save` writes, numbered as PyTorch's `c10::Layout` (the
+/// int in the pickle). CSC, BSR and BSC cannot be written ("Cannot access storage of
+/// SparseCsrTensorImpl") and PyTorch's unpickler refuses their numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SparseLayout {
+    /// `torch.sparse_coo`: components `[indices, values]`.
+    Coo = 1,
+    /// `torch.sparse_csr`: components `[crow_indices, col_indices, values]`.
+    Csr = 2,
+}
+
+impl SparseLayout {
+    pub fn from_number(n: i64) -> Option<Self> {
+        match n {
+            1 => Some(SparseLayout::Coo),
+            2 => Some(SparseLayout::Csr),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SparseLayout::Coo => "sparse_coo",
+            SparseLayout::Csr => "sparse_csr",
+        }
+    }
+
+    /// How many component tensors the layout has.
+    pub fn components(self) -> usize {
+        match self {
+            SparseLayout::Coo => 2,
+            SparseLayout::Csr => 3,
+        }
+    }
+}
+
+/// A sparse tensor's layout and dense component tensors, in pickle order.
+#[derive(Clone, Debug)]
+pub struct Sparse {
+    pub layout: SparseLayout,
+    pub components: Vec<Arc<Tensor>>,
 }
 
 impl Tensor {
@@ -185,6 +232,7 @@ impl Tensor {
             conj: false,
             neg: false,
             quantization: None,
+            sparse: None,
         }
     }
 }

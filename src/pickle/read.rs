@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::opcodes as op;
 use crate::model::{
     Device, Dict, Dims, EnumValue, IValue, List, Object, ObjectState, QScheme, QualifiedName,
-    Quantization, ScalarType, Storage, Str, Tensor, Tuple, TypeExpr,
+    Quantization, ScalarType, Sparse, SparseLayout, Storage, Str, Tensor, Tuple, TypeExpr,
 };
 
 /// Deepest container nesting accepted. Deeper inputs are refused so that every later
@@ -105,6 +105,7 @@ pub struct StorageRequest<'a> {
 enum Global {
     RebuildTensorV2,
     RebuildQTensor,
+    RebuildSparseTensor,
     Device,
     IntList,
     DoubleList,
@@ -562,12 +563,7 @@ impl<'s> Unpickler<'s> {
         let g = match (module.as_str(), name.as_str()) {
             ("torch._utils", "_rebuild_tensor_v2") => Item::Global(Global::RebuildTensorV2),
             ("torch._utils", "_rebuild_qtensor") => Item::Global(Global::RebuildQTensor),
-            ("torch._utils", "_rebuild_sparse_tensor") => {
-                return Err(self.err(PickleErrorKind::UnsupportedGlobal(
-                    "torch._utils._rebuild_sparse_tensor".into(),
-                    "sparse tensors are not supported by ptconform yet",
-                )));
-            }
+            ("torch._utils", "_rebuild_sparse_tensor") => Item::Global(Global::RebuildSparseTensor),
             ("torch", "device") => Item::Global(Global::Device),
             ("torch.jit._pickle", "build_intlist") => Item::Global(Global::IntList),
             ("torch.jit._pickle", "build_doublelist") => Item::Global(Global::DoubleList),
@@ -1002,7 +998,77 @@ impl<'s> Unpickler<'s> {
             }
             Global::RebuildTensorV2 => self.rebuild_tensor(args, false),
             Global::RebuildQTensor => self.rebuild_tensor(args, true),
+            Global::RebuildSparseTensor => self.rebuild_sparse_tensor(args),
         }
+    }
+
+    /// `_rebuild_sparse_tensor(layout, sizes, requires_grad, component..., OrderedDict())`
+    /// as PyTorch's pickler writes it: COO components `indices, values`; CSR
+    /// `crow_indices, col_indices, values`. Other layouts PyTorch neither writes nor reads.
+    fn rebuild_sparse_tensor(&mut self, args: Item) -> Result<(), PickleError> {
+        let items: &[Item] = match &args {
+            Item::ArgTuple(t) => t,
+            other => return Err(self.err(type_err("REDUCE", "sparse tensor arguments", other))),
+        };
+        let Some(Item::Value(IValue::Int(layout_number), _)) = items.first() else {
+            return Err(self.err(PickleErrorKind::Invalid(
+                "_rebuild_sparse_tensor takes the layout number first".into(),
+            )));
+        };
+        let layout = SparseLayout::from_number(*layout_number).ok_or_else(|| {
+            self.err(PickleErrorKind::Invalid(format!(
+                "sparse layout {layout_number} is not one PyTorch serializes (1 = sparse_coo, 2 = sparse_csr); torch.jit.load refuses it"
+            )))
+        })?;
+        let n = 3 + layout.components() + 1;
+        if items.len() != n {
+            return Err(self.err(PickleErrorKind::Invalid(format!(
+                "_rebuild_sparse_tensor with layout {} takes {n} arguments, got {}",
+                layout.name(),
+                items.len()
+            ))));
+        }
+        let sizes = self.int_tuple("int sizes", &items[1])?;
+        if let Some(s) = sizes.iter().find(|&&s| s < 0) {
+            return Err(self.err(PickleErrorKind::Invalid(format!(
+                "sparse tensor size {s} is negative"
+            ))));
+        }
+        let Item::Value(IValue::Bool(requires_grad), _) = items[2] else {
+            return Err(self.err(type_err("REDUCE", "a bool requires_grad", &items[2])));
+        };
+        let mut components = Vec::with_capacity(layout.components());
+        for item in &items[3..3 + layout.components()] {
+            match item {
+                Item::Value(IValue::Tensor(t), _) if t.sparse.is_none() => {
+                    components.push(t.clone())
+                }
+                other => {
+                    return Err(self.err(type_err("REDUCE", "a dense component tensor", other)));
+                }
+            }
+        }
+        if !matches!(items[n - 1], Item::Hooks) {
+            return Err(self.err(type_err(
+                "REDUCE",
+                "the OrderedDict() hooks placeholder",
+                &items[n - 1],
+            )));
+        }
+        let values = components.last().expect("every layout has values");
+        let tensor = Tensor {
+            storage: values.storage.clone(),
+            storage_offset: 0,
+            sizes: sizes.into(),
+            strides: Dims::new(),
+            requires_grad,
+            conj: false,
+            neg: false,
+            quantization: None,
+            sparse: Some(Arc::new(Sparse { layout, components })),
+        };
+        let depth = args.depth();
+        self.push_value(IValue::Tensor(Arc::new(tensor)), depth)
     }
 
     fn arg_values(&self, what: &'static str, args: &Item) -> Result<Vec<IValue>, PickleError> {
@@ -1168,6 +1234,7 @@ impl<'s> Unpickler<'s> {
             conj,
             neg,
             quantization,
+            sparse: None,
         };
         check_view(&tensor).map_err(|m| self.err(PickleErrorKind::View(m)))?;
         let depth = args.depth();
@@ -1457,6 +1524,7 @@ impl<'s> Unpickler<'s> {
             conj: false,
             neg: false,
             quantization: None,
+            sparse: None,
         };
         check_view(&tensor).ok()?;
         Some(tensor)

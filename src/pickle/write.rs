@@ -8,8 +8,8 @@ use bytes::Bytes;
 
 use super::opcodes as op;
 use crate::model::{
-    Dict, IValue, List, Object, ObjectState, QualifiedName, Quantization, Storage, Tensor, Tuple,
-    TypeExpr,
+    Dict, IValue, List, Object, ObjectState, QualifiedName, Quantization, Sparse, Storage, Tensor,
+    Tuple, TypeExpr,
 };
 
 /// Strings at least this long are kept as shared chunks instead of being copied into the
@@ -470,7 +470,31 @@ impl<'a> Pickler<'a> {
         self.cur.push(op::TUPLE);
     }
 
+    /// `_rebuild_sparse_tensor(layout, sizes, requires_grad, component..., OrderedDict())`;
+    /// the components are written as plain tensors, never memoized (PyTorch's pickler
+    /// pushes them as tensors, not as values).
+    fn sparse_tensor(&mut self, t: &Tensor, sparse: &Sparse) {
+        self.global("torch._utils", "_rebuild_sparse_tensor");
+        self.cur.push(op::MARK);
+        self.int(sparse.layout as i64);
+        self.int_tuple(&t.sizes);
+        self.cur.push(if t.requires_grad {
+            op::NEWTRUE
+        } else {
+            op::NEWFALSE
+        });
+        for c in &sparse.components {
+            self.tensor(c);
+        }
+        self.global("collections", "OrderedDict");
+        self.cur
+            .extend_from_slice(&[op::EMPTY_TUPLE, op::REDUCE, op::TUPLE, op::REDUCE]);
+    }
+
     fn tensor(&mut self, t: &Tensor) {
+        if let Some(sparse) = &t.sparse {
+            return self.sparse_tensor(t, sparse);
+        }
         let quantized = t.quantization.is_some();
         self.global(
             "torch._utils",
