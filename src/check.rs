@@ -179,9 +179,7 @@ pub fn check_archive(archive: &ZipArchiveReader) -> Vec<FormatError> {
     // it): it must unpickle safely, its tensors naming the constants' storages.
     // `traced_inputs.pkl` is read by no loader (PyTorch even writes empty storages for
     // it), so it is kept on re-save but not judged.
-    if archive.has_record("bytecode.pkl")
-        && let Err(e) = read_pickle(archive, "bytecode.pkl", "constants", &options)
-    {
+    if let Err(e) = crate::zip_archive::bytecode::read_mobile_bytecode(archive, true) {
         out.push(e);
     }
     check_attribute_types(&module, &mut out);

@@ -43,7 +43,8 @@ pub enum Command {
         #[arg(long)]
         map_location: Option<String>,
     },
-    /// Print a mobile flatbuffer's module info as JSON (`get_flatbuffer_module_info`).
+    /// Print a mobile file's module info as JSON: a flatbuffer's (`get_flatbuffer_module_info`)
+    /// or a mobile zip's, from its `bytecode.pkl`.
     Info { file: PathBuf },
     /// Validate files against the format; prints `FILE: RULE: message` per violation.
     Check {
@@ -289,7 +290,7 @@ fn cmd_inspect(file: &Path, json: bool, map_location: Option<&str>) -> i32 {
 }
 
 fn cmd_info(file: &Path) -> i32 {
-    let info = map_file(file).and_then(|data| crate::jit::get_flatbuffer_module_info(&data));
+    let info = map_file(file).and_then(|data| crate::jit::get_model_info(&data));
     match info {
         Ok(info) => match serde_json::to_string_pretty(&info) {
             Ok(text) => {

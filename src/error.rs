@@ -117,4 +117,5 @@ pub mod rules {
     pub const FLATBUFFER_MISSING: Rule = "flatbuffer-missing-field";
     pub const CODE_NESTING: Rule = "code-nesting";
     pub const VERSION_TEXT: Rule = "version-text";
+    pub const MOBILE_BYTECODE: Rule = "mobile-bytecode";
 }

@@ -170,6 +170,22 @@ fn no_bytecode_error() -> FormatError {
     )
 }
 
+/// The module info of a mobile file: a flatbuffer's as [`get_flatbuffer_module_info`]
+/// reads it, or a mobile zip's from its `bytecode.pkl` (bytecode version from its first
+/// element, as `_get_model_bytecode_version`; operator version = the `version` record;
+/// functions, operators and type names as for a flatbuffer). A `torch.jit.save` archive
+/// has no bytecode and is refused.
+pub fn get_model_info(buffer: &[u8]) -> Result<ModuleInfo> {
+    if file_format(buffer) == FileFormat::Flatbuffer {
+        return get_flatbuffer_module_info(buffer);
+    }
+    let archive = ZipArchiveReader::from_bytes(Bytes::copy_from_slice(buffer))?;
+    match crate::zip_archive::bytecode::read_mobile_bytecode(&archive, false)? {
+        Some(b) => Ok(b.module_info(archive.version()?.0)),
+        None => Err(no_bytecode_error().into()),
+    }
+}
+
 /// `torch.jit._serialization.get_flatbuffer_module_info` (`torch._C.
 /// _get_module_info_from_flatbuffer`): bytecode and operator versions, the qualified names
 /// of the functions among the mobile ivalues, `{operator: num_args}` over their operators

@@ -129,3 +129,62 @@ fn every_model_twin_pair_compares_equal() {
     assert!(pairs >= 30, "twin pairs: {pairs}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `info` of every mobile zip (`corpus/mobile_zip*.pt`, `corpus/traced_mobile_zip.pt`,
+/// `corpus/models/*.lite.ptl`) equals what PyTorch's `_get_model_bytecode_version` and
+/// `_get_model_ops_and_info` report (files its lite interpreter cannot open are skipped
+/// by the script and counted).
+#[test]
+fn mobile_zip_info_equals_pytorch() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(common::repo().join("corpus"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.ends_with(".pt") && (n.starts_with("mobile_zip") || n == "traced_mobile_zip.pt")
+        })
+        .collect();
+    files.extend(
+        model_files()
+            .into_iter()
+            .filter(|p| p.to_string_lossy().ends_with(".lite.ptl")),
+    );
+    files.sort();
+    assert!(files.len() >= 15, "mobile zips: {}", files.len());
+    let script = r#"
+import json, sys, torch
+out = {}
+for f in sys.argv[1:]:
+    try:
+        ops = torch._C._get_model_ops_and_info(f)
+        out[f] = {"bytecode_version": torch._C._get_model_bytecode_version(f),
+                  "ops": {k: o.num_schema_args for k, o in ops.items()}}
+    except Exception as e:
+        out[f] = None
+print(json.dumps(out))
+"#;
+    let args: Vec<&std::ffi::OsStr> = files.iter().map(|p| p.as_os_str()).collect();
+    let Some(stdout) = common::torch_script(script, &args) else {
+        return;
+    };
+    let theirs: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let mut compared = 0;
+    for f in &files {
+        let t = &theirs[f.to_str().unwrap()];
+        if t.is_null() {
+            continue;
+        }
+        let info = ptconform::jit::get_model_info(&std::fs::read(f).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        assert_eq!(
+            info.bytecode_version as u64,
+            t["bytecode_version"].as_u64().unwrap(),
+            "{}",
+            f.display()
+        );
+        let ours = serde_json::to_value(&info.opname_to_num_args).unwrap();
+        assert_eq!(ours, t["ops"], "{}", f.display());
+        compared += 1;
+    }
+    assert!(compared >= 15, "compared {compared}");
+}

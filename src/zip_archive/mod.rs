@@ -1,4 +1,5 @@
 //! The TorchScript zip container (`spec/zip-archive.md`).
+pub mod bytecode;
 pub mod read;
 pub mod save;
 pub mod write;
