@@ -1238,3 +1238,24 @@ def scenario_sparse(out):
     # save_jit_module_to_flatbuffer refuses sparse tensors ("Cannot access storage of
     # SparseTensorImpl"): there is no flatbuffer twin.
     out.save(torch.jit.script(Sparse()), "sparse")
+
+
+def scenario_fbonly_dtype_views(out):
+    class DtypeViews(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            c = torch.tensor([1 + 2j, 3 - 4j], dtype=torch.complex64)
+            self.register_buffer("c", c)
+            self.register_buffer("r", torch.view_as_real(c))
+            f = torch.arange(4, dtype=torch.float32)
+            self.register_buffer("f", f)
+            self.register_buffer("i", f.view(torch.int32))
+            self.register_buffer("b", f.view(torch.uint8)[2:10])
+
+        def forward(self, x: Tensor) -> Tensor:
+            return x
+
+    # Flatbuffer only: torch.jit.save pickles the storage once with the first view's
+    # dtype, and torch.jit.load of that zip then fails ("sizes 2 2, strides 2 1 ...
+    # require a storage of at least 32 bytes, but storage only has 16 bytes").
+    out.save_ptl(torch.jit.script(DtypeViews()), "fbonly_dtype_views", api="jit")

@@ -815,7 +815,14 @@ impl<'a> Writer<'a> {
             b.add_scalar(0, [scheme as u8], [0]);
             qschema = Some(b.end_table());
         }
-        let key = Arc::as_ptr(&t.storage) as usize;
+        // One storage per block of bytes, whatever dtype its tensors view it as: a
+        // flatbuffer storage is untyped (PyTorch keys it by the storage itself), so the
+        // reader's per-dtype storages of one `storage_data` entry share their bytes.
+        let key = if t.storage.data.is_empty() {
+            Arc::as_ptr(&t.storage) as usize
+        } else {
+            t.storage.data.as_ptr() as usize
+        };
         let storage_index = match self.storage_index.get(&key) {
             Some(&i) => i,
             None => {
