@@ -55,6 +55,8 @@ fn every_shape_occurs() {
         "attr:enum",
         "attr:namedtuple",
         "attr:complex",
+        "attr:torchbind",
+        "torchbind:bias",
         "extra:empty",
         "extra:text",
         "extra:binary",

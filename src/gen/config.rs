@@ -34,6 +34,9 @@ pub struct Config {
     pub containers: bool,
     /// Enum attributes (zip only: PyTorch's flatbuffer loaders reject every enum).
     pub enums: bool,
+    /// TorchBind attributes: `quantized.LinearPackedParamsBase` objects (a qint8 weight
+    /// and an optional bias, as quantized `Linear` modules hold them).
+    pub torchbind: bool,
     /// Most extra files.
     pub max_extra_files: u32,
     /// Largest extra file, in bytes.
@@ -57,6 +60,7 @@ impl Default for Config {
             collisions: true,
             containers: true,
             enums: true,
+            torchbind: true,
             max_extra_files: 4,
             max_extra_file_size: 300,
             max_body_nodes: 8,
@@ -107,6 +111,7 @@ impl<'a> Arbitrary<'a> for Config {
             collisions: u.arbitrary()?,
             containers: u.arbitrary()?,
             enums: u.arbitrary()?,
+            torchbind: u.arbitrary()?,
             max_extra_files: u.int_in_range(0..=6)?,
             max_extra_file_size: u.int_in_range(0..=4096)?,
             max_body_nodes: u.int_in_range(1..=12)?,

@@ -575,12 +575,14 @@ impl Gen<'_> {
                 "enum",
                 "namedtuple",
                 "complex",
+                "torchbind",
             ]
         };
         let kind = *u.choose(kinds)?;
         let kind = match kind {
             "enum" | "namedtuple" if self.flatbuffer || !self.cfg.enums => "int",
             "complex" if self.flatbuffer => "float",
+            "torchbind" if !self.cfg.torchbind => "int",
             k => k,
         };
         self.seen(format!("attr:{kind}"));
@@ -719,6 +721,58 @@ impl Gen<'_> {
                     })),
                     None,
                 )
+            }
+            "torchbind" => {
+                // What a quantized Linear holds: its packed parameters, pickled as the
+                // C++ class's __getstate__ value (weight, bias). PyTorch's __setstate__
+                // prepacks them, so the weight is a 2-d per-tensor qint8 tensor and the
+                // bias, if any, float32 with one value per output feature.
+                let (out_features, in_features) = (u.int_in_range(1..=3)?, u.int_in_range(1..=3)?);
+                let mut weight_data = vec![0u8; (out_features * in_features) as usize];
+                for b in weight_data.iter_mut() {
+                    *b = u.arbitrary()?;
+                }
+                let mut weight = Tensor::contiguous(
+                    ScalarType::QInt8,
+                    Device::cpu(),
+                    vec![out_features, in_features],
+                    Bytes::from(weight_data),
+                    false,
+                );
+                weight.quantization = Some(Quantization::PerTensor {
+                    scheme: QScheme::PerTensorAffine,
+                    scale: u.int_in_range(1u32..=64)? as f64 / 32.0,
+                    zero_point: 0,
+                });
+                let bias = if u.arbitrary()? {
+                    let mut data = Vec::new();
+                    for _ in 0..out_features {
+                        let v = u.int_in_range(-16i32..=16)? as f32 / 4.0;
+                        data.extend_from_slice(&v.to_le_bytes());
+                    }
+                    self.seen("torchbind:bias");
+                    IValue::Tensor(Arc::new(Tensor::contiguous(
+                        ScalarType::Float32,
+                        Device::cpu(),
+                        vec![out_features],
+                        Bytes::from(data),
+                        false,
+                    )))
+                } else {
+                    IValue::None
+                };
+                let class = QualifiedName::new(format!(
+                    "{}quantized.LinearPackedParamsBase",
+                    crate::model::torchbind::PREFIX
+                ));
+                let object = IValue::Object(Arc::new(crate::model::Object {
+                    class: class.clone(),
+                    state: crate::model::ObjectState::SetState(IValue::Tuple(Arc::new(Tuple {
+                        items: vec![IValue::Tensor(Arc::new(weight)), bias],
+                        named: None,
+                    }))),
+                }));
+                (TypeExpr::Name(class.as_str().to_string()), object, None)
             }
             "namedtuple" => {
                 let name = self.class_key(u, "__torch__.T")?;

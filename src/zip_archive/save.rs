@@ -304,7 +304,7 @@ fn references_in_order(cu: &CompilationUnit, d: &Definition) -> Vec<QualifiedNam
             }
         }
     }
-    out.retain(|n| cu.get(n).is_some());
+    out.retain(|n| cu.get(n).is_some() || crate::model::torchbind::is_torchbind_name(n));
     out
 }
 
@@ -318,12 +318,20 @@ pub(crate) fn print_code(
 ) -> Vec<(String, String, Option<Bytes>)> {
     let mut queue: VecDeque<QualifiedName> = pickled
         .into_iter()
-        .filter(|n| cu.get(n).is_some())
+        .filter(|n| cu.get(n).is_some() || crate::model::torchbind::is_torchbind_name(n))
         .collect();
     let mut printed = HashSet::new();
     let mut files: Vec<(String, Vec<Definition>)> = Vec::new();
     while let Some(key) = queue.pop_front() {
         if !printed.insert(key.clone()) {
+            continue;
+        }
+        if crate::model::torchbind::is_torchbind_name(&key) && cu.get(&key).is_none() {
+            // Defined in C++: PyTorch still opens the namespace's (empty) code file.
+            let qualifier = key.qualifier().to_string();
+            if !files.iter().any(|(q, _)| *q == qualifier) {
+                files.push((qualifier, Vec::new()));
+            }
             continue;
         }
         let Some(def) = cu.get(&key) else { continue };
