@@ -1259,3 +1259,39 @@ def scenario_fbonly_dtype_views(out):
     # dtype, and torch.jit.load of that zip then fails ("sizes 2 2, strides 2 1 ...
     # require a storage of at least 32 bytes, but storage only has 16 bytes").
     out.save_ptl(torch.jit.script(DtypeViews()), "fbonly_dtype_views", api="jit")
+
+
+def scenario_setstate_buffers(out):
+    class WithState(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("weight", torch.arange(4, dtype=torch.float32))
+            self.bias = torch.nn.Parameter(torch.ones(2))
+            self.k = 3
+
+        @torch.jit.export
+        def __getstate__(self) -> Tuple[Tensor, Tensor, int, bool]:
+            return (self.weight, self.bias, self.k, self.training)
+
+        @torch.jit.export
+        def __setstate__(self, state: Tuple[Tensor, Tensor, int, bool]) -> None:
+            # torch.jit.load runs this: the buffer and parameter PyTorch reports are the
+            # tensors it assigns (the weight doubled).
+            self.weight = state[0] * 2
+            self.bias = state[1]
+            self.k = state[2] + 1
+            self.training = state[3]
+
+        def forward(self, x):
+            return x * self.weight[0] + self.k
+
+    class Outer(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = WithState()
+            self.lin = torch.nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.lin(self.inner(x))
+
+    out.save(torch.jit.script(Outer()), "setstate_buffers")

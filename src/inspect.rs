@@ -65,7 +65,7 @@ pub fn facts(archive: &ZipArchiveReader, module: &ScriptModule) -> Result<Value>
         .collect();
     code_files.sort();
     let (version, _) = archive.version()?;
-    Ok(json!({
+    let mut facts = json!({
         "format": "zip",
         "modules": modules,
         "parameters": parameters,
@@ -74,7 +74,20 @@ pub fn facts(archive: &ZipArchiveReader, module: &ScriptModule) -> Result<Value>
         "code_files": code_files,
         "version": version,
         "prefix": archive.prefix(),
-    }))
+    });
+    add_notes(&mut facts, module);
+    Ok(facts)
+}
+
+/// `notes`, only when there are any: what the facts may lack (a `__setstate__` that
+/// ptconform does not evaluate). PyTorch's own facts never have the key.
+fn add_notes(facts: &mut Value, module: &ScriptModule) {
+    let notes = module.notes();
+    if !notes.is_empty()
+        && let Some(o) = facts.as_object_mut()
+    {
+        o.insert("notes".into(), json!(notes));
+    }
 }
 
 /// The facts `inspect --json` prints for a mobile flatbuffer: the zip's keys (`code_files`
@@ -96,7 +109,7 @@ pub fn flatbuffer_facts(buffer: &[u8], mobile: &MobileModule) -> Result<Value> {
         .into_iter()
         .map(|(name, data)| extra_fact(name, data))
         .collect();
-    Ok(json!({
+    let mut facts = json!({
         "format": "flatbuffer",
         "modules": modules,
         "parameters": parameters,
@@ -106,7 +119,9 @@ pub fn flatbuffer_facts(buffer: &[u8], mobile: &MobileModule) -> Result<Value> {
         "version": null,
         "prefix": null,
         "module_info": module_info,
-    }))
+    });
+    add_notes(&mut facts, &mobile.module);
+    Ok(facts)
 }
 
 /// The `inspect --json` facts of an archive in either format (detected from the bytes).
@@ -200,6 +215,9 @@ pub fn report(facts: &Value) -> String {
         for c in code {
             let _ = writeln!(s, "  {}", c.as_str().unwrap_or(""));
         }
+    }
+    for n in get("notes") {
+        let _ = writeln!(s, "\nnote: {}", n.as_str().unwrap_or(""));
     }
     s
 }

@@ -188,3 +188,44 @@ print(json.dumps(out))
     }
     assert!(compared >= 15, "compared {compared}");
 }
+
+/// A module pickled through `__getstate__`: the buffer and parameter PyTorch reports are
+/// what `__setstate__` assigns (`corpus/setstate_buffers.pt`, checked against PyTorch's
+/// facts by `corpus_inspect`). A body ptconform does not evaluate is said in `notes`,
+/// never silently dropped.
+#[test]
+fn setstate_buffers_are_evaluated_or_the_gap_is_said() {
+    let pt = common::corpus("setstate_buffers.pt");
+    let facts =
+        ptconform::inspect::facts_of_bytes(Bytes::from(std::fs::read(&pt).unwrap()), None).unwrap();
+    let names = |k: &str| -> Vec<String> {
+        facts[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names("buffers"), ["inner.weight"]);
+    assert_eq!(
+        names("parameters"),
+        ["inner.bias", "lin.weight", "lin.bias"]
+    );
+    assert!(facts.get("notes").is_none());
+    // The same archive with a call ptconform does not evaluate in __setstate__.
+    let archive = ptconform::zip_archive::ZipArchiveReader::open(&pt).unwrap();
+    let code = archive.read("code/__torch__.py", false).unwrap();
+    let text = String::from_utf8(code.to_vec()).unwrap();
+    let changed = text.replace("torch.mul((state)[0], 2)", "torch.relu((state)[0])");
+    assert_ne!(changed, text);
+    let bytes = common::replace_record(&pt, "code/__torch__.py", changed.into_bytes());
+    let facts = ptconform::inspect::facts_of_bytes(Bytes::from(bytes), None).unwrap();
+    let notes = facts["notes"].as_array().expect("a note");
+    assert!(
+        notes[0]
+            .as_str()
+            .unwrap()
+            .contains("inner: __torch__.WithState.__setstate__ is not evaluated"),
+        "{notes:?}"
+    );
+}

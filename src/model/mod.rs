@@ -8,6 +8,7 @@ pub mod device;
 pub mod dtype;
 pub mod mangle;
 pub mod module;
+pub mod setstate;
 pub mod tensor;
 pub mod torchbind;
 pub mod types;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use indexmap::IndexMap;
 
-use super::{CompilationUnit, IValue, Object, QualifiedName, Tensor};
+use super::{CompilationUnit, IValue, Object, ObjectState, QualifiedName, Str, Tensor};
 
 #[derive(Clone, Debug)]
 pub struct ScriptModule {
@@ -46,14 +46,56 @@ impl ScriptModule {
         &'a self,
         obj: &'a Object,
     ) -> impl Iterator<Item = (String, Arc<Object>)> + 'a {
-        obj.attributes()
+        let children: Vec<(String, Arc<Object>)> = self
+            .loaded_attributes(obj)
             .iter()
-            .filter_map(move |(name, v)| match v {
+            .filter_map(|(name, v)| match v {
                 IValue::Object(o) if self.cu.is_module_class(&o.class) => {
                     Some((name.to_string_lossy(), o.clone()))
                 }
                 _ => None,
             })
+            .collect();
+        children.into_iter()
+    }
+
+    /// The attributes of `obj` as `torch.jit.load` leaves them: the pickled ones, or, for
+    /// a module pickled through `__getstate__`, what its `__setstate__` assigns (when
+    /// ptconform can evaluate it, [`super::setstate`]; else none, and
+    /// [`ScriptModule::notes`] says so).
+    pub fn loaded_attributes<'a>(&self, obj: &'a Object) -> std::borrow::Cow<'a, [(Str, IValue)]> {
+        match &obj.state {
+            ObjectState::Attributes(a) => std::borrow::Cow::Borrowed(a),
+            ObjectState::SetState(state) => match self.cu.class(&obj.class) {
+                Some(class) if class.kind == super::ClassKind::Module && class.has_setstate() => {
+                    std::borrow::Cow::Owned(
+                        super::setstate::evaluate(class, state).unwrap_or_default(),
+                    )
+                }
+                _ => std::borrow::Cow::Borrowed(&[]),
+            },
+        }
+    }
+
+    /// What `inspect` cannot report exactly: each module whose `__setstate__` ptconform
+    /// does not evaluate (its parameters and buffers are then missing from the facts).
+    pub fn notes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for m in self.named_modules() {
+            if let ObjectState::SetState(state) = &m.object.state
+                && let Some(class) = self.cu.class(&m.object.class)
+                && class.kind == super::ClassKind::Module
+                && class.has_setstate()
+                // With no `__parameters__` or `__buffers__` (quantized convolutions, ...)
+                // nothing it does can change the facts.
+                && !(class.parameters.is_empty() && class.buffers.is_empty())
+                && let Err(e) = super::setstate::evaluate(class, state)
+            {
+                let at = if m.name.is_empty() { "<root>" } else { &m.name };
+                out.push(format!("{at}: {e}"));
+            }
+        }
+        out
     }
 
     /// Pre-order module tree, root named `""`, like `Module.named_modules()`. Script
@@ -88,7 +130,7 @@ impl ScriptModule {
             // A set: a module may list thousands of buffers.
             let listed: rustc_hash::FxHashSet<&str> =
                 pick(class).iter().map(String::as_str).collect();
-            for (attr, value) in m.object.attributes() {
+            for (attr, value) in self.loaded_attributes(&m.object).iter() {
                 let attr = attr.to_string_lossy();
                 if !listed.contains(attr.as_str()) {
                     continue;
