@@ -213,11 +213,9 @@ pub fn check_flatbuffer(buf: &Bytes) -> Vec<FormatError> {
     check_required_fields(buf, &mut out);
     if let Some(m) = &mobile {
         for (k, (q, text)) in m.jit_sources.iter().enumerate() {
-            check_code_nesting(
-                text.as_bytes(),
-                &format!("Module.jit_sources[{k}] ({q})"),
-                &mut out,
-            );
+            let at = format!("Module.jit_sources[{k}] ({q})");
+            check_code_nesting(text.as_bytes(), &at, &mut out);
+            check_gelu_approximate(text, &at, &mut out);
         }
     }
     if let Some(m) = mobile {
@@ -225,6 +223,45 @@ pub fn check_flatbuffer(buf: &Bytes) -> Vec<FormatError> {
         check_flatbuffer_objects(&m.module, &mut out);
     }
     out
+}
+
+/// `flatbuffer-upgrader`: `torch.gelu(..., approximate=...)` in `jit_sources`.
+/// `torch.jit.load` of a flatbuffer compiles its `jit_sources` with the operator
+/// upgraders of old versions applied, and gelu's (for files before version 10) has no
+/// `approximate`: the load fails with "Arguments for call are not valid" (the lite
+/// interpreter, which runs the bytecode, loads the file). Measured on timm's ConvNeXt and
+/// a two-line module.
+fn check_gelu_approximate(text: &str, at: &str, out: &mut Vec<FormatError>) {
+    for (i, _) in text.match_indices("torch.gelu(") {
+        let args = &text[i + "torch.gelu(".len()..];
+        let mut depth = 1usize;
+        let mut end = args.len();
+        for (j, c) in args.char_indices() {
+            match c {
+                '(' | '[' => depth += 1,
+                ')' | ']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = j;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if args[..end].contains("approximate=") {
+            let line = text[..i].matches('\n').count() + 1;
+            out.push(FormatError::new(
+                rules::FLATBUFFER_UPGRADER,
+                at,
+                None,
+                format!(
+                    "line {line}: torch.gelu(..., approximate=...): torch.jit.load compiles jit_sources with gelu's pre-version-10 upgrader, which has no approximate argument, and fails (\"Arguments for call are not valid\"); the lite interpreter loads the file"
+                ),
+            ));
+            return;
+        }
+    }
 }
 
 /// Deepest bracket nesting in TorchScript code that PyTorch's loader is known to

@@ -118,4 +118,5 @@ pub mod rules {
     pub const CODE_NESTING: Rule = "code-nesting";
     pub const VERSION_TEXT: Rule = "version-text";
     pub const MOBILE_BYTECODE: Rule = "mobile-bytecode";
+    pub const FLATBUFFER_UPGRADER: Rule = "flatbuffer-upgrader";
 }

@@ -37,11 +37,9 @@ fn model_files() -> Vec<PathBuf> {
     v
 }
 
-/// Files PyTorch writes but its own `torch.jit.load` rejects that `check` still passes:
-/// `torch.gelu(input, approximate="tanh")` in a flatbuffer's `jit_sources` ("Arguments
-/// for call are not valid"; the lite interpreter loads and runs the file). `check` does
-/// not resolve operator schemas.
-const KNOWN_CHECK_GAPS: &[&str] = &["timm_test_convnext."];
+/// Files PyTorch writes but its own `torch.jit.load` rejects that `check` still passes
+/// (none now: `timm_test_convnext`'s flatbuffers are `flatbuffer-upgrader`).
+const KNOWN_CHECK_GAPS: &[&str] = &[];
 
 #[test]
 fn every_loadable_model_file_checks_inspects_and_roundtrips_like_pytorch() {
