@@ -530,11 +530,9 @@ fn diff_of_every_corpus_twin_pair_is_equal() {
         }
         pairs += 1;
         let name = pt.file_name().unwrap().to_string_lossy().to_string();
-        // Known exceptions, each checked to still differ (so the list cannot go stale):
-        // views: PyTorch's flatbuffer writer drops the conj/neg bits (a real difference);
-        // torchbind_dynamic: the flatbuffer binds a call's tuple result to a named local
-        // before unpacking it, a form `code::form` does not recognise yet.
-        if name == "views.pt" || name == "torchbind_dynamic.pt" {
+        // The known exception, checked to still differ (so it cannot go stale): views:
+        // PyTorch's flatbuffer writer drops the conj/neg bits (a real difference).
+        if name == "views.pt" {
             let r =
                 ptconform::diff::diff(&std::fs::read(&pt).unwrap(), &std::fs::read(&ptl).unwrap())
                     .unwrap();

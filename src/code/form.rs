@@ -66,7 +66,16 @@ fn inline_temporaries(text: &str) -> String {
             i += 1;
             continue;
         }
-        let total: usize = lines[i + 1..].iter().map(|l| uses(l, name)).sum();
+        // Uses within the same method: temporaries are numbered per method by one
+        // writer and per file by the other, so `_0` of the next method is another name.
+        let total: usize = lines[i + 1..]
+            .iter()
+            .take_while(|l| {
+                let t = l.trim_start();
+                !(t.starts_with("def ") || t.starts_with("class "))
+            })
+            .map(|l| uses(l, name))
+            .sum();
         if total != 1 || uses(&lines[i + 1], name) != 1 {
             i += 1;
             continue;
@@ -230,6 +239,10 @@ mod tests {
         let a = "  if c:\n    _27 = [a, b]\n    _28 = torch.zeros(_27, dtype=d)\n  return _28\n";
         let b = "  if c:\n    _3 = torch.zeros([a, b], dtype=d)\n  return _3\n";
         assert_eq!(canonical(a), canonical(b));
+        // A temporary of one method is not a use of the next method's namesake.
+        let e = "  def f(self):\n    _0 = g()\n    a, b, = _0\n    return a\n  def h(self):\n    _0 = k()\n    return _0\n";
+        let f = "  def f(self):\n    a, b, = g()\n    return a\n  def h(self):\n    _7 = k()\n    return _7\n";
+        assert_eq!(canonical(e), canonical(f));
         // Used twice: not inlined, so not the same as a single inlined use.
         let c = "  _0 = [a, b]\n  _1 = f(_0, _0)\n  return _1\n";
         let d = "  _1 = f([a, b], [a, b])\n  return _1\n";
