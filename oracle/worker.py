@@ -3,7 +3,10 @@
 once) answering one JSON request per stdin line with one JSON line on stdout.
 
 Request:  {"path": FILE, "forward": null | {"shape": [B, F], "values": [...]},
-           "resave_dir": DIR | null, "timeout": seconds, "memory_mb": N}
+           "resave_dir": DIR | null, "timeout": seconds, "memory_mb": N,
+           "imports": [MODULE, ...]}   # optional: imported once, in the worker itself,
+                                       # when installed (torchvision's ops for detection
+                                       # models); a missing one is skipped
 Response: {"ok": true, "facts": {...}                      # oracle/facts.py facts
            "forward": {"jit": [...], "lite": [...]}          # flattened float outputs
            "resaved": {"zip": PATH, "flatbuffer": PATH}}     # torch.jit.save / flatbuffer
@@ -82,6 +85,20 @@ def run_request(req):
         return {"ok": False, "error": value, "memory": True}
     return {"ok": False, "error": value}
 
+IMPORTED = set()
+
+
+def ensure_imports(names):
+    for name in names or []:
+        if name in IMPORTED:
+            continue
+        IMPORTED.add(name)
+        try:
+            __import__(name)
+        except Exception:
+            pass
+
+
 def main():
     torch.manual_seed(0)
     for line in sys.stdin:
@@ -89,7 +106,9 @@ def main():
         if not line:
             continue
         try:
-            res = run_request(json.loads(line))
+            req = json.loads(line)
+            ensure_imports(req.get("imports"))
+            res = run_request(req)
         except Exception as e:  # a bad request: say so, keep serving
             res = {"ok": False, "error": "worker: %s: %s" % (type(e).__name__, e)}
         sys.stdout.write(json.dumps(res) + "\n")

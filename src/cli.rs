@@ -103,6 +103,12 @@ pub enum Command {
         /// (and kept in `--out`).
         #[arg(long, default_value_t = 0)]
         mutate: u64,
+        /// Also run a real-model corpus (`corpus/models`, or the full set
+        /// `oracle/make_models.py` writes to `~/.cache/ptconform/models`): facts, check,
+        /// byte-identical re-save, twin diff, and with `--torch` PyTorch loading each
+        /// flatbuffer converted to a zip.
+        #[arg(long)]
+        models: Option<PathBuf>,
     },
     /// Generate random modules (test vectors): archives plus, beside each, the JSON that
     /// `inspect --json` must print for it. The same seed gives the same bytes.
@@ -212,6 +218,7 @@ pub fn run(cli: Cli) -> i32 {
             corpus,
             config,
             mutate,
+            models,
         } => {
             let config = match read_config(config.as_deref()) {
                 Ok(c) => c,
@@ -228,6 +235,7 @@ pub fn run(cli: Cli) -> i32 {
                 config: config.bounded(),
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
                 mutate,
+                models,
             };
             cmd_conform(&options)
         }

@@ -34,6 +34,9 @@ pub struct Options {
     /// checked by ptconform and, with `--torch`, loaded by PyTorch; every mutant on which
     /// PyTorch crashes, hangs or runs out of memory is a finding (kept in `out`).
     pub mutate: u64,
+    /// A real-model corpus (`corpus/models`, or `~/.cache/ptconform/models` from
+    /// `oracle/make_models.py`) to run as a campaign part: see [`models`].
+    pub models: Option<PathBuf>,
 }
 
 /// One disagreement.
@@ -243,7 +246,178 @@ pub fn run(opts: &Options) -> Result<Summary> {
     {
         mutants(dir, opts, worker.as_mut(), scratch.path(), &mut summary)?;
     }
+    if let Some(dir) = &opts.models {
+        models(dir, worker.as_mut(), scratch.path(), &mut summary)?;
+    }
     Ok(summary)
+}
+
+/// The facts file `oracle/make_models.py` writes beside a model file: `X.pt` → `X.json`,
+/// `X.lite.ptl` (a mobile zip) → `X.lite.json`, a flatbuffer `X.ptl` → `X.ptl.json`.
+pub fn model_facts_path(file: &Path) -> PathBuf {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let json = if let Some(stem) = name.strip_suffix(".lite.ptl") {
+        format!("{stem}.lite.json")
+    } else if let Some(stem) = name.strip_suffix(".pt") {
+        format!("{stem}.json")
+    } else {
+        format!("{name}.json")
+    };
+    file.with_file_name(json)
+}
+
+/// `--models DIR`: every model file PyTorch loads (it has a facts file) checks clean,
+/// inspects as PyTorch reported and re-saves byte for byte; every file PyTorch rejects
+/// (no facts file) is flagged by `check`; each twin pair (`X.pt`/`X.ptl`,
+/// `X.lite.ptl`/`X.lite_fb.ptl`, `X.frozen.pt`/`X.frozen.ptl`) compares equal; with
+/// `--torch`, each flatbuffer converted to a zip is loaded by PyTorch with the
+/// flatbuffer's modules, parameters and buffers.
+fn models(
+    dir: &Path,
+    mut worker: Option<&mut Worker>,
+    scratch: &Path,
+    summary: &mut Summary,
+) -> Result<()> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir.display().to_string(), e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pt" || x == "ptl"))
+        .collect();
+    files.sort();
+    let fail = |summary: &mut Summary, part: &str, case: &Path, kind: &str, detail: String| {
+        summary.failures.push(Failure {
+            case: format!("{part}: {}", case.display()),
+            kind: kind.into(),
+            detail,
+        });
+    };
+    for path in &files {
+        let data =
+            Bytes::from(std::fs::read(path).map_err(|e| Error::io(path.display().to_string(), e))?);
+        let format = Format::of(&data);
+        let part = format!("models {}", format_name(format));
+        let facts_path = model_facts_path(path);
+        let violations = crate::check::check_bytes(&data);
+        let mut problems: Vec<(&str, String)> = Vec::new();
+        match std::fs::read(&facts_path) {
+            Err(_) => {
+                // torch.jit.load rejects it (make_models.py writes no facts).
+                if violations.is_empty() {
+                    problems.push(("check-accepts", "PyTorch rejects this file".into()));
+                }
+            }
+            Ok(theirs) => {
+                if let Some(v) = violations.first() {
+                    problems.push(("check", v.to_string()));
+                }
+                let theirs: Value = serde_json::from_slice(&theirs).unwrap_or(Value::Null);
+                match crate::inspect::facts_of_bytes(data.clone(), None) {
+                    Ok(ours) if subset(&ours, PYTORCH_KEYS) == subset(&theirs, PYTORCH_KEYS) => {}
+                    Ok(_) => problems.push(("facts", "inspect differs from PyTorch's".into())),
+                    Err(e) => problems.push(("load", e.to_string())),
+                }
+                match crate::roundtrip::roundtrip(data.clone()) {
+                    Ok(rt) if rt.difference.is_none() => {}
+                    Ok(rt) => problems.push(("roundtrip", format!("{:?}", rt.difference))),
+                    Err(e) => problems.push(("roundtrip", e.to_string())),
+                }
+                if format == Format::Flatbuffer
+                    && let Some(w) = worker.as_deref_mut()
+                {
+                    let row = summary
+                        .rows
+                        .entry("models converted to zip".into())
+                        .or_default();
+                    row.checked += 1;
+                    let converted = crate::convert::convert(
+                        data.clone(),
+                        Format::Zip,
+                        "archive",
+                        crate::flatbuffer::NameMode::PyTorch,
+                    );
+                    let outcome = match converted {
+                        Err(e) => Some(("convert", e.to_string())),
+                        Ok(bytes) => {
+                            let tmp = scratch.join("converted.pt");
+                            std::fs::write(&tmp, &bytes)
+                                .map_err(|e| Error::io(tmp.display().to_string(), e))?;
+                            let res = w.request(&json!({
+                                "path": tmp, "forward": null, "resave_dir": null,
+                                "timeout": 120, "memory_mb": 8192,
+                                "imports": ["torchvision", "torchaudio"],
+                            }))?;
+                            let keys = &["modules", "parameters", "buffers"];
+                            if res["ok"] != true {
+                                Some(("torch-load-converted", res.to_string()))
+                            } else if subset(&res["facts"], keys) != subset(&theirs, keys) {
+                                Some(("converted-facts", "PyTorch sees another module".into()))
+                            } else {
+                                None
+                            }
+                        }
+                    };
+                    match outcome {
+                        None => row.agreed += 1,
+                        Some((kind, detail)) => {
+                            row.failed += 1;
+                            fail(summary, "models converted to zip", path, kind, detail);
+                        }
+                    }
+                }
+            }
+        }
+        let row = summary.rows.entry(part.clone()).or_default();
+        row.checked += 1;
+        if problems.is_empty() {
+            row.agreed += 1;
+        } else {
+            row.failed += 1;
+        }
+        for (kind, detail) in problems {
+            fail(summary, &part, path, kind, detail);
+        }
+    }
+    for path in &files {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let twin = if let Some(stem) = name.strip_suffix(".lite.ptl") {
+            format!("{stem}.lite_fb.ptl")
+        } else if let Some(stem) = name.strip_suffix(".pt") {
+            format!("{stem}.ptl")
+        } else {
+            continue;
+        };
+        let twin = path.with_file_name(twin);
+        if !twin.exists() || !model_facts_path(path).exists() || !model_facts_path(&twin).exists() {
+            continue;
+        }
+        let read = |p: &Path| std::fs::read(p).map_err(|e| Error::io(p.display().to_string(), e));
+        let row = summary.rows.entry("models twin diff".into()).or_default();
+        row.checked += 1;
+        match crate::diff::diff(&read(path)?, &read(&twin)?) {
+            Ok(r) if r.is_equal() => row.agreed += 1,
+            Ok(r) => {
+                row.failed += 1;
+                fail(summary, "models twin diff", path, "twin-diff", r.to_text());
+            }
+            Err(e) => {
+                row.failed += 1;
+                fail(
+                    summary,
+                    "models twin diff",
+                    path,
+                    "twin-diff",
+                    e.to_string(),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `--mutate`: mutants of every corpus archive through ptconform and PyTorch.

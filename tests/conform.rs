@@ -18,6 +18,7 @@ fn options(cases: u64, torch: Option<std::path::PathBuf>) -> Options {
         config: Config::default(),
         progress: false,
         mutate: 0,
+        models: None,
     }
 }
 
@@ -50,4 +51,25 @@ fn campaign_against_pytorch_passes() {
     assert!(s.ok(), "{:#?}", s.failures);
     assert_eq!(s.rows["generated flatbuffer"].checked, cases);
     assert_eq!(s.rows["generated zip"].agreed, cases);
+}
+
+/// `--models`: the committed real-model corpus as a campaign part; with PyTorch, each
+/// flatbuffer converted to a zip loads there as the same module.
+#[test]
+fn models_campaign_part_passes() {
+    let torch = common::torch_python();
+    let mut opts = options(0, torch.clone());
+    opts.models = Some(common::repo().join("corpus/models"));
+    let summary = ptconform::conform::run(&opts).unwrap();
+    let table = summary.table();
+    assert!(summary.ok(), "{table}\n{:#?}", summary.failures);
+    for part in ["models zip", "models flatbuffer", "models twin diff"] {
+        assert!(summary.rows[part].checked >= 30, "{table}");
+    }
+    if torch.is_some() {
+        assert!(
+            summary.rows["models converted to zip"].agreed >= 30,
+            "{table}"
+        );
+    }
 }
