@@ -269,6 +269,19 @@ pub fn model_facts_path(file: &Path) -> PathBuf {
     file.with_file_name(json)
 }
 
+/// The flatbuffer `oracle/make_models.py` writes of the same module as zip `file`:
+/// `X.pt` → `X.ptl` (also `X.frozen.pt` → `X.frozen.ptl`), `X.lite.ptl` →
+/// `X.lite_fb.ptl`; `None` for a flatbuffer.
+pub fn model_twin(file: &Path) -> Option<PathBuf> {
+    let name = file.file_name()?.to_string_lossy().to_string();
+    let twin = if let Some(stem) = name.strip_suffix(".lite.ptl") {
+        format!("{stem}.lite_fb.ptl")
+    } else {
+        format!("{}.ptl", name.strip_suffix(".pt")?)
+    };
+    Some(file.with_file_name(twin))
+}
+
 /// `--models DIR`: every model file PyTorch loads (it has a facts file) checks clean,
 /// inspects as PyTorch reported and re-saves byte for byte; every file PyTorch rejects
 /// (no facts file) is flagged by `check`; each twin pair (`X.pt`/`X.ptl`,
@@ -281,12 +294,7 @@ fn models(
     scratch: &Path,
     summary: &mut Summary,
 ) -> Result<()> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir.display().to_string(), e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "pt" || x == "ptl"))
-        .collect();
-    files.sort();
+    let files = archive_files(dir)?;
     let fail = |summary: &mut Summary, part: &str, case: &Path, kind: &str, detail: String| {
         summary.failures.push(Failure {
             case: format!("{part}: {}", case.display()),
@@ -301,29 +309,20 @@ fn models(
         let part = format!("models {}", format_name(format));
         let facts_path = model_facts_path(path);
         let violations = crate::check::check_bytes(&data);
-        let mut problems: Vec<(&str, String)> = Vec::new();
+        let mut problems: Vec<(String, String)> = Vec::new();
         match std::fs::read(&facts_path) {
             Err(_) => {
                 // torch.jit.load rejects it (make_models.py writes no facts).
                 if violations.is_empty() {
-                    problems.push(("check-accepts", "PyTorch rejects this file".into()));
+                    problems.push(("check-accepts".into(), "PyTorch rejects this file".into()));
                 }
             }
             Ok(theirs) => {
                 if let Some(v) = violations.first() {
-                    problems.push(("check", v.to_string()));
+                    problems.push(("check".into(), v.to_string()));
                 }
                 let theirs: Value = serde_json::from_slice(&theirs).unwrap_or(Value::Null);
-                match crate::inspect::facts_of_bytes(data.clone(), None) {
-                    Ok(ours) if subset(&ours, PYTORCH_KEYS) == subset(&theirs, PYTORCH_KEYS) => {}
-                    Ok(_) => problems.push(("facts", "inspect differs from PyTorch's".into())),
-                    Err(e) => problems.push(("load", e.to_string())),
-                }
-                match crate::roundtrip::roundtrip(data.clone()) {
-                    Ok(rt) if rt.difference.is_none() => {}
-                    Ok(rt) => problems.push(("roundtrip", format!("{:?}", rt.difference))),
-                    Err(e) => problems.push(("roundtrip", e.to_string())),
-                }
+                problems.extend(facts_and_roundtrip(&data, Some(&theirs)));
                 if format == Format::Flatbuffer
                     && let Some(w) = worker.as_deref_mut()
                 {
@@ -377,22 +376,13 @@ fn models(
             row.failed += 1;
         }
         for (kind, detail) in problems {
-            fail(summary, &part, path, kind, detail);
+            fail(summary, &part, path, &kind, detail);
         }
     }
     for path in &files {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let twin = if let Some(stem) = name.strip_suffix(".lite.ptl") {
-            format!("{stem}.lite_fb.ptl")
-        } else if let Some(stem) = name.strip_suffix(".pt") {
-            format!("{stem}.ptl")
-        } else {
+        let Some(twin) = model_twin(path) else {
             continue;
         };
-        let twin = path.with_file_name(twin);
         if !twin.exists() || !model_facts_path(path).exists() || !model_facts_path(&twin).exists() {
             continue;
         }
@@ -428,12 +418,7 @@ fn mutants(
     scratch: &Path,
     summary: &mut Summary,
 ) -> Result<()> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir.display().to_string(), e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "pt" || x == "ptl"))
-        .collect();
-    files.sort();
+    let files = archive_files(dir)?;
     for (fi, path) in files.iter().enumerate() {
         let data = std::fs::read(path).map_err(|e| Error::io(path.display().to_string(), e))?;
         let format = Format::of(&data);
@@ -499,6 +484,39 @@ fn mutants(
     Ok(())
 }
 
+/// The `.pt` and `.ptl` files of `dir`, sorted.
+fn archive_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir.display().to_string(), e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pt" || x == "ptl"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// `inspect --json` against PyTorch's facts (when there are any) and a byte-identical
+/// round trip: the checks every PyTorch-made file must pass.
+fn facts_and_roundtrip(data: &Bytes, theirs: Option<&Value>) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    match crate::inspect::facts_of_bytes(data.clone(), None) {
+        Ok(ours) => {
+            if let Some(theirs) = theirs
+                && subset(&ours, PYTORCH_KEYS) != subset(theirs, PYTORCH_KEYS)
+            {
+                problems.push(("facts".into(), "inspect differs from PyTorch's JSON".into()));
+            }
+        }
+        Err(e) => problems.push(("load".into(), e.to_string())),
+    }
+    match crate::roundtrip::roundtrip(data.clone()) {
+        Ok(rt) if rt.difference.is_none() => {}
+        Ok(rt) => problems.push(("roundtrip".into(), format!("{:?}", rt.difference))),
+        Err(e) => problems.push(("roundtrip".into(), e.to_string())),
+    }
+    problems
+}
+
 fn format_name(f: Format) -> &'static str {
     match f {
         Format::Zip => "zip",
@@ -508,12 +526,7 @@ fn format_name(f: Format) -> &'static str {
 
 /// Every corpus archive: `check` clean, facts as PyTorch reported, identical round trip.
 fn corpus(dir: &Path, summary: &mut Summary) -> Result<()> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir.display().to_string(), e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "pt" || x == "ptl"))
-        .collect();
-    files.sort();
+    let files = archive_files(dir)?;
     for path in files {
         let data = Bytes::from(
             std::fs::read(&path).map_err(|e| Error::io(path.display().to_string(), e))?,
@@ -533,24 +546,10 @@ fn corpus(dir: &Path, summary: &mut Summary) -> Result<()> {
             Format::Zip => path.with_extension("json"),
             Format::Flatbuffer => PathBuf::from(format!("{}.json", path.display())),
         };
-        match (
-            crate::inspect::facts_of_bytes(data.clone(), None),
-            std::fs::read(&json_path),
-        ) {
-            (Ok(ours), Ok(theirs)) => {
-                let theirs: Value = serde_json::from_slice(&theirs).unwrap_or(Value::Null);
-                if subset(&ours, PYTORCH_KEYS) != subset(&theirs, PYTORCH_KEYS) {
-                    problems.push(("facts".into(), "inspect differs from PyTorch's JSON".into()));
-                }
-            }
-            (Err(e), _) => problems.push(("load".into(), e.to_string())),
-            (_, Err(_)) => {}
-        }
-        match crate::roundtrip::roundtrip(data) {
-            Ok(rt) if rt.difference.is_none() => {}
-            Ok(rt) => problems.push(("roundtrip".into(), format!("{:?}", rt.difference))),
-            Err(e) => problems.push(("roundtrip".into(), e.to_string())),
-        }
+        let theirs = std::fs::read(&json_path)
+            .ok()
+            .map(|t| serde_json::from_slice(&t).unwrap_or(Value::Null));
+        problems.extend(facts_and_roundtrip(&data, theirs.as_ref()));
         if problems.is_empty() {
             row.agreed += 1;
         } else {

@@ -14,17 +14,9 @@ fn models_dir() -> PathBuf {
     common::repo().join("corpus/models")
 }
 
-/// The facts PyTorch reported for `file` (named as in `corpus/`), if it loads there.
+/// The facts PyTorch reported for `file` (named as `oracle/make_models.py` names them).
 fn facts_path(file: &Path) -> PathBuf {
-    let name = file.file_name().unwrap().to_string_lossy().to_string();
-    let json = if let Some(stem) = name.strip_suffix(".lite.ptl") {
-        format!("{stem}.lite.json")
-    } else if let Some(stem) = name.strip_suffix(".pt") {
-        format!("{stem}.json")
-    } else {
-        format!("{name}.json")
-    };
-    file.with_file_name(json)
+    ptconform::conform::model_facts_path(file)
 }
 
 fn model_files() -> Vec<PathBuf> {
@@ -99,19 +91,13 @@ fn every_loadable_model_file_checks_inspects_and_roundtrips_like_pytorch() {
 
 #[test]
 fn every_model_twin_pair_compares_equal() {
-    let dir = models_dir();
     let mut pairs = 0;
     let mut failures = Vec::new();
     for f in model_files() {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
-        let twin = if let Some(stem) = name.strip_suffix(".lite.ptl") {
-            format!("{stem}.lite_fb.ptl")
-        } else if let Some(stem) = name.strip_suffix(".pt") {
-            format!("{stem}.ptl")
-        } else {
+        let Some(twin) = ptconform::conform::model_twin(&f) else {
             continue;
         };
-        let twin = dir.join(twin);
         // Only pairs PyTorch loads both of.
         if !twin.exists() || !facts_path(&f).exists() || !facts_path(&twin).exists() {
             continue;
