@@ -531,7 +531,12 @@ fn parse_class(
             (Item::Attribute(n, ty), Base::None | Base::Module) => {
                 class.attributes.push(AttributeDecl { name: n, ty })
             }
-            (Item::Attribute(n, ty), Base::NamedTuple) if is_identifier(&n) => fields.push((n, ty)),
+            // A field named after a keyword (`def: int`) would print as a method header.
+            (Item::Attribute(n, ty), Base::NamedTuple)
+                if is_identifier(&n) && !crate::code::lex::is_keyword(&n) =>
+            {
+                fields.push((n, ty))
+            }
             (Item::Constant(n, ty, literal), Base::None | Base::Module) => {
                 class.constants.push(ConstantDecl {
                     name: n,

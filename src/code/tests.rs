@@ -437,6 +437,9 @@ fn errors_carry_line_numbers() {
             "class A(NamedTuple):\n  def f(self) -> int:\n    pass\n".into(),
             2,
         ),
+        // Found by the code_parse fuzzer: `def: T` read as a field printed back as a
+        // method header.
+        ("class A(NamedTuple):\n  def: int\n".into(), 2),
         ("class A(Interface):\n  x : int\n".into(), 2),
         ("class A(Foo):\n".into(), 1),
         ("class A(Module)\n".into(), 1),
