@@ -58,15 +58,17 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Convert between the zip archive and the mobile flatbuffer (where the content
-    /// allows: a zip archive holds no bytecode, so it cannot become a flatbuffer).
+    /// Convert between the zip archive, the mobile zip and the mobile flatbuffer (where
+    /// the content allows: a `torch.jit.save` archive holds no bytecode, so it cannot
+    /// become a flatbuffer or a mobile zip; a mobile zip and a flatbuffer convert into
+    /// each other).
     Convert {
         input: PathBuf,
         output: PathBuf,
         /// Output format; by default from OUTPUT's extension (`.ptl` = flatbuffer), else
         /// the other format than INPUT's.
         #[arg(long, value_enum)]
-        format: Option<crate::convert::Format>,
+        format: Option<crate::convert::Target>,
         /// Reproduce PyTorch's flatbuffer writer, which merges classes that share a
         /// qualified name (the default gives them unique names, as the zip writer does).
         #[arg(long)]
@@ -584,17 +586,17 @@ fn cmd_gen(seed: u64, count: u64, out: &Path, format: GenFormat, config: Option<
 fn cmd_convert(
     input: &Path,
     output: &Path,
-    format: Option<crate::convert::Format>,
+    format: Option<crate::convert::Target>,
     pytorch_names: bool,
 ) -> i32 {
-    use crate::convert::{Format, convert_file};
+    use crate::convert::{Format, Target, convert_file};
     use crate::flatbuffer::NameMode;
-    let format = match format.or_else(|| Format::from_extension(output)) {
+    let format = match format.or_else(|| Format::from_extension(output).map(Target::from)) {
         Some(f) => f,
         None => match std::fs::read(input) {
             Ok(d) => match Format::of(&d) {
-                Format::Zip => Format::Flatbuffer,
-                Format::Flatbuffer => Format::Zip,
+                Format::Zip => Target::Flatbuffer,
+                Format::Flatbuffer => Target::Zip,
             },
             Err(e) => return report_error(input, &Error::io(input.display().to_string(), e)),
         },

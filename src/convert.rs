@@ -2,20 +2,22 @@
 //!
 //! flatbuffer → zip keeps the module (objects, tensors, code from `jit_sources`, tensor
 //! constants, extra files); it is what `torch.jit.load(ptl)` + `torch.jit.save` gives,
-//! minus source-range debug info. zip → flatbuffer needs mobile bytecode for every
-//! method, which a `torch.jit.save` archive does not hold: producing it means compiling
-//! the TorchScript code, which ptconform does not do, so that direction is refused with
-//! an error saying so.
+//! minus source-range debug info. A flatbuffer and a mobile zip both carry bytecode, so
+//! they convert into each other directly (the bytecode moves over as it is). A
+//! `torch.jit.save` archive holds no bytecode: producing it means compiling the
+//! TorchScript code, which ptconform does not do, so zip → flatbuffer or mobile zip is
+//! refused with an error saying so.
 
 use std::path::Path;
 
 use bytes::Bytes;
 
 use crate::error::{Error, FormatError, Result, rules};
-use crate::flatbuffer::{NameMode, WriteOptions, read_flatbuffer, write_flatbuffer};
+use crate::flatbuffer::{MobileModule, NameMode, WriteOptions, read_flatbuffer, write_flatbuffer};
 use crate::pickle::MemoPolicy;
+use crate::zip_archive::bytecode::{MobileZipBytecode, ZIP_BYTECODE_VERSION, read_mobile_bytecode};
 use crate::zip_archive::save::{SaveOptions, save_to_writer};
-use crate::zip_archive::{ExtraFilesMap, ZipArchiveReader};
+use crate::zip_archive::{ExtraFilesMap, LoadOptions, ZipArchiveReader, load_archive};
 
 /// The two formats (`jit::FileFormat`, detected from the bytes as PyTorch does).
 pub use crate::jit::FileFormat as Format;
@@ -35,15 +37,104 @@ impl Format {
     }
 }
 
+/// What `convert` writes: the two formats, and the zip archive with mobile bytecode
+/// (`_save_for_lite_interpreter`), which only a source that carries bytecode (a
+/// flatbuffer or another mobile zip) can become.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    Zip,
+    MobileZip,
+    Flatbuffer,
+}
+
+impl From<Format> for Target {
+    fn from(f: Format) -> Target {
+        match f {
+            Format::Zip => Target::Zip,
+            Format::Flatbuffer => Target::Flatbuffer,
+        }
+    }
+}
+
+fn no_bytecode(to: &str) -> Error {
+    Error::Format(FormatError::new(
+        rules::FLATBUFFER,
+        "bytecode",
+        None,
+        format!(
+            "cannot convert to a {to}: the archive holds TorchScript code but no mobile \
+             bytecode (bytecode.pkl), which only compiling the code gives (PyTorch: \
+             torch.jit.load, then torch.jit.save_jit_module_to_flatbuffer or \
+             _save_for_lite_interpreter)"
+        ),
+    ))
+}
+
+/// A mobile zip read as a mobile module: the module `torch.jit.load` gives, with the
+/// bytecode of `bytecode.pkl` (root methods first-class, the rest, such as
+/// `__setstate__` methods, kept among `functions`).
+fn mobile_module_of_zip(input: Bytes) -> Result<Option<MobileModule>> {
+    let archive = ZipArchiveReader::from_bytes(input)?;
+    let Some(bytecode) = read_mobile_bytecode(&archive, true)? else {
+        return Ok(None);
+    };
+    let extra = crate::roundtrip::extra_files_in_insertion_order(&archive)?;
+    let module = load_archive(&archive, &mut LoadOptions::default())?;
+    let root_methods = format!("{}.", module.root.class.as_str());
+    let methods = bytecode
+        .functions
+        .iter()
+        .filter(|f| {
+            f.qualified_name
+                .as_str()
+                .strip_prefix(&root_methods)
+                .is_some_and(|m| !m.contains('.'))
+        })
+        .cloned()
+        .collect();
+    let mut m = MobileModule::new(module, methods);
+    m.functions = bytecode.functions.clone();
+    m.extra_files = extra.into_iter().collect();
+    Ok(Some(m))
+}
+
+/// The mobile zip `_save_for_lite_interpreter` writes for `m`: the zip archive of its
+/// module with `bytecode.pkl` holding every function of `m` (bytecode version 8, the
+/// zip's; tensor constants under `constants/N.storage`).
+pub fn mobile_zip_of(m: &MobileModule, prefix: &str) -> Result<Vec<u8>> {
+    let extra: ExtraFilesMap = m.extra_files.iter().cloned().collect();
+    let functions = if m.functions.is_empty() {
+        m.methods.clone()
+    } else {
+        m.functions.clone()
+    };
+    let options = SaveOptions {
+        policy: MemoPolicy::Loaded,
+        serialization_id: None,
+        constants_key_suffix: ".storage",
+        bytecode: Some(MobileZipBytecode {
+            bytecode_version: ZIP_BYTECODE_VERSION.min(m.bytecode_version.into()),
+            functions,
+        }),
+        ..Default::default()
+    };
+    save_to_writer(&m.module, Vec::new(), prefix, &extra, &options)
+}
+
 /// Converts `input` to `to`. `prefix` is the zip archive's top-level directory
 /// (`torch.jit.save` uses the file's base name, `archive` for buffers).
-pub fn convert(input: Bytes, to: Format, prefix: &str, names: NameMode) -> Result<Vec<u8>> {
-    match (Format::of(&input), to) {
-        (Format::Flatbuffer, Format::Flatbuffer) => {
-            let m = read_flatbuffer(&input, None)?;
-            write_flatbuffer(&m, &WriteOptions { names })
+pub fn convert(
+    input: Bytes,
+    to: impl Into<Target>,
+    prefix: &str,
+    names: NameMode,
+) -> Result<Vec<u8>> {
+    let options = WriteOptions { names };
+    match (Format::of(&input), to.into()) {
+        (Format::Flatbuffer, Target::Flatbuffer) => {
+            write_flatbuffer(&read_flatbuffer(&input, None)?, &options)
         }
-        (Format::Flatbuffer, Format::Zip) => {
+        (Format::Flatbuffer, Target::Zip) => {
             let m = read_flatbuffer(&input, None)?;
             let extra: ExtraFilesMap = m.extra_files.iter().cloned().collect();
             let options = SaveOptions {
@@ -53,31 +144,31 @@ pub fn convert(input: Bytes, to: Format, prefix: &str, names: NameMode) -> Resul
             };
             save_to_writer(&m.module, Vec::new(), prefix, &extra, &options)
         }
-        (Format::Zip, Format::Zip) => {
+        (Format::Flatbuffer, Target::MobileZip) => {
+            mobile_zip_of(&read_flatbuffer(&input, None)?, prefix)
+        }
+        (Format::Zip, Target::Zip) => {
             let rt = crate::roundtrip::roundtrip_zip(input)?;
             Ok(rt.rewritten)
         }
-        (Format::Zip, Format::Flatbuffer) => {
-            let archive = ZipArchiveReader::from_bytes(input)?;
-            let why = if archive.record("bytecode.pkl").is_some() {
-                "this is a mobile zip archive (bytecode.pkl); reading its bytecode is not supported yet"
-            } else {
-                "the archive holds TorchScript code but no mobile bytecode; a flatbuffer needs \
-                 bytecode for every method, which only compiling the code gives (PyTorch: \
-                 torch.jit.load, then torch.jit.save_jit_module_to_flatbuffer)"
-            };
-            Err(Error::Format(FormatError::new(
-                rules::FLATBUFFER,
-                "bytecode",
-                None,
-                format!("cannot convert to a flatbuffer: {why}"),
-            )))
-        }
+        (Format::Zip, Target::MobileZip) => match mobile_module_of_zip(input)? {
+            Some(m) => mobile_zip_of(&m, prefix),
+            None => Err(no_bytecode("mobile zip")),
+        },
+        (Format::Zip, Target::Flatbuffer) => match mobile_module_of_zip(input)? {
+            Some(m) => write_flatbuffer(&m, &options),
+            None => Err(no_bytecode("flatbuffer")),
+        },
     }
 }
 
 /// Converts the file `input` into `output` (written atomically).
-pub fn convert_file(input: &Path, output: &Path, to: Format, names: NameMode) -> Result<()> {
+pub fn convert_file(
+    input: &Path,
+    output: &Path,
+    to: impl Into<Target>,
+    names: NameMode,
+) -> Result<()> {
     let data = std::fs::read(input).map_err(|e| Error::io(input.display().to_string(), e))?;
     let prefix = crate::zip_archive::write::archive_name_from_path(output)
         .unwrap_or_else(|_| "archive".to_string());

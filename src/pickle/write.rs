@@ -113,6 +113,14 @@ pub struct Pickler<'a> {
     name_map: NameMap<'a>,
     /// Storage keys are `<index><suffix>` (`".storage"` in mobile constants).
     key_suffix: &'static str,
+    /// Storages an earlier pickle of the same archive already named (by identity →
+    /// index): `bytecode.pkl` refers to `constants.pkl`'s records instead of writing
+    /// its own.
+    known_storages: HashMap<usize, usize>,
+    /// The same, by the address and length of their bytes.
+    known_by_bytes: HashMap<(usize, usize), usize>,
+    /// How many storages the earlier pickles named (new ones are numbered after them).
+    known_count: usize,
 }
 
 impl<'a> Pickler<'a> {
@@ -134,7 +142,28 @@ impl<'a> Pickler<'a> {
             is_module,
             name_map,
             key_suffix: "",
+            known_storages: HashMap::default(),
+            known_by_bytes: HashMap::default(),
+            known_count: 0,
         }
+    }
+
+    /// Shares the storage names of an earlier pickle of the archive (`storages`, in key
+    /// order): PyTorch's storage context, which makes `bytecode.pkl` name the records
+    /// `constants.pkl` wrote. [`finish`](Self::finish) returns only the new storages.
+    pub fn with_storage_context(mut self, storages: &[Arc<Storage>]) -> Self {
+        self.known_count = storages.len();
+        self.known_storages = storages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (Arc::as_ptr(s) as usize, i))
+            .collect();
+        self.known_by_bytes = storages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ((s.data.as_ptr() as usize, s.data.len()), i))
+            .collect();
+        self
     }
 
     /// Decides which heap values of `root` are memoized under `policy`.
@@ -449,8 +478,21 @@ impl<'a> Pickler<'a> {
             self.get(m);
             return;
         }
-        let key = format!("{}{}", self.storages.len(), self.key_suffix);
-        self.storages.push(s.clone());
+        let known = self.known_storages.get(&id).or_else(|| {
+            // The same record read by two pickles: two storages over the same bytes.
+            let bytes = (s.data.as_ptr() as usize, s.data.len());
+            (bytes.1 > 0)
+                .then(|| self.known_by_bytes.get(&bytes))
+                .flatten()
+        });
+        let index = match known.copied() {
+            Some(i) => i,
+            None => {
+                self.storages.push(s.clone());
+                self.known_count + self.storages.len() - 1
+            }
+        };
+        let key = format!("{index}{}", self.key_suffix);
         self.cur.push(op::MARK);
         self.str("storage");
         self.global("torch", s.dtype.storage_name());

@@ -318,3 +318,89 @@ fn attach_debug_handles(v: &IValue, functions: &mut [BytecodeFunction]) -> Resul
     }
     Ok(())
 }
+
+// The write side: the value `_save_for_lite_interpreter` pickles as `bytecode.pkl`, the
+// mirror of `function` above.
+
+fn tuple_of(items: Vec<IValue>) -> IValue {
+    IValue::Tuple(Arc::new(crate::model::Tuple { items, named: None }))
+}
+
+fn text(s: &str) -> IValue {
+    IValue::String(s.into())
+}
+
+fn pair(key: &str, value: IValue) -> IValue {
+    tuple_of(vec![text(key), value])
+}
+
+fn args_value(args: &[Arg]) -> IValue {
+    tuple_of(
+        args.iter()
+            .map(|a| {
+                tuple_of(vec![
+                    pair("name", text(&a.name)),
+                    pair("type", text(&a.type_str)),
+                    pair(
+                        "default_value",
+                        a.default_value.clone().unwrap_or(IValue::None),
+                    ),
+                ])
+            })
+            .collect(),
+    )
+}
+
+fn function_value(f: &BytecodeFunction) -> IValue {
+    let instructions = f
+        .instructions
+        .iter()
+        .map(|i| {
+            tuple_of(vec![
+                text(i.op.name()),
+                IValue::Int(i.x.into()),
+                IValue::Int(i.n.into()),
+            ])
+        })
+        .collect();
+    let operators = f
+        .operators
+        .iter()
+        .map(|o| {
+            let mut items = vec![text(&o.name), text(&o.overload_name)];
+            if let Some(k) = o.num_args {
+                items.push(IValue::Int(k.into()));
+            }
+            tuple_of(items)
+        })
+        .collect();
+    let code = tuple_of(vec![
+        pair("instructions", tuple_of(instructions)),
+        pair("operators", tuple_of(operators)),
+        pair("constants", tuple_of(f.constants.clone())),
+        pair(
+            "types",
+            tuple_of(f.type_annotations.iter().map(|t| text(t)).collect()),
+        ),
+        pair("register_size", IValue::Int(f.register_size.into())),
+    ]);
+    let mut items = vec![text(f.qualified_name.as_str()), code];
+    if let Some(s) = &f.schema {
+        items.push(tuple_of(vec![
+            pair("arguments", args_value(&s.arguments)),
+            pair("returns", args_value(&s.returns)),
+        ]));
+    }
+    tuple_of(items)
+}
+
+/// The `bytecode.pkl` value for `functions`: `(version, function, ...)`.
+pub fn bytecode_value(bytecode_version: i64, functions: &[Arc<BytecodeFunction>]) -> IValue {
+    let mut items = vec![IValue::Int(bytecode_version)];
+    items.extend(functions.iter().map(|f| function_value(f)));
+    tuple_of(items)
+}
+
+/// The bytecode version `_save_for_lite_interpreter` of PyTorch 2.15 writes into a zip
+/// (a flatbuffer of the same module says 9: version 9 only marks the flatbuffer format).
+pub const ZIP_BYTECODE_VERSION: i64 = 8;

@@ -48,6 +48,10 @@ pub struct SaveOptions {
     /// and `traced_inputs.pkl` of a traced module). A re-save keeps them as read.
     /// Each is (name, bytes, deflated).
     pub trailing_records: Vec<(String, Bytes, bool)>,
+    /// Mobile bytecode to write as `bytecode.pkl` after `constants.pkl` (a mobile zip,
+    /// as `_save_for_lite_interpreter` writes it); its tensor constants share the
+    /// `constants/N.storage` records of `constants.pkl`.
+    pub bytecode: Option<super::bytecode::MobileZipBytecode>,
 }
 
 impl Default for SaveOptions {
@@ -59,6 +63,7 @@ impl Default for SaveOptions {
             version: None,
             constants_key_suffix: "",
             trailing_records: Vec::new(),
+            bytecode: None,
         }
     }
 }
@@ -112,12 +117,13 @@ fn write_storages<W: Write>(
     zw: &mut PyTorchZipWriter<W>,
     dir: &str,
     suffix: &str,
+    first: usize,
     storages: &[Arc<Storage>],
 ) -> std::io::Result<()> {
     for (i, s) in storages.iter().enumerate() {
         // Meta storages have no bytes: PyTorch writes an empty record.
         let data: &[u8] = if s.device.is_meta() { &[] } else { &s.data };
-        zw.write_record(&format!("{dir}/{i}{suffix}"), data)?;
+        zw.write_record(&format!("{dir}/{}{suffix}", first + i), data)?;
     }
     Ok(())
 }
@@ -152,7 +158,7 @@ pub fn save_to_writer<W: Write>(
     let mut p = Pickler::new(&is_module, &name_map);
     p.plan(&root, options.policy.clone());
     let (data_pkl, storages) = p.finish(&root);
-    write_storages(&mut zw, "data", "", &storages).map_err(io)?;
+    write_storages(&mut zw, "data", "", 0, &storages).map_err(io)?;
     write_pickle(&mut zw, "data.pkl", &data_pkl).map_err(io)?;
     let files = if is_verbatim(module) {
         module
@@ -189,10 +195,31 @@ pub fn save_to_writer<W: Write>(
         &mut zw,
         "constants",
         options.constants_key_suffix,
+        0,
         &cstorages,
     )
     .map_err(io)?;
     write_pickle(&mut zw, "constants.pkl", &constants_pkl).map_err(io)?;
+    if let Some(bytecode) = &options.bytecode {
+        let value = super::bytecode::bytecode_value(bytecode.bytecode_version, &bytecode.functions);
+        let mut p = Pickler::new(&is_module, &name_map)
+            .with_key_suffix(options.constants_key_suffix)
+            .with_storage_context(&cstorages);
+        // Every tensor is memoized (the mobile code holds a second reference); the
+        // tuples are built afresh.
+        p.plan(&value, MemoPolicy::Scripted);
+        p.unmemoize(&value);
+        let (pkl, new_storages) = p.finish(&value);
+        write_storages(
+            &mut zw,
+            "constants",
+            options.constants_key_suffix,
+            cstorages.len(),
+            &new_storages,
+        )
+        .map_err(io)?;
+        write_pickle(&mut zw, "bytecode.pkl", &pkl).map_err(io)?;
+    }
     for (name, data, deflated) in &options.trailing_records {
         zw.write_record_as(name, data, *deflated).map_err(io)?;
     }
