@@ -183,6 +183,7 @@ fn formats(format: GenFormat) -> Vec<crate::convert::Format> {
         GenFormat::Zip => vec![Format::Zip],
         GenFormat::Flatbuffer => vec![Format::Flatbuffer],
         GenFormat::Both => vec![Format::Zip, Format::Flatbuffer],
+        GenFormat::MobileZip => Vec::new(),
     }
 }
 
@@ -190,6 +191,8 @@ fn formats(format: GenFormat) -> Vec<crate::convert::Format> {
 pub enum GenFormat {
     Zip,
     Flatbuffer,
+    /// `gen` only: the flatbuffer case as a mobile zip (`_save_for_lite_interpreter`).
+    MobileZip,
     Both,
 }
 
@@ -226,6 +229,12 @@ pub fn run(cli: Cli) -> i32 {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            if format == GenFormat::MobileZip {
+                eprintln!(
+                    "error: conform has no mobile-zip campaign yet (use `gen --format mobile-zip`)"
+                );
+                return EXIT_USAGE;
+            }
             let options = crate::conform::Options {
                 cases,
                 seed,
@@ -558,12 +567,17 @@ fn cmd_gen(seed: u64, count: u64, out: &Path, format: GenFormat, config: Option<
             }
         },
     };
-    let formats: &[Format] = match format {
-        GenFormat::Zip => &[Format::Zip],
-        GenFormat::Flatbuffer => &[Format::Flatbuffer],
-        GenFormat::Both => &[Format::Zip, Format::Flatbuffer],
+    use crate::generator::Output;
+    let outputs: &[Output] = match format {
+        GenFormat::Zip => &[Output::Format(Format::Zip)],
+        GenFormat::Flatbuffer => &[Output::Format(Format::Flatbuffer)],
+        GenFormat::MobileZip => &[Output::MobileZip],
+        GenFormat::Both => &[
+            Output::Format(Format::Zip),
+            Output::Format(Format::Flatbuffer),
+        ],
     };
-    match crate::generator::write_cases(seed, count, out, formats, &config.bounded()) {
+    match crate::generator::write_cases(seed, count, out, outputs, &config.bounded()) {
         Ok(paths) => {
             println!(
                 "wrote {} archives (and their facts) to {}",

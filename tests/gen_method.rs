@@ -270,7 +270,20 @@ fn generated_methods_run_in_pytorch() {
         let zip =
             save_to_buffer(&case.module, &ExtraFilesMap::new(), &SaveOptions::default()).unwrap();
         std::fs::write(&pt, &zip).unwrap();
-        for (path, loader) in [(&ptl, "jit"), (&ptl, "lite"), (&pt, "jit")] {
+        // The same bytecode as a mobile zip (`_save_for_lite_interpreter`'s layout).
+        let mobile_zip = dir.path().join(format!("gen{seed}.mobile.pt"));
+        std::fs::write(
+            &mobile_zip,
+            ptconform::convert::mobile_zip_of(&mobile(&case), "archive").unwrap(),
+        )
+        .unwrap();
+        for (path, loader) in [
+            (&ptl, "jit"),
+            (&ptl, "lite"),
+            (&pt, "jit"),
+            (&mobile_zip, "jit"),
+            (&mobile_zip, "lite"),
+        ] {
             jobs.push(json!({
                 "seed": seed, "path": path, "loader": loader,
                 "shape": case.input.shape, "input": case.input.data,
@@ -312,8 +325,11 @@ fn generated_methods_run_in_pytorch() {
     let mut max_diff = 0f64;
     for (job, r) in jobs.iter().zip(&results) {
         max_diff = max_diff.max(r["max_abs_diff"].as_f64().unwrap_or(0.0));
-        let ext = if job["path"].as_str().unwrap().ends_with(".ptl") {
+        let path = job["path"].as_str().unwrap();
+        let ext = if path.ends_with(".ptl") {
             "ptl"
+        } else if path.ends_with(".mobile.pt") {
+            "mobile zip"
         } else {
             "pt"
         };

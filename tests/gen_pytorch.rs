@@ -133,3 +133,47 @@ fn gen_cli_is_deterministic_and_writes_the_facts() {
     assert_eq!(code, 2);
     assert!(err.contains("no_such_key"), "{err}");
 }
+
+#[test]
+fn gen_cli_writes_mobile_zips_of_the_flatbuffer_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = common::run_cli(&[
+        "gen",
+        "--seed",
+        "7",
+        "--count",
+        "6",
+        "--format",
+        "mobile-zip",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let config = Config::default();
+    for i in 0..6 {
+        let path = dir.path().join(format!("gen-7-{i}.mobile.pt"));
+        let bytes = std::fs::read(&path).unwrap();
+        let (code, out, err) = common::run_cli(&["check", path.to_str().unwrap()]);
+        assert_eq!(code, 0, "{out}{err}");
+        let case = case_from_seed(7, i, &config, Format::Flatbuffer);
+        // The module is the flatbuffer case's, and so is the bytecode.
+        let beside: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(format!("{}.json", path.display())).unwrap())
+                .unwrap();
+        let want = case.tree.expected_facts();
+        for key in ["modules", "parameters", "buffers", "extra_files"] {
+            assert_eq!(beside[key], want[key], "{}: {key}", path.display());
+        }
+        let fb =
+            ptconform::flatbuffer::write_flatbuffer(&case.mobile, &Default::default()).unwrap();
+        let mut fb_info = ptconform::jit::get_model_info(&fb).unwrap();
+        let zip_info = ptconform::jit::get_model_info(&bytes).unwrap();
+        assert_eq!(
+            zip_info.bytecode_version, 8,
+            "a mobile zip's bytecode version"
+        );
+        fb_info.bytecode_version = 8;
+        fb_info.operator_version = zip_info.operator_version;
+        assert_eq!(zip_info, fb_info, "{}", path.display());
+    }
+}

@@ -124,23 +124,41 @@ pub fn write_case(case: &Case, format: Format) -> Result<Vec<u8>> {
     }
 }
 
-/// `ptconform gen`: writes `count` cases per format into `out`, each with the JSON that
+/// What `ptconform gen` writes: one of the two formats, or a mobile zip (the
+/// flatbuffer case's module and bytecode in `_save_for_lite_interpreter`'s zip layout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Format(Format),
+    MobileZip,
+}
+
+/// `ptconform gen`: writes `count` cases per output into `out`, each with the JSON that
 /// `inspect --json` must print for it beside it (`NAME.json`) and, when the module has a
 /// `forward`, its input and predicted output (`NAME.forward.json`). Returns the archives.
 pub fn write_cases(
     seed: u64,
     count: u64,
     out: &Path,
-    formats: &[Format],
+    outputs: &[Output],
     config: &Config,
 ) -> Result<Vec<std::path::PathBuf>> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out.display().to_string(), e))?;
     let mut written = Vec::new();
     for i in 0..count {
-        for &format in formats {
-            let case = case_from_seed(seed, i, config, format);
-            let bytes = write_case(&case, format)?;
-            let ext = if format == Format::Zip { "pt" } else { "ptl" };
+        for &output in outputs {
+            let (case, bytes, ext) = match output {
+                Output::Format(format) => {
+                    let case = case_from_seed(seed, i, config, format);
+                    let bytes = write_case(&case, format)?;
+                    let ext = if format == Format::Zip { "pt" } else { "ptl" };
+                    (case, bytes, ext)
+                }
+                Output::MobileZip => {
+                    let case = case_from_seed(seed, i, config, Format::Flatbuffer);
+                    let bytes = crate::convert::mobile_zip_of(&case.mobile, "archive")?;
+                    (case, bytes, "mobile.pt")
+                }
+            };
             let path = out.join(format!("gen-{seed}-{i}.{ext}"));
             // The facts as ptconform's reader reports them for the written bytes; the
             // tests check them against the generator's own prediction and PyTorch.
