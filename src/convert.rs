@@ -111,6 +111,7 @@ pub fn mobile_zip_of(m: &MobileModule, prefix: &str) -> Result<Vec<u8>> {
     let options = SaveOptions {
         policy: MemoPolicy::Loaded,
         serialization_id: None,
+        operators: Some(operators_of(m)),
         constants_key_suffix: ".storage",
         bytecode: Some(MobileZipBytecode {
             bytecode_version: ZIP_BYTECODE_VERSION.min(m.bytecode_version.into()),
@@ -119,6 +120,15 @@ pub fn mobile_zip_of(m: &MobileModule, prefix: &str) -> Result<Vec<u8>> {
         ..Default::default()
     };
     save_to_writer(&m.module, Vec::new(), prefix, &extra, &options)
+}
+
+/// Every operator (`name.overload`) the bytecode of `m` calls.
+fn operators_of(m: &MobileModule) -> Vec<String> {
+    m.methods
+        .iter()
+        .chain(&m.functions)
+        .flat_map(|f| f.operators.iter().map(|o| o.full_name()))
+        .collect()
 }
 
 /// Converts `input` to `to`. `prefix` is the zip archive's top-level directory
@@ -140,6 +150,7 @@ pub fn convert(
             let options = SaveOptions {
                 policy: MemoPolicy::Loaded,
                 serialization_id: None,
+                operators: Some(operators_of(&m)),
                 ..Default::default()
             };
             save_to_writer(&m.module, Vec::new(), prefix, &extra, &options)

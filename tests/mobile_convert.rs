@@ -127,3 +127,25 @@ fn a_torch_jit_save_archive_cannot_become_mobile() {
         assert!(e.to_string().contains("no mobile bytecode"), "{e}");
     }
 }
+
+#[test]
+fn converted_flatbuffers_get_the_version_pytorch_writes_for_their_operators() {
+    // `a / b` of ints is `aten::div.int` (no upgrader: PyTorch writes version 3), of
+    // tensors `aten::div.Scalar` (4); both print as `torch.div(`.
+    for name in ["version_div_int", "version_div"] {
+        let ptl = std::fs::read(common::corpus(&format!("{name}.ptl"))).unwrap();
+        let pytorch =
+            ptconform::zip_archive::ZipArchiveReader::open(common::corpus(&format!("{name}.pt")))
+                .unwrap();
+        for to in [Target::Zip, Target::MobileZip] {
+            let zip = converted(&ptl, to);
+            let ours =
+                ptconform::zip_archive::ZipArchiveReader::from_bytes(Bytes::from(zip)).unwrap();
+            assert_eq!(
+                ours.version().unwrap().0,
+                pytorch.version().unwrap().0,
+                "{name} as {to:?}"
+            );
+        }
+    }
+}

@@ -52,6 +52,10 @@ pub struct SaveOptions {
     /// as `_save_for_lite_interpreter` writes it); its tensor constants share the
     /// `constants/N.storage` records of `constants.pkl`.
     pub bytecode: Option<super::bytecode::MobileZipBytecode>,
+    /// The operators (`aten::div.int`) the module's compiled code calls, when known
+    /// (from the bytecode of a flatbuffer or mobile zip): they tell which `torch.div`
+    /// overload the printed code means, which decides its `version`.
+    pub operators: Option<Vec<String>>,
 }
 
 impl Default for SaveOptions {
@@ -64,13 +68,30 @@ impl Default for SaveOptions {
             constants_key_suffix: "",
             trailing_records: Vec::new(),
             bytecode: None,
+            operators: None,
         }
     }
 }
 
 /// The format version PyTorch writes for this code: 3, raised by operators whose
-/// semantics changed (spec/zip-archive.md §2.2).
-pub fn required_version(code: &[&str]) -> u64 {
+/// semantics changed (spec/zip-archive.md §2.2). PyTorch decides by the operator
+/// overloads its compiler chose; from the text alone `torch.div(` always counts, though
+/// only the `Tensor`, `Scalar` and `out` overloads have upgraders (`aten::div.int` keeps
+/// 3). With `operators` (the compiled code's, from bytecode) a `torch.div` call counts
+/// only when one of those overloads is among them.
+pub fn required_version(code: &[&str], operators: Option<&[String]>) -> u64 {
+    let div_upgraded = operators.is_none_or(|ops| {
+        ops.iter().any(|o| {
+            matches!(
+                o.as_str(),
+                "aten::div.Tensor"
+                    | "aten::div.Scalar"
+                    | "aten::div.out"
+                    | "aten::div_.Tensor"
+                    | "aten::div_.Scalar"
+            )
+        })
+    });
     const BUMPS: &[(&str, u64)] = &[
         ("torch.div(", 4),
         ("torch.div_(", 4),
@@ -83,7 +104,8 @@ pub fn required_version(code: &[&str]) -> u64 {
     let mut v = 3;
     for text in code {
         for (needle, version) in BUMPS {
-            if *version > v && contains_call(text, needle) {
+            let counts = div_upgraded || !needle.starts_with("torch.div");
+            if *version > v && counts && contains_call(text, needle) {
                 v = *version;
             }
         }
@@ -223,7 +245,9 @@ pub fn save_to_writer<W: Write>(
     for (name, data, deflated) in &options.trailing_records {
         zw.write_record_as(name, data, *deflated).map_err(io)?;
     }
-    let version = options.version.unwrap_or_else(|| required_version(&texts));
+    let version = options
+        .version
+        .unwrap_or_else(|| required_version(&texts, options.operators.as_deref()));
     let version_name = if version >= 6 {
         ".data/version"
     } else {
