@@ -103,11 +103,6 @@ fn mobile_module_of_zip(input: Bytes) -> Result<Option<MobileModule>> {
 /// zip's; tensor constants under `constants/N.storage`).
 pub fn mobile_zip_of(m: &MobileModule, prefix: &str) -> Result<Vec<u8>> {
     let extra: ExtraFilesMap = m.extra_files.iter().cloned().collect();
-    let functions = if m.functions.is_empty() {
-        m.methods.clone()
-    } else {
-        m.functions.clone()
-    };
     let options = SaveOptions {
         policy: MemoPolicy::Loaded,
         serialization_id: None,
@@ -115,18 +110,18 @@ pub fn mobile_zip_of(m: &MobileModule, prefix: &str) -> Result<Vec<u8>> {
         constants_key_suffix: ".storage",
         bytecode: Some(MobileZipBytecode {
             bytecode_version: ZIP_BYTECODE_VERSION.min(m.bytecode_version.into()),
-            functions,
+            functions: m.functions.clone(),
         }),
         ..Default::default()
     };
     save_to_writer(&m.module, Vec::new(), prefix, &extra, &options)
 }
 
-/// Every operator (`name.overload`) the bytecode of `m` calls.
+/// Every operator (`name.overload`) the bytecode of `m` calls (`functions` holds the
+/// methods too).
 fn operators_of(m: &MobileModule) -> Vec<String> {
-    m.methods
+    m.functions
         .iter()
-        .chain(&m.functions)
         .flat_map(|f| f.operators.iter().map(|o| o.full_name()))
         .collect()
 }
