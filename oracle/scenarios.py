@@ -1295,3 +1295,9 @@ def scenario_setstate_buffers(out):
             return self.lin(self.inner(x))
 
     out.save(torch.jit.script(Outer()), "setstate_buffers")
+    # A submodule's __setstate__ in bytecode.pkl: a flatbuffer made of it lists that
+    # function among the methods, and the object refers to it.
+    out.emit(
+        "mobile_zip_setstate",
+        torch.jit.script(Outer())._save_to_buffer_for_lite_interpreter(),
+    )

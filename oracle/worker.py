@@ -9,7 +9,8 @@ Request:  {"path": FILE, "forward": null | {"shape": [B, F], "values": [...]},
                                        # models); a missing one is skipped
 Response: {"ok": true, "facts": {...}                      # oracle/facts.py facts
            "forward": {"jit": [...], "lite": [...]}          # flattened float outputs
-           "resaved": {"zip": PATH, "flatbuffer": PATH}}     # torch.jit.save / flatbuffer
+           "resaved": {"zip": PATH, "flatbuffer": PATH,      # torch.jit.save / flatbuffer
+                       "mobile_zip": PATH}}                  # (a mobile zip's) lite save
        or {"ok": false, "error": "Type: message"}           # PyTorch raised
        or {"ok": false, "crash": "killed by signal 11"}     # PyTorch died
        or {"ok": false, "hang": true}                       # no answer within the timeout
@@ -19,6 +20,7 @@ memory exhaustion in PyTorch is a finding reported back, and the worker keeps se
 """
 import json
 import os
+import zipfile
 import sys
 import warnings
 
@@ -40,6 +42,14 @@ def flat(v):
     raise TypeError("forward returned %s, not a Tensor" % type(v).__name__)
 
 
+def is_mobile_zip(path):
+    """A zip archive with `bytecode.pkl` (what `_save_for_lite_interpreter` writes)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(n.split("/", 1)[-1] == "bytecode.pkl" for n in zf.namelist())
+
+
 def handle(req):
     path = req["path"]
     res = {"ok": True, "facts": factsmod.facts(path)}
@@ -49,7 +59,7 @@ def handle(req):
         out = {}
         m = torch.jit.load(path)
         out["jit"] = flat(m(x))
-        if factsmod.is_flatbuffer(path):
+        if factsmod.is_flatbuffer(path) or is_mobile_zip(path):
             with open(path, "rb") as f:
                 lite = torch._C._load_for_lite_interpreter_from_buffer(f.read(), None)
             out["lite"] = flat(lite.forward((x,)))
@@ -69,6 +79,10 @@ def handle(req):
             res["resaved"] = {"zip": zpath, "flatbuffer": fpath}
         except Exception as e:  # e.g. meta tensors: PyTorch cannot write them
             res["resaved"] = {"zip": zpath, "flatbuffer_error": "%s: %s" % (type(e).__name__, e)}
+        if is_mobile_zip(path):
+            mpath = os.path.join(d, "pytorch_resave.mobile.pt")
+            m._save_for_lite_interpreter(mpath)
+            res["resaved"]["mobile_zip"] = mpath
     return res
 
 

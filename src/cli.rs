@@ -83,7 +83,8 @@ pub enum Command {
         cases: u64,
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        #[arg(long, value_enum, default_value_t = GenFormat::Both)]
+        /// What each case is written as (default: all three file kinds).
+        #[arg(long, value_enum, default_value_t = GenFormat::All)]
         format: GenFormat,
         /// PyTorch's python (e.g. `$(bash oracle/setup.sh)`); without it, ptconform only.
         #[arg(long)]
@@ -177,13 +178,22 @@ fn read_config(config: Option<&Path>) -> Result<crate::generator::Config, i32> {
     }
 }
 
-fn formats(format: GenFormat) -> Vec<crate::convert::Format> {
+fn formats(format: GenFormat) -> Vec<crate::generator::Output> {
     use crate::convert::Format;
+    use crate::generator::Output;
     match format {
-        GenFormat::Zip => vec![Format::Zip],
-        GenFormat::Flatbuffer => vec![Format::Flatbuffer],
-        GenFormat::Both => vec![Format::Zip, Format::Flatbuffer],
-        GenFormat::MobileZip => Vec::new(),
+        GenFormat::Zip => vec![Output::Format(Format::Zip)],
+        GenFormat::Flatbuffer => vec![Output::Format(Format::Flatbuffer)],
+        GenFormat::MobileZip => vec![Output::MobileZip],
+        GenFormat::Both => vec![
+            Output::Format(Format::Zip),
+            Output::Format(Format::Flatbuffer),
+        ],
+        GenFormat::All => vec![
+            Output::Format(Format::Zip),
+            Output::Format(Format::Flatbuffer),
+            Output::MobileZip,
+        ],
     }
 }
 
@@ -191,9 +201,12 @@ fn formats(format: GenFormat) -> Vec<crate::convert::Format> {
 pub enum GenFormat {
     Zip,
     Flatbuffer,
-    /// `gen` only: the flatbuffer case as a mobile zip (`_save_for_lite_interpreter`).
+    /// The flatbuffer case as a mobile zip (`_save_for_lite_interpreter`'s layout).
     MobileZip,
+    /// Zip and flatbuffer.
     Both,
+    /// Zip, flatbuffer and mobile zip.
+    All,
 }
 
 pub fn run(cli: Cli) -> i32 {
@@ -229,12 +242,6 @@ pub fn run(cli: Cli) -> i32 {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            if format == GenFormat::MobileZip {
-                eprintln!(
-                    "error: conform has no mobile-zip campaign yet (use `gen --format mobile-zip`)"
-                );
-                return EXIT_USAGE;
-            }
             let options = crate::conform::Options {
                 cases,
                 seed,
@@ -553,7 +560,6 @@ fn cmd_conform(options: &crate::conform::Options) -> i32 {
 }
 
 fn cmd_gen(seed: u64, count: u64, out: &Path, format: GenFormat, config: Option<&Path>) -> i32 {
-    use crate::convert::Format;
     let config: crate::generator::Config = match config {
         None => Default::default(),
         Some(p) => match std::fs::read(p)
@@ -567,16 +573,7 @@ fn cmd_gen(seed: u64, count: u64, out: &Path, format: GenFormat, config: Option<
             }
         },
     };
-    use crate::generator::Output;
-    let outputs: &[Output] = match format {
-        GenFormat::Zip => &[Output::Format(Format::Zip)],
-        GenFormat::Flatbuffer => &[Output::Format(Format::Flatbuffer)],
-        GenFormat::MobileZip => &[Output::MobileZip],
-        GenFormat::Both => &[
-            Output::Format(Format::Zip),
-            Output::Format(Format::Flatbuffer),
-        ],
-    };
+    let outputs = &formats(format);
     match crate::generator::write_cases(seed, count, out, outputs, &config.bounded()) {
         Ok(paths) => {
             println!(

@@ -14,12 +14,13 @@ use serde_json::{Value, json};
 use crate::convert::Format;
 use crate::error::{Error, Result};
 use crate::generator::compare::same_model;
-use crate::generator::{Case, Config, generate, seed_bytes, write_case};
+use crate::generator::{Case, Config, Output, generate, seed_bytes, write_output};
 
 pub struct Options {
     pub cases: u64,
     pub seed: u64,
-    pub formats: Vec<Format>,
+    /// What each case is written as: zip, flatbuffer, and/or mobile zip.
+    pub formats: Vec<Output>,
     /// PyTorch's python (the venv's `bin/python`); `None`: ptconform only.
     pub torch: Option<PathBuf>,
     /// This run does the cases `i` with `i % shard.1 == shard.0`.
@@ -195,13 +196,9 @@ pub fn run(opts: &Options) -> Result<Summary> {
     let scratch = tempfile::tempdir().map_err(|e| Error::io("temporary directory", e))?;
     for &i in &indexes {
         for &format in &opts.formats {
-            let name = format!(
-                "gen-{}-{i}.{}",
-                opts.seed,
-                if format == Format::Zip { "pt" } else { "ptl" }
-            );
+            let name = format!("gen-{}-{i}.{}", opts.seed, format.extension());
             let input = seed_bytes(opts.seed, i, 16 * 1024);
-            let part = format!("generated {}", format_name(format));
+            let part = format!("generated {}", format.name());
             let problems = check_case(&input, format, opts, worker.as_mut(), scratch.path())?;
             let row = summary.rows.entry(part).or_default();
             row.checked += 1;
@@ -566,23 +563,23 @@ fn corpus(dir: &Path, summary: &mut Summary) -> Result<()> {
     Ok(())
 }
 
-fn case_of(input: &[u8], format: Format, config: &Config) -> Case {
+fn case_of(input: &[u8], output: Output, config: &Config) -> Case {
     let mut u = arbitrary::Unstructured::new(input);
-    generate(&mut u, config, format).expect("the generator is total")
+    generate(&mut u, config, output.case_format()).expect("the generator is total")
 }
 
 /// The checks of one generated case; each problem is (kind, detail). Kinds starting
 /// with `pytorch-` are PyTorch failing on an input ptconform accepted (findings).
 fn check_case(
     input: &[u8],
-    format: Format,
+    format: Output,
     opts: &Options,
     worker: Option<&mut Worker>,
     scratch: &Path,
 ) -> Result<Vec<(String, String)>> {
     let case = case_of(input, format, &opts.config);
     let mut problems = Vec::new();
-    let bytes = match write_case(&case, format) {
+    let bytes = match write_output(&case, format) {
         Ok(b) => b,
         Err(e) => return Ok(vec![("save".into(), e.to_string())]),
     };
@@ -613,11 +610,7 @@ fn check_case(
     let Some(worker) = worker else {
         return Ok(problems);
     };
-    let path = scratch.join(if format == Format::Zip {
-        "case.pt"
-    } else {
-        "case.ptl"
-    });
+    let path = scratch.join(format!("case.{}", format.extension()));
     std::fs::write(&path, &bytes).map_err(|e| Error::io(path.display().to_string(), e))?;
     let resave = scratch.join("resave");
     let _ = std::fs::remove_dir_all(&resave);
@@ -680,11 +673,11 @@ fn check_case(
         if res["forward"]["jit"].is_null() {
             problems.push(("torch-forward-jit".into(), "no output".into()));
         }
-        if format == Format::Flatbuffer && res["forward"]["lite"].is_null() {
+        if format != Output::Format(Format::Zip) && res["forward"]["lite"].is_null() {
             problems.push(("torch-forward-lite".into(), "no output".into()));
         }
     }
-    for key in ["zip", "flatbuffer"] {
+    for key in ["zip", "flatbuffer", "mobile_zip"] {
         let Some(p) = res["resaved"][key].as_str() else {
             continue;
         };
@@ -727,7 +720,7 @@ fn read_model(bytes: &[u8]) -> Result<crate::model::ScriptModule> {
 /// bytes, then dropping quarters), so the reproduction is a small module.
 fn shrink(
     input: &[u8],
-    format: Format,
+    format: Output,
     opts: &Options,
     mut worker: Option<&mut Worker>,
     scratch: &Path,
@@ -753,7 +746,7 @@ fn write_failure(
     out: &Path,
     name: &str,
     input: &[u8],
-    format: Format,
+    format: Output,
     config: &Config,
     failures: &[(String, String)],
 ) -> Result<()> {
@@ -762,12 +755,8 @@ fn write_failure(
     std::fs::create_dir_all(&dir).map_err(io)?;
     std::fs::write(dir.join("generator-input.bin"), input).map_err(io)?;
     let case = case_of(input, format, config);
-    if let Ok(bytes) = write_case(&case, format) {
-        let file = dir.join(if format == Format::Zip {
-            "case.pt"
-        } else {
-            "case.ptl"
-        });
+    if let Ok(bytes) = write_output(&case, format) {
+        let file = dir.join(format!("case.{}", format.extension()));
         std::fs::write(&file, &bytes).map_err(io)?;
         if let Ok(f) = crate::inspect::facts_of_bytes(Bytes::from(bytes), None) {
             let text = serde_json::to_string_pretty(&f).unwrap_or_default();

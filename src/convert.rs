@@ -71,8 +71,8 @@ fn no_bytecode(to: &str) -> Error {
 }
 
 /// A mobile zip read as a mobile module: the module `torch.jit.load` gives, with the
-/// bytecode of `bytecode.pkl` (root methods first-class, the rest, such as
-/// `__setstate__` methods, kept among `functions`).
+/// bytecode of `bytecode.pkl`, every function of it a method (as in PyTorch's
+/// flatbuffers, where a submodule's `__setstate__` is listed among the methods).
 fn mobile_module_of_zip(input: Bytes) -> Result<Option<MobileModule>> {
     let archive = ZipArchiveReader::from_bytes(input)?;
     let Some(bytecode) = read_mobile_bytecode(&archive, true)? else {
@@ -80,20 +80,9 @@ fn mobile_module_of_zip(input: Bytes) -> Result<Option<MobileModule>> {
     };
     let extra = crate::roundtrip::extra_files_in_insertion_order(&archive)?;
     let module = load_archive(&archive, &mut LoadOptions::default())?;
-    let root_methods = format!("{}.", module.root.class.as_str());
-    let methods = bytecode
-        .functions
-        .iter()
-        .filter(|f| {
-            f.qualified_name
-                .as_str()
-                .strip_prefix(&root_methods)
-                .is_some_and(|m| !m.contains('.'))
-        })
-        .cloned()
-        .collect();
-    let mut m = MobileModule::new(module, methods);
-    m.functions = bytecode.functions.clone();
+    // PyTorch's flatbuffer writer lists every function of the mobile compilation unit
+    // as a method (a submodule's `__setstate__` too: its objects refer to it by index).
+    let mut m = MobileModule::new(module, bytecode.functions.clone());
     m.extra_files = extra.into_iter().collect();
     Ok(Some(m))
 }

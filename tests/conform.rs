@@ -4,13 +4,17 @@ mod common;
 
 use ptconform::conform::{Options, run};
 use ptconform::convert::Format;
-use ptconform::generator::Config;
+use ptconform::generator::{Config, Output};
 
 fn options(cases: u64, torch: Option<std::path::PathBuf>) -> Options {
     Options {
         cases,
         seed: 11,
-        formats: vec![Format::Zip, Format::Flatbuffer],
+        formats: vec![
+            Output::Format(Format::Zip),
+            Output::Format(Format::Flatbuffer),
+            Output::MobileZip,
+        ],
         torch,
         shard: (0, 1),
         out: None,
@@ -28,6 +32,7 @@ fn reference_only_campaign_passes() {
     println!("{}", s.table());
     assert!(s.ok(), "{:#?}", s.failures);
     assert_eq!(s.rows["generated zip"].checked, 40);
+    assert_eq!(s.rows["generated mobile zip"].agreed, 40);
     assert!(s.rows["corpus zip"].checked >= 45);
     assert!(s.rows["corpus flatbuffer"].checked >= 50);
 }
@@ -51,6 +56,7 @@ fn campaign_against_pytorch_passes() {
     assert!(s.ok(), "{:#?}", s.failures);
     assert_eq!(s.rows["generated flatbuffer"].checked, cases);
     assert_eq!(s.rows["generated zip"].agreed, cases);
+    assert_eq!(s.rows["generated mobile zip"].agreed, cases);
 }
 
 /// `--models`: the committed real-model corpus as a campaign part; with PyTorch, each

@@ -19,6 +19,7 @@ const MOBILE_ZIPS: &[(&str, &str)] = &[
     ("mobile_zip_debug", "(torch.randn(2, 3),)"),
     ("mobile_zip_torchbind", "(torch.randn(2, 4),)"),
     ("traced_mobile_zip", "(torch.randn(2, 4), torch.randn(5))"),
+    ("mobile_zip_setstate", "(torch.randn(3, 2),)"),
 ];
 
 fn converted(bytes: &[u8], to: Target) -> Vec<u8> {
@@ -116,6 +117,33 @@ fn pytorch_runs_converted_mobile_files_with_the_original_outputs() {
     let runs: usize = out.trim().parse().unwrap();
     assert_eq!(runs, cases.len() * 3 * 2);
     println!("{runs} PyTorch loads of converted mobile files agree");
+}
+
+/// PyTorch's flatbuffer writer lists every function of the mobile module as a method,
+/// a submodule's `__setstate__` among them (its object refers to it by index; without it
+/// the lite interpreter has no function to run). A mobile zip converted to a flatbuffer
+/// lists what PyTorch's own flatbuffer of that module class lists.
+#[test]
+fn a_converted_flatbuffer_lists_every_function_as_pytorch_does() {
+    let zip = std::fs::read(common::corpus("mobile_zip_setstate.pt")).unwrap();
+    let ours = converted(&zip, Target::Flatbuffer);
+    let names = |bytes: &[u8]| -> Vec<String> {
+        ptconform::flatbuffer::read_flatbuffer(&Bytes::copy_from_slice(bytes), None)
+            .unwrap()
+            .methods
+            .iter()
+            .map(|f| f.qualified_name.as_str().to_string())
+            .collect()
+    };
+    let pytorch = std::fs::read(common::corpus("setstate_buffers.ptl")).unwrap();
+    let want = names(&pytorch);
+    assert!(
+        want.iter().any(|n| n.ends_with("WithState.__setstate__")),
+        "{want:?}"
+    );
+    assert_eq!(names(&ours), want);
+    let violations = ptconform::check::check_bytes(&ours);
+    assert!(violations.is_empty(), "{violations:?}");
 }
 
 #[test]

@@ -132,6 +132,43 @@ pub enum Output {
     MobileZip,
 }
 
+impl Output {
+    /// The format the case is generated for: a mobile zip carries the flatbuffer case
+    /// (its module restricted to what bytecode can hold, and its `forward` bytecode).
+    pub fn case_format(self) -> Format {
+        match self {
+            Output::Format(f) => f,
+            Output::MobileZip => Format::Flatbuffer,
+        }
+    }
+
+    /// The file name extension of a written case.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Output::Format(Format::Zip) => "pt",
+            Output::Format(Format::Flatbuffer) => "ptl",
+            Output::MobileZip => "mobile.pt",
+        }
+    }
+
+    /// The name used in reports (`conform`'s table rows).
+    pub fn name(self) -> &'static str {
+        match self {
+            Output::Format(Format::Zip) => "zip",
+            Output::Format(Format::Flatbuffer) => "flatbuffer",
+            Output::MobileZip => "mobile zip",
+        }
+    }
+}
+
+/// The bytes of a case (generated for `output.case_format()`) as `output`.
+pub fn write_output(case: &Case, output: Output) -> Result<Vec<u8>> {
+    match output {
+        Output::Format(format) => write_case(case, format),
+        Output::MobileZip => crate::convert::mobile_zip_of(&case.mobile, "archive"),
+    }
+}
+
 /// `ptconform gen`: writes `count` cases per output into `out`, each with the JSON that
 /// `inspect --json` must print for it beside it (`NAME.json`) and, when the module has a
 /// `forward`, its input and predicted output (`NAME.forward.json`). Returns the archives.
@@ -146,19 +183,9 @@ pub fn write_cases(
     let mut written = Vec::new();
     for i in 0..count {
         for &output in outputs {
-            let (case, bytes, ext) = match output {
-                Output::Format(format) => {
-                    let case = case_from_seed(seed, i, config, format);
-                    let bytes = write_case(&case, format)?;
-                    let ext = if format == Format::Zip { "pt" } else { "ptl" };
-                    (case, bytes, ext)
-                }
-                Output::MobileZip => {
-                    let case = case_from_seed(seed, i, config, Format::Flatbuffer);
-                    let bytes = crate::convert::mobile_zip_of(&case.mobile, "archive")?;
-                    (case, bytes, "mobile.pt")
-                }
-            };
+            let case = case_from_seed(seed, i, config, output.case_format());
+            let bytes = write_output(&case, output)?;
+            let ext = output.extension();
             let path = out.join(format!("gen-{seed}-{i}.{ext}"));
             // The facts as ptconform's reader reports them for the written bytes; the
             // tests check them against the generator's own prediction and PyTorch.
