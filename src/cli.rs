@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::inspect;
 use crate::jit::{FileFormat, file_format, map_file};
 use crate::model::Device;
+use crate::release::Release;
 use crate::zip_archive::ZipArchiveReader;
 
 /// Exit codes: 0 = success / conforming, 1 = non-conforming input or "not found",
@@ -57,6 +58,10 @@ pub enum Command {
         /// Also write the re-saved archive here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Write what this PyTorch release (2.0 to 2.15) writes (default: the release that
+        /// wrote FILE, as far as its records show).
+        #[arg(long, value_name = "VERSION")]
+        as_pytorch: Option<crate::release::Release>,
     },
     /// Convert between the zip archive, the mobile zip and the mobile flatbuffer (where
     /// the content allows: a `torch.jit.save` archive holds no bytecode, so it cannot
@@ -73,6 +78,10 @@ pub enum Command {
         /// qualified name (the default gives them unique names, as the zip writer does).
         #[arg(long)]
         pytorch_names: bool,
+        /// Write what this PyTorch release (2.0 to 2.15) writes (default: 2.15; a zip
+        /// converted to a zip keeps its own release's layout).
+        #[arg(long, value_name = "VERSION")]
+        as_pytorch: Option<crate::release::Release>,
     },
     /// The differential campaign: every corpus archive checks, inspects as PyTorch
     /// reported and round-trips; generated cases round-trip, and with `--torch` load in
@@ -112,6 +121,10 @@ pub enum Command {
         /// flatbuffer converted to a zip.
         #[arg(long)]
         models: Option<PathBuf>,
+        /// Write the generated cases as this PyTorch release (2.0 to 2.15) writes them;
+        /// `--torch` should then be that release's python (`oracle/setup.sh VERSION`).
+        #[arg(long, value_name = "VERSION")]
+        as_pytorch: Option<Release>,
     },
     /// Generate random modules (test vectors): archives plus, beside each, the JSON that
     /// `inspect --json` must print for it. The same seed gives the same bytes.
@@ -128,6 +141,9 @@ pub enum Command {
         /// their defaults).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Write what this PyTorch release (2.0 to 2.15) writes (default: 2.15).
+        #[arg(long, value_name = "VERSION")]
+        as_pytorch: Option<crate::release::Release>,
     },
     /// Print a deterministic, human-readable layout of an archive: zip records with
     /// offsets, alignment, sizes and CRCs, pickle disassembly, code; or every field of a
@@ -223,7 +239,11 @@ pub fn run(cli: Cli) -> i32 {
             name,
             out_dir,
         } => cmd_extra(&file, name.as_deref(), out_dir.as_deref()),
-        Command::Roundtrip { file, out } => cmd_roundtrip(&file, out.as_deref()),
+        Command::Roundtrip {
+            file,
+            out,
+            as_pytorch,
+        } => cmd_roundtrip(&file, out.as_deref(), as_pytorch),
         Command::Dump { file } => cmd_dump(&file),
         Command::Diff { a, b, json } => cmd_diff(&a, &b, json),
         Command::Conform {
@@ -237,11 +257,16 @@ pub fn run(cli: Cli) -> i32 {
             config,
             mutate,
             models,
+            as_pytorch,
         } => {
             let config = match read_config(config.as_deref()) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            let mut config = config;
+            if let Some(release) = as_pytorch {
+                config.release = release;
+            }
             let options = crate::conform::Options {
                 cases,
                 seed,
@@ -263,13 +288,15 @@ pub fn run(cli: Cli) -> i32 {
             out,
             format,
             config,
-        } => cmd_gen(seed, count, &out, format, config.as_deref()),
+            as_pytorch,
+        } => cmd_gen(seed, count, &out, format, config.as_deref(), as_pytorch),
         Command::Convert {
             input,
             output,
             format,
             pytorch_names,
-        } => cmd_convert(&input, &output, format, pytorch_names),
+            as_pytorch,
+        } => cmd_convert(&input, &output, format, pytorch_names, as_pytorch),
     }
 }
 
@@ -559,7 +586,14 @@ fn cmd_conform(options: &crate::conform::Options) -> i32 {
     }
 }
 
-fn cmd_gen(seed: u64, count: u64, out: &Path, format: GenFormat, config: Option<&Path>) -> i32 {
+fn cmd_gen(
+    seed: u64,
+    count: u64,
+    out: &Path,
+    format: GenFormat,
+    config: Option<&Path>,
+    release: Option<Release>,
+) -> i32 {
     let config: crate::generator::Config = match config {
         None => Default::default(),
         Some(p) => match std::fs::read(p)
@@ -574,7 +608,11 @@ fn cmd_gen(seed: u64, count: u64, out: &Path, format: GenFormat, config: Option<
         },
     };
     let outputs = &formats(format);
-    match crate::generator::write_cases(seed, count, out, outputs, &config.bounded()) {
+    let mut config = config.bounded();
+    if let Some(release) = release {
+        config.release = release;
+    }
+    match crate::generator::write_cases(seed, count, out, outputs, &config) {
         Ok(paths) => {
             println!(
                 "wrote {} archives (and their facts) to {}",
@@ -599,6 +637,7 @@ fn cmd_convert(
     output: &Path,
     format: Option<crate::convert::Target>,
     pytorch_names: bool,
+    release: Option<Release>,
 ) -> i32 {
     use crate::convert::{Format, Target, convert_file};
     use crate::flatbuffer::NameMode;
@@ -617,7 +656,8 @@ fn cmd_convert(
     } else {
         NameMode::Unique
     };
-    match convert_file(input, output, format, names) {
+    let options = crate::convert::Options { names, release };
+    match convert_file(input, output, format, options) {
         Ok(()) => EXIT_OK,
         Err(e @ Error::Io { .. }) => {
             eprintln!("error: {e}");
@@ -627,12 +667,12 @@ fn cmd_convert(
     }
 }
 
-fn cmd_roundtrip(file: &Path, out: Option<&Path>) -> i32 {
+fn cmd_roundtrip(file: &Path, out: Option<&Path>, release: Option<Release>) -> i32 {
     let data = match std::fs::read(file) {
         Ok(d) => d,
         Err(e) => return report_error(file, &Error::io(file.display().to_string(), e)),
     };
-    let rt = match crate::roundtrip::roundtrip(bytes::Bytes::from(data)) {
+    let rt = match crate::roundtrip::roundtrip_as(bytes::Bytes::from(data), release) {
         Ok(rt) => rt,
         Err(e) => return report_error(file, &e),
     };

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use crate::error::{Error, FormatError, Result, rules};
 use crate::flatbuffer::{MobileModule, NameMode, WriteOptions, read_flatbuffer, write_flatbuffer};
 use crate::pickle::MemoPolicy;
+use crate::release::{Release, WriterProfile};
 use crate::zip_archive::bytecode::{MobileZipBytecode, ZIP_BYTECODE_VERSION, read_mobile_bytecode};
 use crate::zip_archive::save::{SaveOptions, save_to_writer};
 use crate::zip_archive::{ExtraFilesMap, LoadOptions, ZipArchiveReader, load_archive};
@@ -91,6 +92,11 @@ fn mobile_module_of_zip(input: Bytes) -> Result<Option<MobileModule>> {
 /// module with `bytecode.pkl` holding every function of `m` (bytecode version 8, the
 /// zip's; tensor constants under `constants/N.storage`).
 pub fn mobile_zip_of(m: &MobileModule, prefix: &str) -> Result<Vec<u8>> {
+    mobile_zip_as(m, prefix, WriterProfile::default())
+}
+
+/// [`mobile_zip_of`] as the release of `profile` writes it.
+pub fn mobile_zip_as(m: &MobileModule, prefix: &str, profile: WriterProfile) -> Result<Vec<u8>> {
     let extra: ExtraFilesMap = m.extra_files.iter().cloned().collect();
     let options = SaveOptions {
         policy: MemoPolicy::Loaded,
@@ -101,6 +107,7 @@ pub fn mobile_zip_of(m: &MobileModule, prefix: &str) -> Result<Vec<u8>> {
             bytecode_version: ZIP_BYTECODE_VERSION.min(m.bytecode_version.into()),
             functions: m.functions.clone(),
         }),
+        profile,
         ..Default::default()
     };
     save_to_writer(&m.module, Vec::new(), prefix, &extra, &options)
@@ -115,18 +122,37 @@ fn operators_of(m: &MobileModule) -> Vec<String> {
         .collect()
 }
 
+/// How `convert` writes: the flatbuffer writer's naming, and the PyTorch release whose
+/// writers it reproduces (`None`: the latest; a zip re-saved as a zip keeps its own).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    pub names: NameMode,
+    pub release: Option<Release>,
+}
+
+impl From<NameMode> for Options {
+    fn from(names: NameMode) -> Options {
+        Options {
+            names,
+            release: None,
+        }
+    }
+}
+
 /// Converts `input` to `to`. `prefix` is the zip archive's top-level directory
 /// (`torch.jit.save` uses the file's base name, `archive` for buffers).
 pub fn convert(
     input: Bytes,
     to: impl Into<Target>,
     prefix: &str,
-    names: NameMode,
+    options: impl Into<Options>,
 ) -> Result<Vec<u8>> {
-    let options = WriteOptions { names };
+    let Options { names, release } = options.into();
+    let profile = release.unwrap_or(Release::LATEST).profile();
+    let fb_options = WriteOptions { names };
     match (Format::of(&input), to.into()) {
         (Format::Flatbuffer, Target::Flatbuffer) => {
-            write_flatbuffer(&read_flatbuffer(&input, None)?, &options)
+            write_flatbuffer(&read_flatbuffer(&input, None)?, &fb_options)
         }
         (Format::Flatbuffer, Target::Zip) => {
             let m = read_flatbuffer(&input, None)?;
@@ -135,23 +161,24 @@ pub fn convert(
                 policy: MemoPolicy::Loaded,
                 serialization_id: None,
                 operators: Some(operators_of(&m)),
+                profile,
                 ..Default::default()
             };
             save_to_writer(&m.module, Vec::new(), prefix, &extra, &options)
         }
         (Format::Flatbuffer, Target::MobileZip) => {
-            mobile_zip_of(&read_flatbuffer(&input, None)?, prefix)
+            mobile_zip_as(&read_flatbuffer(&input, None)?, prefix, profile)
         }
         (Format::Zip, Target::Zip) => {
-            let rt = crate::roundtrip::roundtrip_zip(input)?;
+            let rt = crate::roundtrip::roundtrip_zip_as(input, release)?;
             Ok(rt.rewritten)
         }
         (Format::Zip, Target::MobileZip) => match mobile_module_of_zip(input)? {
-            Some(m) => mobile_zip_of(&m, prefix),
+            Some(m) => mobile_zip_as(&m, prefix, profile),
             None => Err(no_bytecode("mobile zip")),
         },
         (Format::Zip, Target::Flatbuffer) => match mobile_module_of_zip(input)? {
-            Some(m) => write_flatbuffer(&m, &options),
+            Some(m) => write_flatbuffer(&m, &fb_options),
             None => Err(no_bytecode("flatbuffer")),
         },
     }
@@ -162,11 +189,11 @@ pub fn convert_file(
     input: &Path,
     output: &Path,
     to: impl Into<Target>,
-    names: NameMode,
+    options: impl Into<Options>,
 ) -> Result<()> {
     let data = std::fs::read(input).map_err(|e| Error::io(input.display().to_string(), e))?;
     let prefix = crate::zip_archive::write::archive_name_from_path(output)
         .unwrap_or_else(|_| "archive".to_string());
-    let bytes = convert(Bytes::from(data), to, &prefix, names)?;
+    let bytes = convert(Bytes::from(data), to, &prefix, options)?;
     crate::flatbuffer::write_file_atomically(output, &bytes)
 }

@@ -20,6 +20,7 @@ pub mod jit;
 pub mod model;
 pub mod mutate;
 pub mod pickle;
+pub mod release;
 pub mod roundtrip;
 
 pub mod zip_archive;

@@ -5,6 +5,7 @@ use bytes::Bytes;
 
 use crate::error::{FormatError, Result};
 use crate::pickle::MemoPolicy;
+use crate::release::{Release, WriterProfile};
 use crate::zip_archive::save::{SaveOptions, save_to_writer};
 use crate::zip_archive::write::extra_files_write_order;
 use crate::zip_archive::{ExtraFilesMap, LoadOptions, ZipArchiveReader, load_archive};
@@ -55,6 +56,12 @@ pub fn extra_files_in_insertion_order(
 }
 
 pub fn roundtrip_zip(original: Bytes) -> Result<RoundTrip> {
+    roundtrip_zip_as(original, None)
+}
+
+/// A zip re-saved as `release` writes it (`None`: as the release that wrote it, from
+/// the records the archive shows).
+pub fn roundtrip_zip_as(original: Bytes, release: Option<Release>) -> Result<RoundTrip> {
     let archive = ZipArchiveReader::from_bytes(original.clone())?;
     let mut options = LoadOptions::default();
     let module = load_archive(&archive, &mut options)?;
@@ -73,6 +80,7 @@ pub fn roundtrip_zip(original: Bytes) -> Result<RoundTrip> {
         version: Some(archive.version()?.0),
         constants_key_suffix: constants_key_suffix(&archive),
         trailing_records: trailing_records(&archive)?,
+        profile: release.map_or_else(|| profile_of(&archive), Release::profile),
         ..Default::default()
     };
     let rewritten = save_to_writer(&module, Vec::new(), archive.prefix(), &extra, &save_options)?;
@@ -82,6 +90,15 @@ pub fn roundtrip_zip(original: Bytes) -> Result<RoundTrip> {
         rewritten,
         difference,
     })
+}
+
+/// The writer profile the archive shows: the records its release wrote (a re-save
+/// reproduces that release's file, not 2.15's).
+pub fn profile_of(archive: &ZipArchiveReader) -> WriterProfile {
+    WriterProfile {
+        byteorder_record: archive.record("byteorder").is_some(),
+        serialization_id_record: archive.record(".data/serialization_id").is_some(),
+    }
 }
 
 /// `".storage"` when the archive names its constant storages `constants/N.storage`
@@ -188,9 +205,16 @@ pub fn first_difference_flatbuffer(a: &[u8], b: &[u8]) -> Option<Difference> {
 
 /// Load → save in the file's own format (detected from its bytes like PyTorch does).
 pub fn roundtrip(original: Bytes) -> Result<RoundTrip> {
+    roundtrip_as(original, None)
+}
+
+/// Load and save, writing what `release` writes (`None`: what the file's own release
+/// wrote, as far as the file shows it).
+pub fn roundtrip_as(original: Bytes, release: Option<Release>) -> Result<RoundTrip> {
     if crate::flatbuffer::is_flatbuffer(&original) {
+        // Every supported release writes the same flatbuffer for a module.
         roundtrip_flatbuffer(original)
     } else {
-        roundtrip_zip(original)
+        roundtrip_zip_as(original, release)
     }
 }

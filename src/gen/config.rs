@@ -21,7 +21,7 @@ pub struct Config {
     pub features: u32,
     /// The batch size of the forward input.
     pub batch: u32,
-    /// Tensors of every dtype PyTorch 2.15 saves and loads (else float32 only).
+    /// Tensors of every dtype `release` saves and loads (else float32 only).
     pub all_dtypes: bool,
     /// Meta tensors (zip only: a flatbuffer cannot hold them, PyTorch's writer fails too).
     pub meta_tensors: bool,
@@ -43,6 +43,9 @@ pub struct Config {
     pub max_extra_file_size: u32,
     /// Most expression nodes in one `forward` body.
     pub max_body_nodes: u32,
+    /// The PyTorch release whose files are generated (`"2.6"`): the dtypes it knows,
+    /// and the records its writer puts in an archive.
+    pub release: crate::release::Release,
 }
 
 impl Default for Config {
@@ -64,6 +67,7 @@ impl Default for Config {
             max_extra_files: 4,
             max_extra_file_size: 300,
             max_body_nodes: 8,
+            release: crate::release::Release::LATEST,
         }
     }
 }
@@ -115,6 +119,7 @@ impl<'a> Arbitrary<'a> for Config {
             max_extra_files: u.int_in_range(0..=6)?,
             max_extra_file_size: u.int_in_range(0..=4096)?,
             max_body_nodes: u.int_in_range(1..=12)?,
+            release: crate::release::Release::LATEST,
         })
     }
 }

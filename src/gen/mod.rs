@@ -20,6 +20,7 @@ pub use config::Config;
 use crate::convert::Format;
 use crate::error::{Error, Result};
 use crate::flatbuffer::{MobileModule, WriteOptions, write_flatbuffer};
+use crate::release::Release;
 use crate::zip_archive::save::{SaveOptions, save_to_buffer};
 use tree::{Tree, gen_tree};
 
@@ -31,6 +32,9 @@ pub struct Case {
     pub mobile: MobileModule,
     /// A fixed input for `forward` and the output the evaluator predicts.
     pub forward: Option<ForwardCase>,
+    /// The PyTorch release the case is made for (`Config::release`): it is written as
+    /// that release writes it.
+    pub release: Release,
 }
 
 /// `forward(input)` must return `expected` (float32, shapes `[batch, F]`).
@@ -85,6 +89,7 @@ pub fn generate(u: &mut Unstructured, config: &Config, format: Format) -> arbitr
         tree,
         mobile,
         forward,
+        release: config.release,
     })
 }
 
@@ -113,15 +118,7 @@ pub fn case_from_seed(seed: u64, index: u64, config: &Config, format: Format) ->
 
 /// The archive bytes of a case in `format`.
 pub fn write_case(case: &Case, format: Format) -> Result<Vec<u8>> {
-    match format {
-        Format::Zip => Ok(save_to_buffer(
-            &case.tree.module,
-            &case.tree.extra_files,
-            &SaveOptions::default(),
-        )?
-        .to_vec()),
-        Format::Flatbuffer => write_flatbuffer(&case.mobile, &WriteOptions::default()),
-    }
+    write_output(case, Output::Format(format))
 }
 
 /// What `ptconform gen` writes: one of the two formats, or a mobile zip (the
@@ -161,11 +158,25 @@ impl Output {
     }
 }
 
-/// The bytes of a case (generated for `output.case_format()`) as `output`.
+/// The bytes of a case (generated for `output.case_format()`) as `output`, written as
+/// the case's PyTorch release writes it.
 pub fn write_output(case: &Case, output: Output) -> Result<Vec<u8>> {
+    let profile = case.release.profile();
     match output {
-        Output::Format(format) => write_case(case, format),
-        Output::MobileZip => crate::convert::mobile_zip_of(&case.mobile, "archive"),
+        Output::Format(Format::Zip) => Ok(save_to_buffer(
+            &case.tree.module,
+            &case.tree.extra_files,
+            &SaveOptions {
+                profile,
+                ..Default::default()
+            },
+        )?
+        .to_vec()),
+        // Every supported release writes the same flatbuffer.
+        Output::Format(Format::Flatbuffer) => {
+            write_flatbuffer(&case.mobile, &WriteOptions::default())
+        }
+        Output::MobileZip => crate::convert::mobile_zip_as(&case.mobile, "archive", profile),
     }
 }
 

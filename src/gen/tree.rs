@@ -476,7 +476,13 @@ impl Gen<'_> {
     /// quantization for the quantized dtypes, sometimes meta.
     fn any_tensor(&mut self, u: &mut Unstructured) -> arbitrary::Result<Tensor> {
         let dtype = if self.cfg.all_dtypes {
-            *u.choose(DTYPES)?
+            let release = self.cfg.release;
+            let known: Vec<ScalarType> = DTYPES
+                .iter()
+                .copied()
+                .filter(|&d| release.has_dtype(d))
+                .collect();
+            *u.choose(&known)?
         } else {
             ScalarType::Float32
         };

@@ -11,6 +11,7 @@ use super::ExtraFilesMap;
 use super::write::{PyTorchZipWriter, archive_name_from_path, extra_files_write_order};
 use crate::error::{Error, Result};
 use crate::model::{IValue, QualifiedName, ScriptModule, Storage, Tuple};
+use crate::release::WriterProfile;
 use std::cell::RefCell;
 use std::collections::{HashSet, VecDeque};
 
@@ -56,6 +57,8 @@ pub struct SaveOptions {
     /// (from the bytecode of a flatbuffer or mobile zip): they tell which `torch.div`
     /// overload the printed code means, which decides its `version`.
     pub operators: Option<Vec<String>>,
+    /// The records the reproduced PyTorch release writes (default: 2.15's).
+    pub profile: WriterProfile,
 }
 
 impl Default for SaveOptions {
@@ -69,6 +72,7 @@ impl Default for SaveOptions {
             trailing_records: Vec::new(),
             bytecode: None,
             operators: None,
+            profile: WriterProfile::default(),
         }
     }
 }
@@ -255,12 +259,15 @@ pub fn save_to_writer<W: Write>(
     };
     zw.write_record(version_name, format!("{version}\n").as_bytes())
         .map_err(io)?;
-    zw.write_record("byteorder", b"little").map_err(io)?;
-    match &options.serialization_id {
-        Some(id) => zw.finish_with_serialization_id(id),
-        None => zw.finish(),
+    if options.profile.byteorder_record {
+        zw.write_record("byteorder", b"little").map_err(io)?;
     }
-    .map_err(io)
+    let id = match &options.serialization_id {
+        _ if !options.profile.serialization_id_record => None,
+        Some(id) => Some(id.clone()),
+        None => Some(zw.computed_serialization_id()),
+    };
+    zw.finish_with_serialization_id(id.as_deref()).map_err(io)
 }
 
 /// `torch.jit.save(m, path)`: the prefix is the file's base name without its extension.

@@ -925,21 +925,24 @@ impl<W: Write> PyTorchZipWriter<W> {
     /// directory and end records.
     pub fn finish(self) -> io::Result<W> {
         let id = self.computed_serialization_id();
-        self.finish_with_serialization_id(&id)
+        self.finish_with_serialization_id(Some(&id))
     }
 
     /// Like [`finish`](Self::finish), but writes the given id (to re-save a loaded archive
-    /// byte-identically; PyTorch itself would compute a fresh one).
-    pub fn finish_with_serialization_id(mut self, id: &str) -> io::Result<W> {
+    /// byte-identically; PyTorch itself would compute a fresh one), or none (as PyTorch
+    /// 2.0 does).
+    pub fn finish_with_serialization_id(mut self, id: Option<&str>) -> io::Result<W> {
         if self.failed {
             return Err(io::Error::other("archive writer failed earlier"));
         }
-        let full = format!("{}/{}", self.prefix, SERIALIZATION_ID_RECORD);
-        self.write_record_bytes(
-            &full,
-            id.as_bytes(),
-            should_compress(SERIALIZATION_ID_RECORD, id.len() as u64),
-        )?;
+        if let Some(id) = id {
+            let full = format!("{}/{}", self.prefix, SERIALIZATION_ID_RECORD);
+            self.write_record_bytes(
+                &full,
+                id.as_bytes(),
+                should_compress(SERIALIZATION_ID_RECORD, id.len() as u64),
+            )?;
+        }
         let cd_offset = self.pos;
         let mut cd = Vec::new();
         for e in &self.entries {

@@ -101,8 +101,15 @@ pub fn run_cli(args: &[&str]) -> (i32, String, String) {
 /// Asks real PyTorch (through `oracle/facts.py --worker`, one process for all files)
 /// what `torch.jit.load` sees in each archive. `None` when PyTorch is absent (skipped).
 pub fn pytorch_facts(paths: &[PathBuf]) -> Option<Vec<Result<serde_json::Value, String>>> {
+    Some(pytorch_facts_with(&torch_python()?, paths))
+}
+
+/// [`pytorch_facts`] with a given release's python.
+pub fn pytorch_facts_with(
+    python: &Path,
+    paths: &[PathBuf],
+) -> Vec<Result<serde_json::Value, String>> {
     use std::io::{BufRead, BufReader};
-    let python = torch_python()?;
     let mut child = std::process::Command::new(python)
         .arg(repo().join("oracle/facts.py"))
         .arg("--worker")
@@ -130,7 +137,7 @@ pub fn pytorch_facts(paths: &[PathBuf]) -> Option<Vec<Result<serde_json::Value, 
     }
     drop(stdin);
     let _ = child.wait();
-    Some(out)
+    out
 }
 
 /// Runs a Python script with PyTorch (`python -c SCRIPT ARGS...`), asserts it succeeds
@@ -175,4 +182,66 @@ pub fn replace_record(src: &std::path::Path, record_suffix: &str, data: Vec<u8>)
         },
         &[],
     )
+}
+
+/// The cross-version corpus directories (`corpus/torch-<version>/`), sorted.
+pub fn release_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(repo().join("corpus"))
+        .expect("corpus/ exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("torch-") && n != "torch-crashes")
+        })
+        .collect();
+    dirs.sort();
+    assert!(
+        !dirs.is_empty(),
+        "no cross-version corpus under corpus/torch-*/"
+    );
+    dirs
+}
+
+/// The release a cross-version directory holds (`corpus/torch-2.0.1` → `2.0.1`).
+pub fn release_of(dir: &Path) -> String {
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("torch-"))
+        .expect("a corpus/torch-<version> directory")
+        .to_string()
+}
+
+/// The python of an older release's venv (`bash oracle/setup.sh VERSION`), if made.
+/// CI installs only 2.15 (the others do not fit its time), so absence is a skip, said.
+pub fn older_torch_python(version: &str) -> Option<PathBuf> {
+    let p = PathBuf::from(std::env::var_os("HOME")?)
+        .join(format!(".cache/ptconform/venv-torch-{version}/bin/python"));
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!(
+            "SKIPPED for PyTorch {version}: its venv is not made (run `bash oracle/setup.sh {version}`)"
+        );
+        None
+    }
+}
+
+/// Every `.pt` / `.ptl` file under `dir`, recursively, sorted.
+pub fn archives_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "pt" || x == "ptl") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
 }
