@@ -76,7 +76,7 @@ install_models() {
         return 0
     fi
     echo "setup.sh: installing the model libraries into $VENV: ${MODEL_PINS[*]}" >&2
-    "$PY" -m pip install --disable-pip-version-check --no-deps "${MODEL_PINS[@]}" >&2
+    "$PY" -m pip install --disable-pip-version-check --no-cache-dir --no-deps "${MODEL_PINS[@]}" >&2
     if ! models_ok; then
         echo "setup.sh: model library pins still not satisfied in $VENV" >&2
         exit 1
@@ -114,10 +114,10 @@ if [ ! -x "$PY" ]; then
     fi
 fi
 
-"$PY" -m pip install --disable-pip-version-check --quiet --upgrade pip >&2 || true
+"$PY" -m pip install --disable-pip-version-check --no-cache-dir --quiet --upgrade pip >&2 || true
 # expecttest is only needed so torch.testing._internal.jit_utils (clear_class_registry)
 # can be imported; make_corpus.py falls back to the same three calls without it.
-"$PY" -m pip install --disable-pip-version-check "torch==$TORCH_VERSION" "$NUMPY" expecttest >&2
+"$PY" -m pip install --disable-pip-version-check --no-cache-dir "torch==$TORCH_VERSION" "$NUMPY" expecttest >&2
 
 if ! torch_ok; then
     echo "setup.sh: torch $TORCH_VERSION still not importable from $PY" >&2

@@ -29,22 +29,7 @@ fn subset(v: &serde_json::Value) -> serde_json::Value {
 
 #[test]
 fn older_pytorch_archives_read_with_their_facts() {
-    let mut dirs: Vec<_> = std::fs::read_dir(common::repo().join("corpus"))
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("torch-") && n != "torch-crashes")
-        })
-        .collect();
-    dirs.sort();
-    assert!(
-        !dirs.is_empty(),
-        "no cross-version corpus under corpus/torch-*/"
-    );
-    for dir in dirs {
+    for dir in common::release_dirs() {
         let expected: BTreeMap<String, Vec<String>> =
             std::fs::read(dir.join("expected_rules.json"))
                 .ok()
