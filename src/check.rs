@@ -12,9 +12,10 @@ use crate::flatbuffer::generated::mobile_bytecode as fb;
 use crate::flatbuffer::read::ObjectKind;
 use crate::flatbuffer::{MobileModule, is_flatbuffer, read_flatbuffer};
 use crate::model::{
-    CompilationUnit, Definition, IValue, Object, ObjectState, ScriptModule, TypeExpr,
+    CompilationUnit, Definition, IValue, Object, ObjectState, ScriptModule, Tensor, TypeExpr,
 };
 use crate::pickle;
+use crate::release::Release;
 use crate::zip_archive::read::read_pickle;
 use crate::zip_archive::{LoadOptions, ZipArchiveReader, load_archive};
 
@@ -789,6 +790,119 @@ pub fn value_matches(v: &IValue, t: &TypeExpr, cu: &CompilationUnit, depth: usiz
             _ => true,
         },
         _ => false,
+    }
+}
+
+/// [`check_file`] for a reader of PyTorch `release`: also what that release reads
+/// differently from 2.15 (see [`release_violations`]).
+pub fn check_file_for(path: &Path, release: Release) -> Result<Vec<FormatError>, Error> {
+    let data = crate::jit::map_file(path)?;
+    let mut out = check_data(data.clone());
+    if out.is_empty() {
+        out = release_violations(&data, release);
+    }
+    Ok(out)
+}
+
+/// What PyTorch `release` cannot load in a file that 2.15 loads: tensors of a dtype the
+/// release does not know (its unpickler has no storage class for it, its flatbuffer
+/// loader no scalar type), one violation per dtype at its first tensor.
+pub fn release_violations(data: &Bytes, release: Release) -> Vec<FormatError> {
+    if release == Release::LATEST {
+        return Vec::new();
+    }
+    let module = if is_flatbuffer(data) {
+        read_flatbuffer(data, None).map(|m| m.module)
+    } else {
+        ZipArchiveReader::from_bytes(data.clone())
+            .and_then(|a| load_archive(&a, &mut LoadOptions::default()))
+    };
+    let module = match module {
+        Ok(m) => m,
+        Err(e) => return vec![e],
+    };
+    let (state, constants) = if is_flatbuffer(data) {
+        ("Module.state_obj", "Module.jit_constants")
+    } else {
+        ("data.pkl", "constants.pkl")
+    };
+    let mut out = Vec::new();
+    let mut reported = HashSet::new();
+    let roots = std::iter::once((IValue::Object(module.root.clone()), state.to_string())).chain(
+        module
+            .constants
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.clone(), format!("{constants}[{i}]"))),
+    );
+    for (root, place) in roots {
+        for_each_tensor(&root, &mut |t| {
+            let dtype = t.dtype();
+            if !release.has_dtype(dtype) && reported.insert(dtype) {
+                out.push(FormatError::new(
+                    rules::RELEASE_DTYPE,
+                    place.clone(),
+                    None,
+                    format!(
+                        "a {} tensor: PyTorch {release} cannot load it (it has no torch.{}, \
+                         which came later)",
+                        dtype.name(),
+                        dtype.storage_name()
+                    ),
+                ));
+            }
+        });
+    }
+    out
+}
+
+/// Calls `f` on every tensor reachable from `v` (quantization parameters and sparse
+/// components too), each shared container visited once: a file whose values share
+/// children is a DAG, and walking it as a tree can take exponential time.
+fn for_each_tensor(v: &IValue, f: &mut impl FnMut(&Tensor)) {
+    let mut seen: HashSet<usize> = HashSet::new();
+    let mut stack = vec![v.clone()];
+    let mut tensors: Vec<Arc<Tensor>> = Vec::new();
+    while let Some(v) = stack.pop() {
+        let first = |p: usize, seen: &mut HashSet<usize>| seen.insert(p);
+        match v {
+            IValue::Tensor(t) if first(Arc::as_ptr(&t) as usize, &mut seen) => tensors.push(t),
+            IValue::Tuple(t) if first(Arc::as_ptr(&t) as *const u8 as usize, &mut seen) => {
+                stack.extend(t.items.iter().cloned())
+            }
+            IValue::List(l) if first(Arc::as_ptr(&l) as *const u8 as usize, &mut seen) => {
+                stack.extend(l.items.iter().cloned())
+            }
+            IValue::Dict(d) if first(Arc::as_ptr(&d) as *const u8 as usize, &mut seen) => {
+                for (k, v) in &d.entries {
+                    stack.push(k.clone());
+                    stack.push(v.clone());
+                }
+            }
+            IValue::Object(o) if first(Arc::as_ptr(&o) as *const u8 as usize, &mut seen) => {
+                match &o.state {
+                    ObjectState::Attributes(a) => stack.extend(a.iter().map(|(_, v)| v.clone())),
+                    ObjectState::SetState(s) => stack.push(s.clone()),
+                }
+            }
+            IValue::Enum(e) => stack.push(e.value.clone()),
+            _ => {}
+        }
+    }
+    while let Some(t) = tensors.pop() {
+        f(&t);
+        if let Some(crate::model::Quantization::PerChannel {
+            scales,
+            zero_points,
+            ..
+        }) = &t.quantization
+        {
+            tensors.push(scales.clone());
+            tensors.push(zero_points.clone());
+        }
+        if let Some(sparse) = &t.sparse {
+            tensors.extend(sparse.components.iter().cloned());
+        }
     }
 }
 

@@ -51,6 +51,10 @@ pub enum Command {
     Check {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Also say what this older PyTorch release (2.0 to 2.14) cannot read that 2.15
+        /// reads (rule `release-dtype`).
+        #[arg(long, value_name = "VERSION")]
+        for_pytorch: Option<Release>,
     },
     /// Load and save in the same format; print `identical` or the first difference.
     Roundtrip {
@@ -233,7 +237,7 @@ pub fn run(cli: Cli) -> i32 {
             map_location,
         } => cmd_inspect(&file, json, map_location.as_deref()),
         Command::Info { file } => cmd_info(&file),
-        Command::Check { files } => cmd_check(&files),
+        Command::Check { files, for_pytorch } => cmd_check(&files, for_pytorch),
         Command::Extra {
             file,
             name,
@@ -366,7 +370,7 @@ fn cmd_info(file: &Path) -> i32 {
     }
 }
 
-fn cmd_check(files: &[PathBuf]) -> i32 {
+fn cmd_check(files: &[PathBuf], release: Option<Release>) -> i32 {
     let mut code = EXIT_OK;
     for file in files {
         let targets: Vec<PathBuf> = if file.is_dir() {
@@ -387,7 +391,11 @@ fn cmd_check(files: &[PathBuf]) -> i32 {
             vec![file.clone()]
         };
         for t in targets {
-            match check::check_file(&t) {
+            let checked = match release {
+                Some(r) => check::check_file_for(&t, r),
+                None => check::check_file(&t),
+            };
+            match checked {
                 Ok(violations) if violations.is_empty() => {
                     println!("{}: ok", t.display());
                 }

@@ -119,4 +119,6 @@ pub mod rules {
     pub const VERSION_TEXT: Rule = "version-text";
     pub const MOBILE_BYTECODE: Rule = "mobile-bytecode";
     pub const FLATBUFFER_UPGRADER: Rule = "flatbuffer-upgrader";
+    /// `check --for-pytorch V`: the file holds tensors of a dtype release V cannot load.
+    pub const RELEASE_DTYPE: Rule = "release-dtype";
 }

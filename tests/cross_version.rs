@@ -282,3 +282,53 @@ fn the_dtype_table_matches_each_release_corpus() {
         }
     }
 }
+
+/// `check --for-pytorch V` against release V itself, on the 2.15 corpus: every file it
+/// says V cannot load (rule `release-dtype`), V fails to load, and every file V fails
+/// on for a dtype (its unpickler's "unknown torch global ...Storage", or its flatbuffer
+/// loader's error on an unknown scalar type) it flagged. Each older release whose venv
+/// is made; CI has only 2.15.
+#[test]
+fn check_for_pytorch_predicts_what_each_release_cannot_load() {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(common::repo().join("corpus"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pt" || x == "ptl"))
+        .collect();
+    files.sort();
+    for dir in common::release_dirs() {
+        let version = common::release_of(&dir);
+        let Some(python) = common::older_torch_python(&version) else {
+            continue;
+        };
+        let release = version.parse().unwrap();
+        let loads = common::pytorch_facts_with(&python, &files);
+        let (mut flagged, mut other_failures) = (0, 0);
+        for (file, load) in files.iter().zip(&loads) {
+            let predicted = ptconform::check::check_file_for(file, release)
+                .unwrap()
+                .iter()
+                .any(|v| v.rule == "release-dtype");
+            match load {
+                Ok(_) => assert!(!predicted, "{}: PyTorch {version} loads it", file.display()),
+                Err(e) => {
+                    // Unknown scalar types reach the flatbuffer loader as a device
+                    // lookup, which asks CUDA ("Found no NVIDIA driver").
+                    let dtype_failure = e.contains("Storage'") || e.contains("NVIDIA driver");
+                    if dtype_failure {
+                        assert!(predicted, "{}: PyTorch {version}: {e}", file.display());
+                    } else if !predicted {
+                        other_failures += 1;
+                    }
+                    if predicted {
+                        flagged += 1;
+                    }
+                }
+            }
+        }
+        println!(
+            "PyTorch {version}: {flagged} of {} files flagged and refused; {other_failures} refused for other reasons",
+            files.len()
+        );
+    }
+}
