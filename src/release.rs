@@ -71,8 +71,10 @@ fn first_release_with(dtype: ScalarType) -> Release {
         Bits1x8 | Bits2x4 | Bits4x2 | Bits8 | Bits16 | Float8E5M2 | Float8E4M3Fn => {
             Release::new(2, 1)
         }
-        Float8E5M2Fnuz | Float8E4M3Fnuz | UInt16 | UInt32 | UInt64 | UInt1 | UInt2 | UInt3
-        | UInt4 | UInt5 | UInt6 | UInt7 => Release::new(2, 3),
+        Float8E5M2Fnuz | Float8E4M3Fnuz => Release::new(2, 2),
+        UInt16 | UInt32 | UInt64 | UInt1 | UInt2 | UInt3 | UInt4 | UInt5 | UInt6 | UInt7 => {
+            Release::new(2, 3)
+        }
         Int1 | Int2 | Int3 | Int4 | Int5 | Int6 | Int7 => Release::new(2, 6),
         Float8E8M0Fnu | Float4E2M1FnX2 => Release::new(2, 15),
     }
