@@ -332,3 +332,82 @@ fn check_for_pytorch_predicts_what_each_release_cannot_load() {
         );
     }
 }
+
+/// What each older release writes, against its profile: generated cases (as that
+/// release) are loaded and re-saved three ways (`torch.jit.save`, flatbuffer,
+/// `_save_for_lite_interpreter`) by the release and by 2.15 (`oracle/resave.py`); the
+/// release's bytes must be what ptconform writes from 2.15's file `--as-pytorch` that
+/// release. Each older release whose venv is made; CI has only 2.15.
+#[test]
+fn each_release_writes_what_its_profile_says() {
+    use ptconform::convert::Format;
+    use ptconform::generator::{Config, Output, case_from_seed, write_output};
+    const CASES: u64 = 100;
+    let Some(latest) = common::torch_python() else {
+        return;
+    };
+    let resave = |python: &std::path::Path, src: &std::path::Path, out: &std::path::Path| {
+        let status = std::process::Command::new(python)
+            .arg(common::repo().join("oracle/resave.py"))
+            .arg(src)
+            .arg(out)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "oracle/resave.py under {}",
+            python.display()
+        );
+    };
+    for dir in common::release_dirs() {
+        let version = common::release_of(&dir);
+        let Some(python) = common::older_torch_python(&version) else {
+            continue;
+        };
+        let release: ptconform::release::Release = version.parse().unwrap();
+        let config = Config {
+            release,
+            ..Config::default()
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let cases = tmp.path().join("cases");
+        std::fs::create_dir(&cases).unwrap();
+        for i in 0..CASES {
+            for output in [
+                Output::Format(Format::Zip),
+                Output::Format(Format::Flatbuffer),
+            ] {
+                let case = case_from_seed(83, i, &config, output.case_format());
+                let bytes = write_output(&case, output).unwrap();
+                std::fs::write(cases.join(format!("c{i}.{}", output.extension())), bytes).unwrap();
+            }
+        }
+        let (theirs, ours) = (tmp.path().join("theirs"), tmp.path().join("latest"));
+        resave(&python, &cases, &theirs);
+        resave(&latest, &cases, &ours);
+        let mut compared = std::collections::BTreeMap::<String, usize>::new();
+        for entry in std::fs::read_dir(&theirs).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let Ok(latest_bytes) = std::fs::read(ours.join(&name)) else {
+                panic!("{name}: PyTorch {version} writes it, 2.15 does not");
+            };
+            let want = std::fs::read(entry.path()).unwrap();
+            let got = ptconform::roundtrip::roundtrip_as(latest_bytes.into(), Some(release))
+                .unwrap()
+                .rewritten;
+            assert!(
+                got == want,
+                "{name}: PyTorch {version} wrote other bytes than its profile gives"
+            );
+            *compared
+                .entry(name.rsplit('.').next().unwrap().to_string())
+                .or_default() += 1;
+        }
+        assert!(
+            compared.get("zip").copied().unwrap_or(0) >= CASES as usize,
+            "{compared:?}"
+        );
+        println!("PyTorch {version}: byte for byte as its profile says: {compared:?}");
+    }
+}
