@@ -6,6 +6,43 @@ use std::path::Path;
 
 use tempfile::NamedTempFile;
 
+/// A temporary file in `path`'s directory (so the final rename stays on one file
+/// system), under an unpredictable name created with `O_EXCL` (tempfile's way), with the
+/// mode the finished file should have: the mode of the file it replaces, or, for a new
+/// file, `0666` less the umask, as `open(path, O_CREAT)` (and `torch.jit.save`) gives.
+pub fn temp_beside(path: &Path) -> io::Result<NamedTempFile> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".ptconform-");
+    #[cfg(unix)]
+    let existing = {
+        use std::os::unix::fs::PermissionsExt;
+        // The kernel applies the umask to this mode at creation.
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+        std::fs::metadata(path)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.permissions())
+    };
+    let tmp = builder.tempfile_in(dir)?;
+    #[cfg(unix)]
+    if let Some(mode) = existing {
+        tmp.as_file().set_permissions(mode)?;
+    }
+    Ok(tmp)
+}
+
+/// Writes `bytes` to `path` atomically (see [`replace`]).
+pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut tmp = temp_beside(path)?;
+    tmp.write_all(bytes)?;
+    replace(tmp, path)
+}
+
 /// Moves the finished temporary file `tmp` to `path`.
 ///
 /// When `path` already holds a regular file, on Linux the two are swapped with
@@ -91,5 +128,29 @@ mod tests {
         std::fs::write(target.join("inside"), b"keep").unwrap();
         assert!(replace(temp_with(dir.path(), b"x"), &target).is_err());
         assert_eq!(std::fs::read(target.join("inside")).unwrap(), b"keep");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_written_file_keeps_the_mode_of_the_file_it_replaces() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for wanted in [0o644, 0o600, 0o640, 0o666] {
+            let target = dir.path().join(format!("m{wanted:o}.pt"));
+            std::fs::write(&target, b"old").unwrap();
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(wanted)).unwrap();
+            write(&target, b"new").unwrap();
+            assert_eq!(std::fs::read(&target).unwrap(), b"new");
+            assert_eq!(mode(&target), wanted, "replacing a {wanted:o} file");
+        }
+        // A new file gets what `open(O_CREAT, 0666)` gives under this umask: the mode of
+        // a file std creates the same way.
+        let reference = dir.path().join("reference");
+        std::fs::write(&reference, b"").unwrap();
+        let target = dir.path().join("fresh.pt");
+        write(&target, b"x").unwrap();
+        // (tempfile's own mode, 0600, would differ here under the usual umask 022).
+        assert_eq!(mode(&target), mode(&reference));
     }
 }

@@ -685,14 +685,7 @@ fn cmd_roundtrip(file: &Path, out: Option<&Path>, release: Option<Release>) -> i
         Err(e) => return report_error(file, &e),
     };
     if let Some(out) = out {
-        let dir = out
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let write = tempfile::NamedTempFile::new_in(dir).and_then(|mut t| {
-            t.write_all(&rt.rewritten)?;
-            crate::atomic_file::replace(t, out)
-        });
+        let write = crate::atomic_file::write(out, &rt.rewritten);
         if let Err(e) = write {
             eprintln!("{}: error: {e}", out.display());
             return EXIT_USAGE;

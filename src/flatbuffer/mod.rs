@@ -62,15 +62,5 @@ pub fn save_jit_module_to_flatbuffer(
 /// see the whole file or none of it. Not fsync'd (like torch.jit.save; see
 /// `SaveOptions::sync` for zips).
 pub(crate) fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let shown = path.display().to_string();
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(shown.clone(), e))?;
-    tmp.write_all(bytes)
-        .map_err(|e| Error::io(shown.clone(), e))?;
-    crate::atomic_file::replace(tmp, path).map_err(|e| Error::io(shown, e))?;
-    Ok(())
+    crate::atomic_file::write(path, bytes).map_err(|e| Error::io(path.display().to_string(), e))
 }

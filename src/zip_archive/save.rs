@@ -287,11 +287,7 @@ pub fn save(
             std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
         )
     })?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(shown.clone(), e))?;
+    let tmp = crate::atomic_file::temp_beside(path).map_err(|e| Error::io(shown.clone(), e))?;
     let file = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
     let file = save_to_writer(module, file, &prefix, extra_files, options)?;
     let file = file
