@@ -22,7 +22,8 @@ pub fn temp_beside(path: &Path) -> io::Result<NamedTempFile> {
         use std::os::unix::fs::PermissionsExt;
         // The kernel applies the umask to this mode at creation.
         builder.permissions(std::fs::Permissions::from_mode(0o666));
-        std::fs::metadata(path)
+        // Not through a link: its target is not what gets replaced.
+        std::fs::symlink_metadata(path)
             .ok()
             .filter(|m| m.is_file())
             .map(|m| m.permissions())

@@ -509,8 +509,9 @@ fn cmd_extra(file: &Path, name: Option<&str>, out_dir: Option<&Path>) -> i32 {
 }
 
 /// Extracts every extra file under `dir`. Names that would land outside `dir` (absolute,
-/// `..`, backslashes, NUL) are refused; each file is written to a temporary name and
-/// renamed, so nothing is left half-written.
+/// `..`, backslashes, NUL, a directory that is a link leading out) are refused; each file
+/// is written to a temporary name and renamed, so nothing is left half-written, and a
+/// link already at a file's name is replaced, never followed.
 fn extract_all(source: &ExtraSource, names: &[String], dir: &Path, file: &Path) -> i32 {
     let mut code = EXIT_OK;
     if let Err(e) = std::fs::create_dir_all(dir) {
@@ -550,11 +551,12 @@ fn extract_all(source: &ExtraSource, names: &[String], dir: &Path, file: &Path) 
             if !real_parent.starts_with(&root) {
                 return Err(std::io::Error::other("path leaves the output directory"));
             }
-            let tmp = real_parent.join(format!(".ptconform-tmp-{}", std::process::id()));
-            std::fs::write(&tmp, &data)?;
-            std::fs::rename(
-                &tmp,
-                real_parent.join(target.file_name().unwrap_or_default()),
+            // The temporary name is unpredictable and created exclusively (a planted
+            // link cannot catch the bytes), and the rename replaces a link planted at the
+            // final name instead of writing through it.
+            crate::atomic_file::write(
+                &real_parent.join(target.file_name().unwrap_or_default()),
+                &data,
             )
         });
         match written {

@@ -224,6 +224,43 @@ fn path_traversal_names_are_flagged_and_never_extracted() {
     assert_eq!(code, 1);
 }
 
+/// A link planted in the output directory under an extra file's name is replaced by the
+/// extracted file, never written through: the file it points to is left as it was.
+#[cfg(unix)]
+#[test]
+fn extraction_replaces_a_planted_link_instead_of_following_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside.txt");
+    std::fs::write(&outside, b"precious").unwrap();
+    let file = dir.path().join("with_extra.pt");
+    let prefix = ZipArchiveReader::open(linear())
+        .unwrap()
+        .prefix()
+        .to_string();
+    let name = format!("{prefix}/extra/notes.txt");
+    std::fs::write(
+        &file,
+        common::rebuild(&linear(), |_, d| Some(d), &[(&name, b"extracted")]),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::os::unix::fs::symlink(&outside, out.join("notes.txt")).unwrap();
+    let (code, stdout, stderr) = common::run_cli(&[
+        "extra",
+        file.to_str().unwrap(),
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(std::fs::read(&outside).unwrap(), b"precious");
+    let meta = std::fs::symlink_metadata(out.join("notes.txt")).unwrap();
+    assert!(meta.is_file(), "the link is replaced by a regular file");
+    assert_eq!(std::fs::read(out.join("notes.txt")).unwrap(), b"extracted");
+    // Nothing else is left in the directory (no temporary).
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
+}
+
 #[test]
 fn random_byte_flips_never_panic() {
     // Deterministic xorshift so failures reproduce.
