@@ -573,6 +573,7 @@ fn check_flatbuffer_objects(m: &ScriptModule, out: &mut Vec<FormatError>) {
     let mut first_seen: HashMap<(String, String), (IValue, String)> = HashMap::new();
     let mut reported: HashSet<(String, String)> = HashSet::new();
     let mut seen = HashSet::new();
+    let mut containers = HashSet::new();
     let mut stack: Vec<(Arc<Object>, String)> =
         vec![(m.root.clone(), "Module.state_obj".to_string())];
     let mut children = Vec::new();
@@ -583,7 +584,12 @@ fn check_flatbuffer_objects(m: &ScriptModule, out: &mut Vec<FormatError>) {
         let class = m.cu.class(&o.class);
         let ObjectState::Attributes(attrs) = &o.state else {
             if let ObjectState::SetState(s) = &o.state {
-                push_objects(s, &format!("{path}.__getstate__()"), &mut stack);
+                push_objects(
+                    s,
+                    &format!("{path}.__getstate__()"),
+                    &mut stack,
+                    &mut containers,
+                );
             }
             continue;
         };
@@ -628,7 +634,7 @@ fn check_flatbuffer_objects(m: &ScriptModule, out: &mut Vec<FormatError>) {
                     }
                 }
             }
-            push_objects(value, &at, &mut children);
+            push_objects(value, &at, &mut children, &mut containers);
         }
         // Visit in slot order (pre-order), so findings name the later object.
         stack.extend(children.drain(..).rev());
@@ -670,9 +676,14 @@ fn declared_type_violation(
 }
 
 /// Pushes the objects directly inside `v` (itself, or inside containers) with `path`.
-fn push_objects(v: &IValue, path: &str, stack: &mut Vec<(Arc<Object>, String)>) {
+fn push_objects(
+    v: &IValue,
+    path: &str,
+    stack: &mut Vec<(Arc<Object>, String)>,
+    containers: &mut HashSet<usize>,
+) {
     let mut objects = Vec::new();
-    collect_objects(v, &mut objects);
+    collect_objects(v, &mut objects, containers);
     stack.extend(objects.into_iter().map(|o| (o, path.to_string())));
 }
 
@@ -680,6 +691,7 @@ fn push_objects(v: &IValue, path: &str, stack: &mut Vec<(Arc<Object>, String)>) 
 /// this (it accepts a bool in an `int` slot), so a mismatch is a conformance finding.
 fn check_attribute_types(m: &ScriptModule, out: &mut Vec<FormatError>) {
     let mut seen = HashSet::new();
+    let mut containers = HashSet::new();
     let mut stack = vec![m.root.clone()];
     while let Some(o) = stack.pop() {
         if !seen.insert(Arc::as_ptr(&o) as usize) {
@@ -706,7 +718,7 @@ fn check_attribute_types(m: &ScriptModule, out: &mut Vec<FormatError>) {
                         ),
                     ));
                 }
-                collect_objects(value, &mut stack);
+                collect_objects(value, &mut stack, &mut containers);
             }
             let missing: Vec<&str> = class
                 .attributes
@@ -726,21 +738,69 @@ fn check_attribute_types(m: &ScriptModule, out: &mut Vec<FormatError>) {
     }
 }
 
-fn collect_objects(v: &IValue, out: &mut Vec<Arc<Object>>) {
+/// The objects inside `v` (not looking into them). Each tuple, list and dict is opened
+/// once per walk (`containers` holds the ones already opened): values that share
+/// children form a DAG whose tree can be exponentially large.
+fn collect_objects(v: &IValue, out: &mut Vec<Arc<Object>>, containers: &mut HashSet<usize>) {
     let mut stack = vec![v];
     while let Some(v) = stack.pop() {
         match v {
             IValue::Object(o) => out.push(o.clone()),
-            other => stack.extend(other.children()),
+            other => {
+                if other.identity().is_none_or(|id| containers.insert(id)) {
+                    stack.extend(other.children());
+                }
+            }
         }
     }
 }
 
 /// Whether `v` can be a value of type `t` (containers checked element-wise).
 pub fn value_matches(v: &IValue, t: &TypeExpr, cu: &CompilationUnit, depth: usize) -> bool {
+    matches_memo(v, t, cu, depth, &mut HashMap::new())
+}
+
+/// [`value_matches`], each (container, type) pair decided once: a container shared by
+/// many parents (a DAG) is compared with a given type only the first time.
+fn matches_memo(
+    v: &IValue,
+    t: &TypeExpr,
+    cu: &CompilationUnit,
+    depth: usize,
+    memo: &mut HashMap<(usize, usize), bool>,
+) -> bool {
     if depth > 2000 {
         return true;
     }
+    let key = v
+        .identity()
+        .filter(|_| matches!(v, IValue::List(_) | IValue::Dict(_) | IValue::Tuple(_)))
+        .map(|id| (id, t as *const TypeExpr as usize));
+    if let Some(k) = key {
+        if let Some(&known) = memo.get(&k) {
+            return known;
+        }
+        // A value reached again while it is being decided (a cycle) is taken as a match
+        // here; its first visit decides.
+        memo.insert(k, true);
+    }
+    let result = matches_uncached(v, t, cu, depth, memo);
+    if let Some(k) = key {
+        memo.insert(k, result);
+    }
+    result
+}
+
+fn matches_uncached(
+    v: &IValue,
+    t: &TypeExpr,
+    cu: &CompilationUnit,
+    depth: usize,
+    memo: &mut HashMap<(usize, usize), bool>,
+) -> bool {
+    let mut value_matches = |v: &IValue, t: &TypeExpr, cu: &CompilationUnit, depth: usize| {
+        matches_memo(v, t, cu, depth, memo)
+    };
     let args = t.args();
     match (t.head(), v) {
         ("Any", _) => true,
@@ -910,4 +970,43 @@ fn for_each_tensor(v: &IValue, f: &mut impl FnMut(&Tensor)) {
 /// point).
 pub fn check_bytes(data: &[u8]) -> Vec<FormatError> {
     check_data(Bytes::copy_from_slice(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::List;
+
+    /// A list holding its child twice, 64 levels deep: a 2^64-node tree over 65 lists.
+    fn shared_lists(levels: usize) -> (IValue, TypeExpr) {
+        let mut v = IValue::Int(1);
+        let mut ty = TypeExpr::Name("int".into());
+        for _ in 0..levels {
+            ty = TypeExpr::Generic("List".into(), vec![ty]);
+            v = IValue::List(Arc::new(List {
+                elem_type: TypeExpr::Name("int".into()),
+                items: vec![v.clone(), v],
+            }));
+        }
+        (v, ty)
+    }
+
+    #[test]
+    fn shared_children_are_compared_once() {
+        let (v, ty) = shared_lists(64);
+        let cu = CompilationUnit::default();
+        assert!(value_matches(&v, &ty, &cu, 0));
+        // A mismatch deep inside is still found.
+        let (v, _) = shared_lists(64);
+        let (_, wrong) = shared_lists(63);
+        assert!(!value_matches(&v, &wrong, &cu, 0));
+    }
+
+    #[test]
+    fn shared_children_are_opened_once_when_collecting_objects() {
+        let (v, _) = shared_lists(64);
+        let mut out = Vec::new();
+        collect_objects(&v, &mut out, &mut HashSet::new());
+        assert!(out.is_empty());
+    }
 }
