@@ -1152,3 +1152,35 @@ fn cli_reports_rule_record_and_offset() {
         "{out}"
     );
 }
+
+/// Values that share children (a list holding its child twice, 48 levels: a 2^48-node
+/// tree over 49 lists) cannot be written as a flatbuffer, whose writer stores every use
+/// of a shared list again, as PyTorch's does: the writer refuses, saying why, at once,
+/// instead of running out of memory.
+#[test]
+fn flatbuffer_writer_refuses_values_that_unfold_exponentially() {
+    use ptconform::model::{IValue, List, Object, ObjectState, TypeExpr};
+    use std::sync::Arc;
+    let bytes = bytes::Bytes::from(std::fs::read(common::corpus("linear.ptl")).unwrap());
+    let mut m = ptconform::flatbuffer::read_flatbuffer(&bytes, None).unwrap();
+    let mut v = IValue::Int(7);
+    for _ in 0..48 {
+        v = IValue::List(Arc::new(List {
+            elem_type: TypeExpr::Name("int".into()),
+            items: vec![v.clone(), v],
+        }));
+    }
+    let root = &m.module.root;
+    let ObjectState::Attributes(attrs) = &root.state else {
+        panic!("the root has attributes");
+    };
+    let mut attrs = attrs.clone();
+    attrs[0].1 = v;
+    m.module.root = Arc::new(Object {
+        class: root.class.clone(),
+        state: ObjectState::Attributes(attrs),
+    });
+    let e = ptconform::flatbuffer::write_flatbuffer(&m, &Default::default())
+        .expect_err("unfolds to 2^49 values");
+    assert!(e.to_string().contains("unfold"), "{e}");
+}

@@ -138,6 +138,35 @@ fn scalar_equals_itself(t: &Tensor) -> bool {
     }
 }
 
+/// The most values a flatbuffer is written with once shared children are unfolded:
+/// each costs at least a 4-byte index, so far more would not fit in 2 GiB anyway.
+const MAX_UNFOLDED_VALUES: u64 = 1 << 26;
+
+/// How many values `v` is written as, with every use of a shared container counted
+/// (saturating; `memo` keeps each container's count, so this is linear in the DAG).
+fn unfolded_size(v: &IValue, memo: &mut HashMap<usize, u64>, depth: u32) -> u64 {
+    if depth > 1100 {
+        // Deeper than the writer goes (it refuses past 1000 levels).
+        return 1;
+    }
+    let id = v.identity();
+    if let Some(n) = id.and_then(|id| memo.get(&id)) {
+        return *n;
+    }
+    if let Some(id) = id {
+        // Reached again while being counted (a cycle): counted once.
+        memo.insert(id, 1);
+    }
+    let mut n: u64 = 1;
+    for c in v.children() {
+        n = n.saturating_add(unfolded_size(c, memo, depth + 1));
+    }
+    if let Some(id) = id {
+        memo.insert(id, n);
+    }
+    n
+}
+
 struct Writer<'a> {
     b: Builder,
     m: &'a MobileModule,
@@ -350,6 +379,23 @@ impl<'a> Writer<'a> {
                 total += t.storage.data.len() as u64 + 32;
             }
             stack.extend(v.children().into_iter().cloned());
+        }
+        // The writer stores a list, dict or object again at every use (as PyTorch's
+        // does: they are not hashable there), so values that share children are written
+        // as the tree they unfold to, which can be exponentially larger than the file.
+        let mut memo = HashMap::new();
+        let unfolded = std::iter::once(IValue::Object(self.m.module.root.clone()))
+            .chain(self.m.module.constants.iter().cloned())
+            .fold(0u64, |n, v| {
+                n.saturating_add(unfolded_size(&v, &mut memo, 0))
+            });
+        if unfolded > MAX_UNFOLDED_VALUES {
+            return Err(unsupported(
+                "Module",
+                format!(
+                    "its values unfold to {unfolded} stored values (lists, dicts and objects shared by many parents are written once per use); a flatbuffer holds at most {MAX_UNFOLDED_VALUES}: save it as a zip archive"
+                ),
+            ));
         }
         if total >= (1 << 31) - (1 << 20) {
             return Err(unsupported(
