@@ -333,13 +333,15 @@ fn dump_record(
 }
 
 /// What the disassembler knows about a stack item (enough to resolve persistent ids).
+/// Strings and tuples are shared, not copied: a memoized string fetched by a million
+/// `BINGET`s costs a million pointers, not a million copies.
 #[derive(Clone, Debug)]
 enum Sym {
     Mark,
-    Str(Vec<u8>),
+    Str(std::sync::Arc<[u8]>),
     Int(i64),
     Global(String),
-    Tuple(Vec<Sym>),
+    Tuple(std::sync::Arc<[Sym]>),
     Other,
 }
 
@@ -412,14 +414,14 @@ fn describe_persid(archive: &ZipArchiveReader, dir: &str, pid: &Sym) -> String {
     let Sym::Tuple(items) = pid else {
         return "persistent id is not a tuple".into();
     };
-    match items.as_slice() {
+    match &items[..] {
         [
             Sym::Str(tag),
             Sym::Global(g),
             Sym::Str(key),
             Sym::Str(loc),
             Sym::Int(numel),
-        ] if tag == b"storage" => {
+        ] if &tag[..] == b"storage" => {
             let key = String::from_utf8_lossy(key);
             let class = g.strip_prefix("torch ").unwrap_or(g);
             let dtype = ScalarType::from_storage_name(class)
@@ -454,7 +456,9 @@ fn disassemble(
 ) {
     let mut c = Cursor { data, pos: 0 };
     let mut stack: Vec<Sym> = Vec::new();
-    let mut memo: HashMap<u64, Sym> = HashMap::new();
+    // Each memo entry with its short description, made once (a long string's summary
+    // hashes it; a file may fetch it a million times).
+    let mut memo: HashMap<u64, (Sym, String)> = HashMap::new();
     let width = data.len().to_string().len().max(4);
     let mut fail = |out: &mut String, at: usize, msg: String| {
         let _ = writeln!(out, "  {at:>width$}: !! {msg}");
@@ -502,7 +506,9 @@ fn disassemble(
                 let Some(id) = id else {
                     return fail(out, at, truncated("memo id"));
                 };
-                memo.insert(id, stack.last().cloned().unwrap_or(Sym::Other));
+                let v = stack.last().cloned().unwrap_or(Sym::Other);
+                let short = sym_short(&v);
+                memo.insert(id, (v, short));
                 format!("memo {id}")
             }
             op::BINGET | op::LONG_BINGET => {
@@ -515,8 +521,7 @@ fn disassemble(
                     return fail(out, at, truncated("memo id"));
                 };
                 match memo.get(&id) {
-                    Some(v) => {
-                        let short = sym_short(v);
+                    Some((v, short)) => {
                         stack.push(v.clone());
                         if short.is_empty() {
                             format!("memo {id}")
@@ -535,18 +540,18 @@ fn disassemble(
                 String::new()
             }
             op::EMPTY_TUPLE => {
-                stack.push(Sym::Tuple(Vec::new()));
+                stack.push(Sym::Tuple(Vec::new().into()));
                 String::new()
             }
             op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
                 let n = (code - op::TUPLE1 + 1) as usize;
                 let items = pop_n(&mut stack, n);
-                stack.push(Sym::Tuple(items));
+                stack.push(Sym::Tuple(items.into()));
                 String::new()
             }
             op::TUPLE => {
                 let items = pop_to_mark(&mut stack);
-                stack.push(Sym::Tuple(items));
+                stack.push(Sym::Tuple(items.into()));
                 String::new()
             }
             op::LIST | op::DICT => {
@@ -599,7 +604,7 @@ fn disassemble(
                         format!("{name}: {len} bytes announced, fewer left"),
                     );
                 };
-                stack.push(Sym::Str(s.to_vec()));
+                stack.push(Sym::Str(s.into()));
                 show_bytes(s)
             }
             op::BININT1 | op::BININT2 | op::BININT => {

@@ -1184,3 +1184,36 @@ fn flatbuffer_writer_refuses_values_that_unfold_exponentially() {
         .expect_err("unfolds to 2^49 values");
     assert!(e.to_string().contains("unfold"), "{e}");
 }
+
+/// `dump` of a pickle that fetches one memoized 4 MiB string 20,000 times into a list
+/// (80 GB if
+/// each fetch copied and hashed it): the string is shared and summarized once, and every
+/// fetch is listed with that summary.
+#[test]
+fn dump_shares_a_memoized_string_fetched_many_times() {
+    let mut pkl = vec![0x80, 2]; // PROTO 2
+    let big = vec![b'a'; 4 << 20];
+    pkl.push(b'X'); // BINUNICODE
+    pkl.extend((big.len() as u32).to_le_bytes());
+    pkl.extend(&big);
+    pkl.extend([b'q', 0]); // BINPUT 0
+    pkl.extend([b']', b'(']); // EMPTY_LIST, MARK
+    for _ in 0..20_000 {
+        pkl.extend([b'h', 0]); // BINGET 0
+    }
+    pkl.extend([b'e', b'.']); // APPENDS, STOP
+    let bytes = common::rebuild(
+        &common::corpus("linear.pt"),
+        |name, d| {
+            Some(if name.ends_with("/data.pkl") {
+                pkl.clone()
+            } else {
+                d
+            })
+        },
+        &[],
+    );
+    let text = ptconform::dump::dump(&bytes).unwrap_or_else(|e| e.to_string());
+    let summary = ptconform::dump::summary(&big);
+    assert_eq!(text.matches(&format!("memo 0 = {summary}")).count(), 20_000);
+}
