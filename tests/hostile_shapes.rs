@@ -1186,9 +1186,8 @@ fn flatbuffer_writer_refuses_values_that_unfold_exponentially() {
 }
 
 /// `dump` of a pickle that fetches one memoized 4 MiB string 20,000 times into a list
-/// (80 GB if
-/// each fetch copied and hashed it): the string is shared and summarized once, and every
-/// fetch is listed with that summary.
+/// (80 GB if each fetch copied and hashed it): the string is shared and summarized once,
+/// and every fetch is listed with that summary.
 #[test]
 fn dump_shares_a_memoized_string_fetched_many_times() {
     let mut pkl = vec![0x80, 2]; // PROTO 2
