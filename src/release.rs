@@ -77,7 +77,7 @@ fn first_release_with(dtype: ScalarType) -> Release {
         }
         Int1 | Int2 | Int3 | Int4 | Int5 | Int6 | Int7 => Release::new(2, 6),
         Float8E8M0Fnu => Release::new(2, 7),
-        Float4E2M1FnX2 => Release::new(2, 15),
+        Float4E2M1FnX2 => Release::new(2, 8),
     }
 }
 
