@@ -921,32 +921,16 @@ pub fn release_violations(data: &Bytes, release: Release) -> Vec<FormatError> {
 /// children is a DAG, and walking it as a tree can take exponential time.
 fn for_each_tensor(v: &IValue, f: &mut impl FnMut(&Tensor)) {
     let mut seen: HashSet<usize> = HashSet::new();
-    let mut stack = vec![v.clone()];
+    let mut stack = vec![v];
     let mut tensors: Vec<Arc<Tensor>> = Vec::new();
     while let Some(v) = stack.pop() {
-        let first = |p: usize, seen: &mut HashSet<usize>| seen.insert(p);
+        if v.identity().is_some_and(|id| !seen.insert(id)) {
+            continue;
+        }
         match v {
-            IValue::Tensor(t) if first(Arc::as_ptr(&t) as usize, &mut seen) => tensors.push(t),
-            IValue::Tuple(t) if first(Arc::as_ptr(&t) as *const u8 as usize, &mut seen) => {
-                stack.extend(t.items.iter().cloned())
-            }
-            IValue::List(l) if first(Arc::as_ptr(&l) as *const u8 as usize, &mut seen) => {
-                stack.extend(l.items.iter().cloned())
-            }
-            IValue::Dict(d) if first(Arc::as_ptr(&d) as *const u8 as usize, &mut seen) => {
-                for (k, v) in &d.entries {
-                    stack.push(k.clone());
-                    stack.push(v.clone());
-                }
-            }
-            IValue::Object(o) if first(Arc::as_ptr(&o) as *const u8 as usize, &mut seen) => {
-                match &o.state {
-                    ObjectState::Attributes(a) => stack.extend(a.iter().map(|(_, v)| v.clone())),
-                    ObjectState::SetState(s) => stack.push(s.clone()),
-                }
-            }
-            IValue::Enum(e) => stack.push(e.value.clone()),
-            _ => {}
+            IValue::Tensor(t) => tensors.push(t.clone()),
+            IValue::Enum(e) => stack.push(&e.value),
+            other => stack.extend(other.children()),
         }
     }
     while let Some(t) = tensors.pop() {
