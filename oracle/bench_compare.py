@@ -13,6 +13,11 @@ memory map, including dropping the module; zip_archive::save to a file). Each ro
 times PyTorch then ptconform, so machine noise hits both; the table shows the median of
 the rounds. Save is timed for zip archives only (torch.jit.save writes zips), beside a
 plain copy of the archive's bytes (`file copy`; `save/copy` is ptconform's save over it).
+
+`--baseline OTHER_TIMING` also times another build of `examples/timing` (say, the commit
+before a refactor) in the same rounds, interleaved with this one, and prints a second
+table: load and save medians of both builds and their ratio (after / before; 1.00 is
+no change).
 """
 import argparse
 import os
@@ -44,7 +49,9 @@ def main():
     ap.add_argument("files", nargs="+")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--timing", default="target/release/examples/timing")
+    ap.add_argument("--baseline", help="another build's examples/timing, timed alongside")
     args = ap.parse_args()
+    baseline = []
     out = tempfile.mkdtemp()
     print("%-28s %12s %12s %8s %12s %12s %8s %12s %9s" % (
         "archive", "torch load", "ptc load", "ratio", "torch save", "ptc save", "ratio",
@@ -53,9 +60,14 @@ def main():
         is_zip = not path.endswith(".ptl")
         m = torch.jit.load(path)  # warm-up (imports, allocator)
         tl, pl, ts, ps, cp = [], [], [], [], []
+        bl, bs = [], []
         for _ in range(args.runs):
             tl.append(timed_ms(lambda: torch.jit.load(path)))
             pl.append(ptconform_ms(args.timing, "load", path))
+            if args.baseline:
+                bl.append(ptconform_ms(args.baseline, "load", path))
+                if is_zip:
+                    bs.append(ptconform_ms(args.baseline, "save", path, os.path.join(out, "b.pt")))
             if is_zip:
                 ts.append(timed_ms(lambda: torch.jit.save(m, os.path.join(out, "t.pt"))))
                 ps.append(ptconform_ms(args.timing, "save", path, os.path.join(out, "p.pt")))
@@ -71,6 +83,16 @@ def main():
             med(ts), med(ps), med(ts) / med(ps), med(cp), med(ps) / med(cp))) if is_zip else ""
         print("%-28s %10.1fms %10.2fms %7.1fx %s" % (
             os.path.basename(path), med(tl), med(pl), med(tl) / med(pl), save), flush=True)
+        if args.baseline:
+            baseline.append((os.path.basename(path), med(bl), med(pl),
+                             med(bs) if bs else None, med(ps) if ps else None))
+    if baseline:
+        print("\n%-28s %12s %12s %8s %12s %12s %8s" % (
+            "archive", "before load", "after load", "after/b", "before save", "after save",
+            "after/b"))
+        for name, bl_, al, bs_, as_ in baseline:
+            save = ("%10.2fms %10.2fms %8.2f" % (bs_, as_, as_ / bs_)) if bs_ else ""
+            print("%-28s %10.2fms %10.2fms %8.2f %s" % (name, bl_, al, al / bl_, save))
     return 0
 
 

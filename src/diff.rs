@@ -22,14 +22,14 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::dump::show_bytes;
-use crate::error::Result;
-use crate::flatbuffer::{MobileModule, read_flatbuffer};
-use crate::jit::{FileFormat, file_format};
-use crate::model::bytecode::BytecodeFunction;
-use crate::model::types::qualifier_to_code_path;
-use crate::model::{IValue, Object, ObjectState, Quantization, ScriptModule, Tensor};
-use crate::zip_archive::read::Method;
-use crate::zip_archive::{LoadOptions, ZipArchiveReader, load_archive};
+use ptconform_core::error::Result;
+use ptconform_core::flatbuffer::{MobileModule, read_flatbuffer};
+use ptconform_core::jit::{FileFormat, file_format};
+use ptconform_core::model::bytecode::BytecodeFunction;
+use ptconform_core::model::types::qualifier_to_code_path;
+use ptconform_core::model::{IValue, Object, ObjectState, Quantization, ScriptModule, Tensor};
+use ptconform_core::zip_archive::read::Method;
+use ptconform_core::zip_archive::{LoadOptions, ZipArchiveReader, load_archive};
 
 /// What happened to one item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1160,7 +1160,7 @@ impl Differ {
             let Some(s) = &f.schema else {
                 return "none".into();
             };
-            let mut arg = |a: &crate::model::bytecode::Arg| {
+            let mut arg = |a: &ptconform_core::model::bytecode::Arg| {
                 let mut t = format!("{}: {}", a.name, a.type_str);
                 if let Some(d) = &a.default_value {
                     let _ = write!(t, " = {}", r.render(d));
@@ -1242,13 +1242,16 @@ fn definitions(text: &str) -> Vec<&str> {
 }
 
 /// Whether two code files hold the same definitions up to their order and a consistent
-/// renaming of generated local names within each ([`crate::code::form::canonical`]).
+/// renaming of generated local names within each ([`ptconform_core::code::form::canonical`]).
 fn same_up_to_form(a: &[&str], b: &[&str]) -> bool {
     if a.len() != b.len() {
         return false;
     }
     let canon = |d: &[&str]| {
-        let mut v: Vec<String> = d.iter().map(|t| crate::code::form::canonical(t)).collect();
+        let mut v: Vec<String> = d
+            .iter()
+            .map(|t| ptconform_core::code::form::canonical(t))
+            .collect();
         v.sort_unstable();
         v
     };

@@ -20,17 +20,16 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use bytes::Bytes;
-use flatbuffers::VerifierOptions;
 
-use crate::error::{Error, FormatError, Result, rules};
-use crate::flatbuffer::generated::mobile_bytecode as fb;
-use crate::flatbuffer::{is_flatbuffer, support};
-use crate::inspect::sha256_hex;
-use crate::model::ScalarType;
-use crate::model::bytecode::OpCode;
-use crate::pickle::opcodes as op;
-use crate::zip_archive::ZipArchiveReader;
-use crate::zip_archive::read::{Method, Record};
+use ptconform_core::error::{Error, FormatError, Result, rules};
+use ptconform_core::flatbuffer::generated::mobile_bytecode as fb;
+use ptconform_core::flatbuffer::{is_flatbuffer, support};
+use ptconform_core::inspect::sha256_hex;
+use ptconform_core::model::ScalarType;
+use ptconform_core::model::bytecode::OpCode;
+use ptconform_core::pickle::opcodes as op;
+use ptconform_core::zip_archive::ZipArchiveReader;
+use ptconform_core::zip_archive::read::{Method, Record};
 
 /// Byte runs longer than this are summarized as size + sha256.
 pub const INLINE_LIMIT: usize = 64;
@@ -297,16 +296,11 @@ fn dump_record(
             show_name(r),
             data.len()
         );
-        match std::str::from_utf8(&data) {
+        match ptconform_core::code::source_text(&r.full_name, &data) {
             Ok(t) => show_text_block(out, t),
             Err(e) => {
-                let _ = writeln!(out, "  !! not UTF-8: {e}\n  {}", show_bytes(&data));
-                problems.push(FormatError::new(
-                    rules::CODE_ENCODING,
-                    r.full_name.clone(),
-                    Some(e.valid_up_to() as u64),
-                    format!("code is not UTF-8: {e}"),
-                ));
+                let _ = writeln!(out, "  !! {}\n  {}", e.message, show_bytes(&data));
+                problems.push(e);
             }
         }
     } else if name.starts_with("data/") || name.starts_with("constants/") {
@@ -729,7 +723,7 @@ impl Fb<'_> {
 
     fn bad(&mut self, field: &str, msg: String) {
         self.problems
-            .push(FormatError::new(rules::FLATBUFFER, field, None, msg));
+            .push(ptconform_core::flatbuffer::read::field_error(field, msg));
     }
 
     fn offset_of(&self, s: &[u8]) -> usize {
@@ -767,7 +761,7 @@ impl Fb<'_> {
             s.push_str(" requires_grad");
         }
         if let Some(q) = t.quantized_schema() {
-            let scheme = crate::model::QScheme::ALL
+            let scheme = ptconform_core::model::QScheme::ALL
                 .iter()
                 .find(|s| **s as i8 == q.qscheme())
                 .map(|s| s.name().to_string())
@@ -1061,20 +1055,7 @@ impl Fb<'_> {
 }
 
 fn dump_flatbuffer(bytes: &[u8]) -> Result<Dump> {
-    let opts = VerifierOptions {
-        max_depth: 64,
-        max_tables: (bytes.len() / 4).max(1024),
-        max_apparent_size: bytes.len().saturating_mul(8).max(1 << 26),
-        ignore_missing_null_terminator: false,
-    };
-    let m = fb::root_as_module_with_opts(&opts, bytes).map_err(|e| {
-        FormatError::new(
-            rules::FLATBUFFER,
-            "Module",
-            None,
-            format!("the flatbuffer does not verify: {e}"),
-        )
-    })?;
+    let m = ptconform_core::flatbuffer::read::verified_module(bytes)?;
     let ivalues: Vec<fb::IValue> = m.ivalues().map(|v| v.iter().collect()).unwrap_or_default();
     let types: Vec<fb::ObjectType> = m
         .object_types()

@@ -118,3 +118,43 @@ fn archives_saved_to_buffers_and_paths_have_their_prefixes() {
         .unwrap();
     assert_eq!(a.prefix(), "prefix_path_name");
 }
+
+/// The container walk over PyTorch's own archives: `from_bytes` checks its direct walk
+/// of the central directory against the `zip` crate's reading and refuses any
+/// difference (the unit tests in `zip_archive/read.rs` damage the walk to show it does).
+#[test]
+fn every_corpus_zip_opens_with_the_walk_the_zip_crate_agrees_with() {
+    let archives = common::corpus_archives();
+    assert!(archives.len() > 20, "corpus zips: {}", archives.len());
+    for path in archives {
+        let bytes = Bytes::from(std::fs::read(&path).unwrap());
+        ptconform::zip_archive::ZipArchiveReader::from_bytes(bytes)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}
+
+#[test]
+fn the_tensor_fast_path_reads_every_corpus_pickle_as_the_general_machine_does() {
+    // `unpickle_both_ways` panics on any difference (value, error, memo decisions).
+    let mut fast = 0;
+    let mut pickles = 0;
+    for path in common::corpus_archives() {
+        let bytes = Bytes::from(std::fs::read(&path).unwrap());
+        let archive = ptconform::zip_archive::ZipArchiveReader::from_bytes(bytes).unwrap();
+        for rec in archive
+            .records()
+            .iter()
+            .filter(|r| r.full_name.ends_with(".pkl"))
+        {
+            let data = archive.read_record(rec, false).unwrap();
+            if let Ok(u) = ptconform::fuzz_support::unpickle_both_ways(&data) {
+                fast += u.fast_tensors;
+                pickles += 1;
+            }
+        }
+    }
+    assert!(
+        pickles > 50 && fast > 50,
+        "{pickles} pickles, {fast} fast tensors"
+    );
+}

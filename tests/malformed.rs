@@ -21,7 +21,11 @@ fn linear() -> std::path::PathBuf {
     common::corpus("linear.pt")
 }
 
-fn assert_finding(v: &[FormatError], rule: &str, record_contains: &str) -> FormatError {
+fn assert_finding(
+    v: &[FormatError],
+    rule: ptconform::error::Rule,
+    record_contains: &str,
+) -> FormatError {
     let f = v
         .iter()
         .find(|f| f.rule == rule)

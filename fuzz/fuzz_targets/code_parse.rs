@@ -1,6 +1,4 @@
 #![no_main]
-//! `ptconform::fuzz_support::code_parse` (see there for what it checks).
+//! `ptconform_gen::fuzz_support::code_parse` (see there for what it checks).
 
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| ptconform::fuzz_support::code_parse(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ptconform_gen::fuzz_support::code_parse(data));

@@ -1,0 +1,985 @@
+//! `check`: conformance rules over an archive. Each violation names a stable rule id
+//! (see the README), the record and, where known, the byte offset.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Component, Path};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::error::{Error, FormatError, rules};
+use crate::flatbuffer::generated::mobile_bytecode as fb;
+use crate::flatbuffer::read::ObjectKind;
+use crate::flatbuffer::{MobileModule, is_flatbuffer, read_flatbuffer};
+use crate::model::{
+    CompilationUnit, Definition, IValue, Object, ObjectState, ScriptModule, Tensor, TypeExpr,
+};
+use crate::pickle;
+use crate::release::Release;
+use crate::zip_archive::read::read_pickle;
+use crate::zip_archive::{LoadOptions, ZipArchiveReader, load_archive};
+
+/// Result of checking one file (zip archive or mobile flatbuffer, detected from the
+/// bytes as PyTorch does): violations, or an I/O error that prevented checking.
+pub fn check_file(path: &Path) -> Result<Vec<FormatError>, Error> {
+    Ok(check_data(crate::jit::map_file(path)?))
+}
+
+fn check_data(data: Bytes) -> Vec<FormatError> {
+    if is_flatbuffer(&data) {
+        return check_flatbuffer(&data);
+    }
+    match ZipArchiveReader::from_bytes(data) {
+        Ok(a) => check_archive(&a),
+        Err(e) => vec![e],
+    }
+}
+
+/// True when a record name could escape a directory it is extracted into.
+pub fn is_unsafe_name(name: &str) -> bool {
+    if name.is_empty() || name.contains('\\') || name.contains('\0') {
+        return true;
+    }
+    Path::new(name)
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+        || name.starts_with('/')
+}
+
+pub fn check_archive(archive: &ZipArchiveReader) -> Vec<FormatError> {
+    let mut out = Vec::new();
+    for rec in archive.records() {
+        match rec.name() {
+            None => out.push(FormatError::new(
+                rules::ZIP_PREFIX,
+                rec.full_name.clone(),
+                Some(rec.header_offset),
+                format!(
+                    "entry is outside the archive folder {:?} (PyTorch ignores it)",
+                    archive.prefix()
+                ),
+            )),
+            Some(n) if is_unsafe_name(n) => out.push(FormatError::new(
+                rules::EXTRA_NAME,
+                rec.full_name.clone(),
+                Some(rec.header_offset),
+                "record name is absolute or contains '..', '\\' or NUL: it would escape an extraction directory",
+            )),
+            Some(n) if n.contains("//") || n.ends_with('/') => out.push(FormatError::new(
+                rules::EXTRA_NAME,
+                rec.full_name.clone(),
+                Some(rec.header_offset),
+                "record name has an empty path component",
+            )),
+            Some(_) => {}
+        }
+        if let Err(e) = archive.read_record(rec, true) {
+            out.push(e);
+        }
+    }
+    if !out.is_empty() {
+        // The container itself is damaged; loading would only repeat these errors.
+        return out;
+    }
+    match archive.version() {
+        Err(e) => {
+            out.push(e);
+            return out;
+        }
+        Ok((v, name)) => {
+            // PyTorch reads "3junk" or " +3" as 3, but writes only "3\n" (or "3").
+            let text = archive.read(name, false).unwrap_or_default();
+            if text.as_ref() != format!("{v}\n").as_bytes()
+                && text.as_ref() != v.to_string().as_bytes()
+            {
+                out.push(FormatError::new(
+                    rules::VERSION_TEXT,
+                    name,
+                    Some(0),
+                    format!(
+                        "version written as {:?}: PyTorch reads it as {v} but writes \"{v}\\n\"",
+                        String::from_utf8_lossy(&text[..text.len().min(40)])
+                    ),
+                ));
+            }
+        }
+    }
+    let mut options = LoadOptions {
+        verify_crc: true,
+        ..Default::default()
+    };
+    let module = match load_archive(archive, &mut options) {
+        Ok(m) => m,
+        Err(e) => {
+            out.push(e);
+            return out;
+        }
+    };
+    // Code files the load did not need are still part of the format.
+    let all_code: Vec<String> = archive
+        .record_names()
+        .filter(|n| n.starts_with("code/") && n.ends_with(".py"))
+        .map(str::to_string)
+        .collect();
+    for path in all_code {
+        if module
+            .cu
+            .files
+            .iter()
+            .any(|f| crate::model::types::qualifier_to_code_path(&f.qualifier) == path)
+        {
+            continue;
+        }
+        let qualifier = path["code/".len()..path.len() - 3].replace('/', ".");
+        match archive.read(&path, false) {
+            Ok(text) => {
+                let parsed = crate::code::source_text(&path, &text)
+                    .and_then(|t| crate::code::parse_record(path.clone(), &qualifier, t));
+                if let Err(e) = parsed {
+                    out.push(e);
+                }
+            }
+            Err(e) => out.push(e),
+        }
+    }
+    for path in archive
+        .record_names()
+        .filter(|n| n.starts_with("code/") && n.ends_with(".py"))
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+    {
+        if let Ok(text) = archive.read(&path, false) {
+            check_code_nesting(&text, &path, &mut out);
+        }
+    }
+    for (name, dir) in [("data.pkl", "data"), ("constants.pkl", "constants")] {
+        if let Ok(pickle::Unpickled { end, .. }) = read_pickle(archive, name, dir, &options) {
+            let len = archive.record(name).map_or(0, |r| r.size as usize);
+            if end < len {
+                out.push(FormatError::new(
+                    rules::PICKLE_TRAILING,
+                    name,
+                    Some(end as u64),
+                    format!("{} bytes after STOP (PyTorch ignores them)", len - end),
+                ));
+            }
+        }
+    }
+    // A mobile zip's bytecode is read by the lite interpreter (`torch.jit.load` ignores
+    // it): it must unpickle safely, its tensors naming the constants' storages.
+    // `traced_inputs.pkl` is read by no loader (PyTorch even writes empty storages for
+    // it), so it is kept on re-save but not judged.
+    if let Err(e) = crate::zip_archive::bytecode::read_mobile_bytecode(archive, true) {
+        out.push(e);
+    }
+    check_attribute_types(&module, &mut out);
+    out
+}
+
+/// Checks a mobile flatbuffer: every reader error (rule and field), then what PyTorch
+/// 2.15's flatbuffer loaders need that the reader accepts:
+///
+/// * `flatbuffer-enum`: an `EnumValue` ivalue anywhere (every PyTorch flatbuffer loader
+///   fails on it: "Enum with type: ... not found");
+/// * `flatbuffer-missing-field`: an offset field PyTorch's writer always writes and its
+///   loader follows unchecked, absent;
+/// * `flatbuffer-object-types`: signs of classes PyTorch's writer merged because they
+///   share a qualified name (it does not apply `___torch_mangle_N` to `object_types`):
+///   an `ObjectType` whose attribute names differ from the class of that name in
+///   `jit_sources`; an attribute declared (in `jit_sources`) as one class holding an
+///   object of another class; objects of one class holding values of different kinds
+///   in one slot where the declared type does not allow both;
+/// * `attribute-type`: any other attribute value that does not match its declared type.
+pub fn check_flatbuffer(buf: &Bytes) -> Vec<FormatError> {
+    let mut out = Vec::new();
+    let mobile = match read_flatbuffer(buf, None) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            out.push(e);
+            None
+        }
+    };
+    check_enum_values(buf, &mut out);
+    check_required_fields(buf, &mut out);
+    if let Some(m) = &mobile {
+        for (k, (q, text)) in m.jit_sources.iter().enumerate() {
+            let at = format!("Module.jit_sources[{k}] ({q})");
+            check_code_nesting(text.as_bytes(), &at, &mut out);
+            check_gelu_approximate(text, &at, &mut out);
+        }
+    }
+    if let Some(m) = mobile {
+        check_object_types(&m, &mut out);
+        check_flatbuffer_objects(&m.module, &mut out);
+    }
+    out
+}
+
+/// `flatbuffer-upgrader`: `torch.gelu(..., approximate=...)` in `jit_sources`.
+/// `torch.jit.load` of a flatbuffer compiles its `jit_sources` with the operator
+/// upgraders of old versions applied, and gelu's (for files before version 10) has no
+/// `approximate`: the load fails with "Arguments for call are not valid" (the lite
+/// interpreter, which runs the bytecode, loads the file). Measured on timm's ConvNeXt and
+/// a two-line module.
+fn check_gelu_approximate(text: &str, at: &str, out: &mut Vec<FormatError>) {
+    for (i, _) in text.match_indices("torch.gelu(") {
+        let args = &text[i + "torch.gelu(".len()..];
+        let mut depth = 1usize;
+        let mut end = args.len();
+        for (j, c) in args.char_indices() {
+            match c {
+                '(' | '[' => depth += 1,
+                ')' | ']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = j;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if args[..end].contains("approximate=") {
+            let line = text[..i].matches('\n').count() + 1;
+            out.push(FormatError::new(
+                rules::FLATBUFFER_UPGRADER,
+                at,
+                None,
+                format!(
+                    "line {line}: torch.gelu(..., approximate=...): torch.jit.load compiles jit_sources with gelu's pre-version-10 upgrader, which has no approximate argument, and fails (\"Arguments for call are not valid\"); the lite interpreter loads the file"
+                ),
+            ));
+            return;
+        }
+    }
+}
+
+/// Deepest bracket nesting in TorchScript code that PyTorch's loader is known to
+/// survive comfortably. Its parser is recursive: 5,000 nested brackets in a method body
+/// crash `torch.jit.load` with SIGSEGV (corpus/torch-crashes), while ptconform keeps
+/// bodies as text and would otherwise accept the file.
+pub const MAX_CODE_NESTING: usize = 1000;
+
+/// `code-nesting`: brackets (outside string literals) nested deeper than
+/// [`MAX_CODE_NESTING`].
+fn check_code_nesting(text: &[u8], record: &str, out: &mut Vec<FormatError>) {
+    let (mut depth, mut max, mut at) = (0usize, 0usize, 0usize);
+    let mut quote: Option<u8> = None;
+    let mut escaped = false;
+    for (i, &c) in text.iter().enumerate() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            b'\'' | b'"' => quote = Some(c),
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    (max, at) = (depth, i);
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if max > MAX_CODE_NESTING {
+        out.push(FormatError::new(
+            rules::CODE_NESTING,
+            record.to_string(),
+            Some(at as u64),
+            format!(
+                "brackets nested {max} deep (more than {MAX_CODE_NESTING}): PyTorch's recursive parser crashes on such code"
+            ),
+        ));
+    }
+}
+
+/// `flatbuffer-missing-field`: an offset field (vector, string or table) left out of a
+/// table. The flatbuffer default of an absent offset field is "absent", which ptconform's
+/// reader takes as empty, but PyTorch's writer always writes these fields and its loader
+/// follows them without checking: an absent `TensorMetadata.sizes`, for one, crashes
+/// `torch.jit.load` with SIGSEGV (corpus/torch-crashes). Found on the verified buffer, so
+/// also when the reader stopped earlier; bounded by the verifier's table limit.
+fn check_required_fields(buf: &[u8], out: &mut Vec<FormatError>) {
+    let Ok(m) = crate::flatbuffer::read::verified_module(buf) else {
+        return;
+    };
+    let mut missing = |table: &flatbuffers::Table, record: String, fields: &[(u16, &str)]| {
+        for &(vo, name) in fields {
+            if table.vtable().get(vo) == 0 {
+                out.push(FormatError::new(
+                    rules::FLATBUFFER_MISSING,
+                    format!("{record}.{name}"),
+                    Some(table.loc() as u64),
+                    "absent: PyTorch's flatbuffer writer always writes this field and its \
+                     loader reads it without checking (torch.jit.load crashes)"
+                        .to_string(),
+                ));
+            }
+        }
+    };
+    use fb::Module as M;
+    missing(
+        &m._tab,
+        "Module".into(),
+        &[
+            (M::VT_IVALUES, "ivalues"),
+            (M::VT_OBJECT_TYPES, "object_types"),
+            (M::VT_EXTRA_FILES, "extra_files"),
+            (M::VT_JIT_SOURCES, "jit_sources"),
+            (M::VT_JIT_CONSTANTS, "jit_constants"),
+        ],
+    );
+    // PyTorch loads a file without `methods`, and without `storage_data` when it declares
+    // no storages (measured: examples/field_drops.rs over the corpus).
+    if m.storage_data_size() > 0 {
+        missing(
+            &m._tab,
+            "Module".into(),
+            &[(M::VT_STORAGE_DATA, "storage_data")],
+        );
+    }
+    for (i, t) in m.object_types().into_iter().flatten().enumerate() {
+        let mut fields = vec![(fb::ObjectType::VT_TYPE_NAME, "type_name")];
+        if t.type_() == fb::TypeType::CLASS_WITH_FIELD {
+            fields.push((fb::ObjectType::VT_ATTR_NAMES, "attr_names"));
+        }
+        missing(&t._tab, format!("Module.object_types[{i}]"), &fields);
+    }
+    for (i, e) in m.extra_files().into_iter().flatten().enumerate() {
+        let fields = [
+            (fb::ExtraFile::VT_NAME, "name"),
+            (fb::ExtraFile::VT_CONTENT, "content"),
+        ];
+        missing(&e._tab, format!("Module.extra_files[{i}]"), &fields);
+    }
+    for (i, d) in m.storage_data().into_iter().flatten().enumerate() {
+        missing(
+            &d._tab,
+            format!("Module.storage_data[{i}]"),
+            &[(fb::StorageData::VT_DATA, "data")],
+        );
+    }
+    let types = m.object_types();
+    for (i, iv) in m.ivalues().into_iter().flatten().enumerate() {
+        let at = format!("Module.ivalues[{i}]");
+        use fb::IValueUnion as U;
+        if iv.val_type() != U::NONE {
+            missing(&iv._tab, at.clone(), &[(fb::IValue::VT_VAL, "val")]);
+        }
+        if let Some(x) = iv.val_as_string() {
+            missing(
+                &x._tab,
+                format!("{at}.String"),
+                &[(fb::String::VT_DATA, "data")],
+            );
+        } else if let Some(x) = iv.val_as_device() {
+            missing(
+                &x._tab,
+                format!("{at}.Device"),
+                &[(fb::Device::VT_STR, "str")],
+            );
+        } else if let Some(x) = iv.val_as_int_list() {
+            missing(
+                &x._tab,
+                format!("{at}.IntList"),
+                &[(fb::IntList::VT_ITEMS, "items")],
+            );
+        } else if let Some(x) = iv.val_as_double_list() {
+            missing(
+                &x._tab,
+                format!("{at}.DoubleList"),
+                &[(fb::DoubleList::VT_ITEMS, "items")],
+            );
+        } else if let Some(x) = iv.val_as_bool_list() {
+            missing(
+                &x._tab,
+                format!("{at}.BoolList"),
+                &[(fb::BoolList::VT_ITEMS, "items")],
+            );
+        } else if let Some(x) = iv.val_as_list() {
+            let fields = [
+                (fb::List::VT_ITEMS, "items"),
+                (fb::List::VT_ANNOTATION_STR, "annotation_str"),
+            ];
+            missing(&x._tab, format!("{at}.List"), &fields);
+        } else if let Some(x) = iv.val_as_tuple() {
+            missing(
+                &x._tab,
+                format!("{at}.Tuple"),
+                &[(fb::Tuple::VT_ITEMS, "items")],
+            );
+        } else if let Some(x) = iv.val_as_dict() {
+            let fields = [
+                (fb::Dict::VT_KEYS, "keys"),
+                (fb::Dict::VT_VALUES, "values"),
+                (fb::Dict::VT_ANNOTATION_STR, "annotation_str"),
+            ];
+            missing(&x._tab, format!("{at}.Dict"), &fields);
+        } else if let Some(x) = iv.val_as_object() {
+            let with_fields = types
+                .filter(|t| (x.type_index() as usize) < t.len())
+                .is_some_and(|t| {
+                    t.get(x.type_index() as usize).type_() == fb::TypeType::CLASS_WITH_FIELD
+                });
+            if with_fields {
+                missing(
+                    &x._tab,
+                    format!("{at}.Object"),
+                    &[(fb::Object::VT_ATTRS, "attrs")],
+                );
+            }
+        } else if let Some(x) = iv.val_as_enum_value() {
+            missing(
+                &x._tab,
+                format!("{at}.EnumValue"),
+                &[(fb::EnumValue::VT_TYPE_NAME, "type_name")],
+            );
+        } else if let Some(x) = iv.val_as_tensor_metadata() {
+            let fields = [
+                (fb::TensorMetadata::VT_SIZES, "sizes"),
+                (fb::TensorMetadata::VT_STRIDES, "strides"),
+            ];
+            missing(&x._tab, format!("{at}.TensorMetadata"), &fields);
+            if let Some(q) = x.quantized_schema()
+                && q.qscheme() != 0
+            {
+                // Per-channel schemes (every qscheme but per-tensor affine, 0) carry their
+                // scales and zero points as tensors.
+                let fields = [
+                    (fb::QuantizedSchema::VT_SCALES, "scales"),
+                    (fb::QuantizedSchema::VT_ZERO_POINTS, "zero_points"),
+                ];
+                missing(
+                    &q._tab,
+                    format!("{at}.TensorMetadata.quantized_schema"),
+                    &fields,
+                );
+            }
+        } else if let Some(f) = iv.val_as_function() {
+            use fb::Function as F;
+            let fields = [
+                (F::VT_QN, "qn"),
+                (F::VT_INSTRUCTIONS, "instructions"),
+                (F::VT_OPERATORS, "operators"),
+                (F::VT_CONSTANTS, "constants"),
+                (F::VT_TYPE_ANNOTATIONS, "type_annotations"),
+            ];
+            missing(&f._tab, format!("{at}.Function"), &fields);
+            for (k, op) in f.operators().into_iter().flatten().enumerate() {
+                let fields = [
+                    (fb::Operator::VT_NAME, "name"),
+                    (fb::Operator::VT_OVERLOAD_NAME, "overload_name"),
+                ];
+                missing(&op._tab, format!("{at}.Function.operators[{k}]"), &fields);
+            }
+            if let Some(s) = f.schema() {
+                let fields = [
+                    (fb::Schema::VT_ARGUMENTS, "arguments"),
+                    (fb::Schema::VT_RETURNS, "returns"),
+                ];
+                missing(&s._tab, format!("{at}.Function.schema"), &fields);
+                for (list, args) in [("arguments", s.arguments()), ("returns", s.returns())] {
+                    for (k, a) in args.into_iter().flatten().enumerate() {
+                        let fields = [(fb::Arg::VT_NAME, "name"), (fb::Arg::VT_TYPE_, "type")];
+                        missing(
+                            &a._tab,
+                            format!("{at}.Function.schema.{list}[{k}]"),
+                            &fields,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One `flatbuffer-enum` violation per `EnumValue` ivalue (found on the verified buffer,
+/// so also when the reader stopped earlier).
+fn check_enum_values(buf: &[u8], out: &mut Vec<FormatError>) {
+    let Ok(m) = crate::flatbuffer::read::verified_module(buf) else {
+        return;
+    };
+    for (i, iv) in m.ivalues().into_iter().flatten().enumerate() {
+        if iv.val_type() != fb::IValueUnion::EnumValue {
+            continue;
+        }
+        let name = iv
+            .val_as_enum_value()
+            .and_then(|e| e.type_name())
+            .unwrap_or("?");
+        out.push(FormatError::new(
+            rules::FLATBUFFER_ENUM,
+            format!("Module.ivalues[{i}]"),
+            None,
+            format!(
+                "an enum value of {name}: PyTorch 2.15's flatbuffer loaders (torch.jit.load, \
+                 the lite interpreter, _get_model_extra_files_from_buffer) reject every enum \
+                 value (\"Enum with type: {name} not found\"); only get_flatbuffer_module_info \
+                 reads such a file"
+            ),
+        ));
+    }
+}
+
+/// `ObjectType`s whose attribute names (in slot order) differ from the class of the same
+/// name declared in `jit_sources`.
+fn check_object_types(m: &MobileModule, out: &mut Vec<FormatError>) {
+    for (i, t) in m.object_types.iter().enumerate() {
+        if !matches!(t.kind, ObjectKind::ClassWithField | ObjectKind::Unset) {
+            continue;
+        }
+        let Some(Definition::Class(class)) = m.module.cu.get_str(&t.type_name) else {
+            continue;
+        };
+        let declared: Vec<&str> = class.attributes.iter().map(|a| a.name.as_str()).collect();
+        if declared != t.attr_names {
+            out.push(FormatError::new(
+                rules::FLATBUFFER_TYPES,
+                format!("Module.object_types[{i}]"),
+                None,
+                format!(
+                    "ObjectType {} names attributes {:?} but the class declared in jit_sources has {declared:?} (PyTorch's flatbuffer writer merges distinct classes that share a qualified name)",
+                    t.type_name, t.attr_names
+                ),
+            ));
+        }
+    }
+}
+
+/// Walks every object from the root (each once, named by its attribute path from
+/// `Module.state_obj`), comparing values with the types declared in `jit_sources` and the
+/// value kinds of objects of one class with each other.
+fn check_flatbuffer_objects(m: &ScriptModule, out: &mut Vec<FormatError>) {
+    // Per (class, slot): the first non-None value seen and where.
+    let mut first_seen: HashMap<(String, String), (IValue, String)> = HashMap::new();
+    let mut reported: HashSet<(String, String)> = HashSet::new();
+    let mut seen = HashSet::new();
+    let mut containers = HashSet::new();
+    let mut stack: Vec<(Arc<Object>, String)> =
+        vec![(m.root.clone(), "Module.state_obj".to_string())];
+    let mut children = Vec::new();
+    while let Some((o, path)) = stack.pop() {
+        if !seen.insert(Arc::as_ptr(&o) as usize) {
+            continue;
+        }
+        let class = m.cu.class(&o.class);
+        let ObjectState::Attributes(attrs) = &o.state else {
+            if let ObjectState::SetState(s) = &o.state {
+                push_objects(
+                    s,
+                    &format!("{path}.__getstate__()"),
+                    &mut stack,
+                    &mut containers,
+                );
+            }
+            continue;
+        };
+        for (slot, (name, value)) in attrs.iter().enumerate() {
+            let n = name.to_string_lossy();
+            let at = format!("{path}.{n}");
+            let decl = class.and_then(|c| c.attribute_in_slot(slot, &n));
+            if let Some(decl) = decl
+                && !value_matches(value, &decl.ty, &m.cu, 0)
+            {
+                out.push(declared_type_violation(
+                    &o.class, &n, &decl.ty, value, &at, &m.cu,
+                ));
+            }
+            if !matches!(value, IValue::None) {
+                let key = (o.class.as_str().to_string(), n.clone());
+                match first_seen.get(&key) {
+                    None => {
+                        first_seen.insert(key, (value.clone(), at.clone()));
+                    }
+                    Some((first, first_at)) => {
+                        let both_declared_ok = decl.is_some_and(|d| {
+                            value_matches(first, &d.ty, &m.cu, 0)
+                                && value_matches(value, &d.ty, &m.cu, 0)
+                        });
+                        if first.kind_name() != value.kind_name()
+                            && !both_declared_ok
+                            && reported.insert(key)
+                        {
+                            out.push(FormatError::new(
+                                rules::FLATBUFFER_TYPES,
+                                at.clone(),
+                                None,
+                                format!(
+                                    "objects of {} hold a {} here but a {} at {first_at}: one class's attribute has one type, so distinct classes sharing this name were merged into one ObjectType",
+                                    o.class,
+                                    value.kind_name(),
+                                    first.kind_name()
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+            push_objects(value, &at, &mut children, &mut containers);
+        }
+        // Visit in slot order (pre-order), so findings name the later object.
+        stack.extend(children.drain(..).rev());
+    }
+}
+
+/// A value that does not match its declared type. An object of another class where a
+/// class is declared is what PyTorch's writer produces for colliding names (the
+/// declarations in `jit_sources` are mangled, `object_types` are not).
+fn declared_type_violation(
+    class: &crate::model::QualifiedName,
+    attr: &str,
+    ty: &TypeExpr,
+    value: &IValue,
+    at: &str,
+    cu: &CompilationUnit,
+) -> FormatError {
+    let declared = ty.unwrap_optional();
+    if let (Some(Definition::Class(_)), IValue::Object(o)) = (cu.get_str(declared.head()), value) {
+        return FormatError::new(
+            rules::FLATBUFFER_TYPES,
+            at,
+            None,
+            format!(
+                "{class}.{attr} is declared {ty} in jit_sources but holds an object of ObjectType {}: PyTorch's flatbuffer writer gives all classes of one qualified name one ObjectType (without ___torch_mangle_N), so distinct classes were merged",
+                o.class
+            ),
+        );
+    }
+    FormatError::new(
+        rules::ATTRIBUTE_TYPE,
+        at,
+        None,
+        format!(
+            "{class}.{attr} is declared {ty} but holds a {}",
+            value.kind_name()
+        ),
+    )
+}
+
+/// Pushes the objects directly inside `v` (itself, or inside containers) with `path`.
+fn push_objects(
+    v: &IValue,
+    path: &str,
+    stack: &mut Vec<(Arc<Object>, String)>,
+    containers: &mut HashSet<usize>,
+) {
+    let mut objects = Vec::new();
+    collect_objects(v, &mut objects, containers);
+    stack.extend(objects.into_iter().map(|o| (o, path.to_string())));
+}
+
+/// Compares every object attribute with its declared type. PyTorch's loader does not do
+/// this (it accepts a bool in an `int` slot), so a mismatch is a conformance finding.
+fn check_attribute_types(m: &ScriptModule, out: &mut Vec<FormatError>) {
+    let mut seen = HashSet::new();
+    let mut containers = HashSet::new();
+    let mut stack = vec![m.root.clone()];
+    while let Some(o) = stack.pop() {
+        if !seen.insert(Arc::as_ptr(&o) as usize) {
+            continue;
+        }
+        let Some(class) = m.cu.class(&o.class) else {
+            continue;
+        };
+        if let ObjectState::Attributes(attrs) = &o.state {
+            for (slot, (name, value)) in attrs.iter().enumerate() {
+                let n = name.to_string_lossy();
+                if let Some(decl) = class.attribute_in_slot(slot, &n)
+                    && !value_matches(value, &decl.ty, &m.cu, 0)
+                {
+                    out.push(FormatError::new(
+                        rules::ATTRIBUTE_TYPE,
+                        "data.pkl",
+                        None,
+                        format!(
+                            "{}.{n} is declared {} but holds a {}",
+                            o.class,
+                            decl.ty,
+                            value.kind_name()
+                        ),
+                    ));
+                }
+                collect_objects(value, &mut stack, &mut containers);
+            }
+            let missing: Vec<&str> = class
+                .attributes
+                .iter()
+                .filter(|a| !attrs.iter().any(|(n, _)| n.as_bytes() == a.name.as_bytes()))
+                .map(|a| a.name.as_str())
+                .collect();
+            if !missing.is_empty() {
+                out.push(FormatError::new(
+                    rules::OBJECT_ATTRIBUTES,
+                    "data.pkl",
+                    None,
+                    format!("{} object lacks declared attributes {missing:?}", o.class),
+                ));
+            }
+        }
+    }
+}
+
+/// The objects inside `v` (not looking into them). Each tuple, list and dict is opened
+/// once per walk (`containers` holds the ones already opened): values that share
+/// children form a DAG whose tree can be exponentially large.
+fn collect_objects(v: &IValue, out: &mut Vec<Arc<Object>>, containers: &mut HashSet<usize>) {
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            IValue::Object(o) => out.push(o.clone()),
+            other => {
+                if other.identity().is_none_or(|id| containers.insert(id)) {
+                    stack.extend(other.children());
+                }
+            }
+        }
+    }
+}
+
+/// Whether `v` can be a value of type `t` (containers checked element-wise).
+pub fn value_matches(v: &IValue, t: &TypeExpr, cu: &CompilationUnit, depth: usize) -> bool {
+    matches_memo(v, t, cu, depth, &mut HashMap::new())
+}
+
+/// [`value_matches`], each (container, type) pair decided once: a container shared by
+/// many parents (a DAG) is compared with a given type only the first time.
+fn matches_memo(
+    v: &IValue,
+    t: &TypeExpr,
+    cu: &CompilationUnit,
+    depth: usize,
+    memo: &mut HashMap<(usize, usize), bool>,
+) -> bool {
+    if depth > 2000 {
+        return true;
+    }
+    let key = v
+        .identity()
+        .filter(|_| matches!(v, IValue::List(_) | IValue::Dict(_) | IValue::Tuple(_)))
+        .map(|id| (id, t as *const TypeExpr as usize));
+    if let Some(k) = key {
+        if let Some(&known) = memo.get(&k) {
+            return known;
+        }
+        // A value reached again while it is being decided (a cycle) is taken as a match
+        // here; its first visit decides.
+        memo.insert(k, true);
+    }
+    let result = matches_uncached(v, t, cu, depth, memo);
+    if let Some(k) = key {
+        memo.insert(k, result);
+    }
+    result
+}
+
+fn matches_uncached(
+    v: &IValue,
+    t: &TypeExpr,
+    cu: &CompilationUnit,
+    depth: usize,
+    memo: &mut HashMap<(usize, usize), bool>,
+) -> bool {
+    let mut value_matches = |v: &IValue, t: &TypeExpr, cu: &CompilationUnit, depth: usize| {
+        matches_memo(v, t, cu, depth, memo)
+    };
+    let args = t.args();
+    match (t.head(), v) {
+        ("Any", _) => true,
+        ("Optional", IValue::None) => true,
+        ("Optional", _) | ("Final", _) => args
+            .first()
+            .is_none_or(|a| value_matches(v, a, cu, depth + 1)),
+        ("NoneType", IValue::None) => true,
+        ("Tensor", IValue::Tensor(_)) => true,
+        ("int", IValue::Int(_)) => true,
+        ("float", IValue::Double(_)) => true,
+        ("bool", IValue::Bool(_)) => true,
+        ("str", IValue::String(_)) => true,
+        ("complex", IValue::Complex(..)) => true,
+        ("Device", IValue::Device(_)) => true,
+        ("List", IValue::List(l)) => args
+            .first()
+            .is_none_or(|a| l.items.iter().all(|x| value_matches(x, a, cu, depth + 1))),
+        ("Dict", IValue::Dict(d)) => match args {
+            [k, val] => d.entries.iter().all(|(dk, dv)| {
+                value_matches(dk, k, cu, depth + 1) && value_matches(dv, val, cu, depth + 1)
+            }),
+            _ => true,
+        },
+        ("Tuple", IValue::Tuple(tu)) => {
+            matches!(t, TypeExpr::EmptyTuple) && tu.items.is_empty()
+                || (tu.items.len() == args.len()
+                    && tu
+                        .items
+                        .iter()
+                        .zip(args)
+                        .all(|(x, a)| value_matches(x, a, cu, depth + 1)))
+        }
+        (name, _) if name.contains('.') => match cu.get_str(name) {
+            Some(Definition::Class(_)) => {
+                matches!(v, IValue::Object(o) if o.class.as_str() == name)
+            }
+            Some(Definition::Interface(_)) => matches!(v, IValue::Object(_)),
+            Some(Definition::Enum(_)) => {
+                matches!(v, IValue::Enum(e) if e.enum_type.as_str() == name)
+            }
+            Some(Definition::NamedTuple(nt)) => {
+                matches!(v, IValue::Tuple(tu) if tu.items.len() == nt.fields.len()
+                    && tu.items.iter().zip(&nt.fields).all(|(x, (_, ft))| value_matches(x, ft, cu, depth + 1)))
+            }
+            // Custom C++ classes and unknown names: nothing to compare against.
+            _ => true,
+        },
+        _ => false,
+    }
+}
+
+/// [`check_file`] for a reader of PyTorch `release`: also what that release reads
+/// differently from 2.15 (see [`release_violations`]).
+pub fn check_file_for(path: &Path, release: Release) -> Result<Vec<FormatError>, Error> {
+    let data = crate::jit::map_file(path)?;
+    let mut out = check_data(data.clone());
+    if out.is_empty() {
+        out = release_violations(&data, release);
+    }
+    Ok(out)
+}
+
+/// What PyTorch `release` cannot load in a file that 2.15 loads: tensors of a dtype the
+/// release does not know (its unpickler has no storage class for it, its flatbuffer
+/// loader no scalar type), one violation per dtype at its first tensor.
+pub fn release_violations(data: &Bytes, release: Release) -> Vec<FormatError> {
+    if release == Release::LATEST {
+        return Vec::new();
+    }
+    let module = if is_flatbuffer(data) {
+        read_flatbuffer(data, None).map(|m| m.module)
+    } else {
+        ZipArchiveReader::from_bytes(data.clone())
+            .and_then(|a| load_archive(&a, &mut LoadOptions::default()))
+    };
+    let module = match module {
+        Ok(m) => m,
+        Err(e) => return vec![e],
+    };
+    let (state, constants) = if is_flatbuffer(data) {
+        ("Module.state_obj", "Module.jit_constants")
+    } else {
+        ("data.pkl", "constants.pkl")
+    };
+    let mut out = Vec::new();
+    let mut reported = HashSet::new();
+    let roots = std::iter::once((IValue::Object(module.root.clone()), state.to_string())).chain(
+        module
+            .constants
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.clone(), format!("{constants}[{i}]"))),
+    );
+    for (root, place) in roots {
+        for_each_tensor(&root, &mut |t| {
+            let dtype = t.dtype();
+            if !release.has_dtype(dtype) && reported.insert(dtype) {
+                out.push(FormatError::new(
+                    rules::RELEASE_DTYPE,
+                    place.clone(),
+                    None,
+                    format!(
+                        "a {} tensor: PyTorch {release} cannot load it (it has no torch.{}, \
+                         which came later)",
+                        dtype.name(),
+                        dtype.storage_name()
+                    ),
+                ));
+            }
+        });
+    }
+    out
+}
+
+/// Calls `f` on every tensor reachable from `v` (quantization parameters and sparse
+/// components too), each shared container visited once: a file whose values share
+/// children is a DAG, and walking it as a tree can take exponential time.
+fn for_each_tensor(v: &IValue, f: &mut impl FnMut(&Tensor)) {
+    let mut seen: HashSet<usize> = HashSet::new();
+    let mut stack = vec![v];
+    let mut tensors: Vec<Arc<Tensor>> = Vec::new();
+    while let Some(v) = stack.pop() {
+        if v.identity().is_some_and(|id| !seen.insert(id)) {
+            continue;
+        }
+        match v {
+            IValue::Tensor(t) => tensors.push(t.clone()),
+            IValue::Enum(e) => stack.push(&e.value),
+            other => stack.extend(other.children()),
+        }
+    }
+    while let Some(t) = tensors.pop() {
+        f(&t);
+        if let Some(crate::model::Quantization::PerChannel {
+            scales,
+            zero_points,
+            ..
+        }) = &t.quantization
+        {
+            tensors.push(scales.clone());
+            tensors.push(zero_points.clone());
+        }
+        if let Some(sparse) = &t.sparse {
+            tensors.extend(sparse.components.iter().cloned());
+        }
+    }
+}
+
+/// Checks a file held in memory, zip archive or flatbuffer (the fuzz targets' entry
+/// point).
+pub fn check_bytes(data: &[u8]) -> Vec<FormatError> {
+    check_data(Bytes::copy_from_slice(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::List;
+
+    /// A list holding its child twice, 64 levels deep: a 2^64-node tree over 65 lists.
+    fn shared_lists(levels: usize) -> (IValue, TypeExpr) {
+        let mut v = IValue::Int(1);
+        let mut ty = TypeExpr::Name("int".into());
+        for _ in 0..levels {
+            ty = TypeExpr::Generic("List".into(), vec![ty]);
+            v = IValue::List(Arc::new(List {
+                elem_type: TypeExpr::Name("int".into()),
+                items: vec![v.clone(), v],
+            }));
+        }
+        (v, ty)
+    }
+
+    #[test]
+    fn shared_children_are_compared_once() {
+        let (v, ty) = shared_lists(64);
+        let cu = CompilationUnit::default();
+        assert!(value_matches(&v, &ty, &cu, 0));
+        // A mismatch deep inside is still found.
+        let (v, _) = shared_lists(64);
+        let (_, wrong) = shared_lists(63);
+        assert!(!value_matches(&v, &wrong, &cu, 0));
+    }
+
+    #[test]
+    fn shared_children_are_opened_once_when_collecting_objects() {
+        let (v, _) = shared_lists(64);
+        let mut out = Vec::new();
+        collect_objects(&v, &mut out, &mut HashSet::new());
+        assert!(out.is_empty());
+    }
+}

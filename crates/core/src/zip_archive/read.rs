@@ -1,0 +1,1481 @@
+//! Reading: the central directory is walked directly and checked against the `zip` crate;
+//! record bytes are sliced straight out of the mapped file (stored records, i.e. all
+//! tensor data, are never copied) or inflated with a hard size limit.
+
+use std::collections::VecDeque;
+
+// Record names and storage keys are trusted to nothing but equality; Fx hashing is several
+// times faster than SipHash on these short keys (a module with 5,000 buffers has 5,000).
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use indexmap::IndexMap;
+
+use crate::code;
+use crate::error::{FormatError, Result, rules};
+use crate::model::torchbind;
+use crate::model::{
+    CompilationUnit, Definition, Device, IValue, QualifiedName, ScriptModule, SourceFile, Storage,
+    types::qualifier_to_code_path,
+};
+use crate::pickle::{self, PickleError, PickleErrorKind, StorageRequest};
+
+/// Extra files by name (without `extra/`).
+pub type ExtraFilesMap = IndexMap<String, Bytes>;
+
+/// Highest `version` the reader accepts, as PyTorch 2.15.
+pub const MAX_SUPPORTED_VERSION: u64 = 10;
+/// Lowest accepted `version`.
+pub const MIN_SUPPORTED_VERSION: u64 = 1;
+
+/// Compression method of a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Stored,
+    Deflated,
+    Other(u16),
+}
+
+/// One central-directory entry.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// The full entry name, prefix included.
+    pub full_name: String,
+    /// Where the name relative to the prefix starts in `full_name` (`None` for entries
+    /// outside the prefix folder): one string per record, not two.
+    name_start: Option<usize>,
+    pub header_offset: u64,
+    pub data_offset: u64,
+    pub compressed_size: u64,
+    pub size: u64,
+    pub crc32: u32,
+    pub method: Method,
+    pub flags: u16,
+    /// "Version needed to extract" as stored in the directory entry.
+    pub version_needed: u16,
+}
+
+impl Record {
+    /// The name relative to the prefix, or `None` for entries outside the prefix folder.
+    pub fn name(&self) -> Option<&str> {
+        self.name_start.map(|start| &self.full_name[start..])
+    }
+}
+
+/// An opened archive: the bytes (a memory map or a caller's buffer) and its records.
+pub struct ZipArchiveReader {
+    bytes: Bytes,
+    prefix: String,
+    records: Vec<Record>,
+    /// Indices into `records` by name (no second copy of each name).
+    by_name: hashbrown::HashTable<usize>,
+    /// Whether the `zip` crate has confirmed the directory walk (`validate`).
+    validated: bool,
+    /// Whether two records share a name (after lossy UTF-8 decoding): `validate` then
+    /// looks for a really repeated one, which miniz and the crate read differently.
+    repeated_name: bool,
+}
+
+fn name_hash(name: &str) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(name)
+}
+
+fn zip_err(message: impl Into<String>) -> FormatError {
+    FormatError::new(rules::ZIP_STRUCTURE, "", None, message)
+}
+
+impl ZipArchiveReader {
+    /// Maps the file read-only; tensor storages will borrow from the mapping.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = crate::file_map::map_file(path)?;
+        Ok(Self::from_bytes(bytes)?)
+    }
+
+    /// Reads an archive held in memory; storages borrow from `bytes`.
+    pub fn from_bytes(bytes: impl Into<Bytes>) -> Result<Self, FormatError> {
+        let mut reader = Self::from_bytes_unvalidated(bytes)?;
+        reader.validate()?;
+        reader.validated = true;
+        Ok(reader)
+    }
+
+    /// Reads the central directory with ptconform's own walk only; [`Self::validate`]
+    /// must pass before anything read from the archive is trusted. `jit::load` validates
+    /// on a second thread while the pickles are read.
+    pub(crate) fn from_bytes_unvalidated(bytes: impl Into<Bytes>) -> Result<Self, FormatError> {
+        let bytes: Bytes = bytes.into();
+        if bytes.starts_with(b"PYTORCH1") {
+            return Err(FormatError::new(
+                rules::LEGACY_FORMAT,
+                "",
+                Some(0),
+                "the PYTORCH1 preview format is not supported (PyTorch refuses it too)",
+            ));
+        }
+        let walked = match end_records(&bytes)? {
+            Some(dir) => walk_directory(&bytes, &dir),
+            None => Err(zip_err("no end-of-central-directory record")),
+        };
+        let (prefix, records) = match walked {
+            Ok(r) => r,
+            // Where the `zip` crate also fails, its message (the one ptconform has always
+            // given) wins; otherwise the walk's.
+            Err(e) => return Err(zip_crate_records(&bytes).err().unwrap_or(e)),
+        };
+        let mut by_name = hashbrown::HashTable::with_capacity(records.len());
+        let mut repeated_name = false;
+        // Names outside the prefix folder (rare) are only checked for repeats.
+        let mut outside = HashSet::default();
+        for (i, r) in records.iter().enumerate() {
+            if let Some(n) = r.name() {
+                let hash = name_hash(n);
+                let same = |&j: &usize| records[j].name() == Some(n);
+                if by_name.find(hash, same).is_none() {
+                    by_name.insert_unique(hash, i, |&j| {
+                        name_hash(records[j].name().unwrap_or_default())
+                    });
+                } else {
+                    repeated_name = true;
+                }
+            } else if !outside.insert(r.full_name.as_str()) {
+                repeated_name = true;
+            }
+        }
+        Ok(ZipArchiveReader {
+            bytes,
+            prefix,
+            records,
+            by_name,
+            repeated_name,
+            validated: false,
+        })
+    }
+
+    /// Reads the directory again with the `zip` crate and requires it to agree with the
+    /// walk, entry by entry: an archive two readers see differently is refused, and
+    /// whatever the crate rejects stays rejected.
+    pub(crate) fn validate(&self) -> Result<(), FormatError> {
+        self.validate_with(None)
+    }
+
+    /// `validate`, with the crate's parse of the directory made (or being made) early.
+    fn validate_with(
+        &self,
+        early: Option<&std::sync::OnceLock<CrateDirectory>>,
+    ) -> Result<(), FormatError> {
+        // The crate's own errors come first, then a count mismatch, then the first entry
+        // read differently.
+        if self.repeated_name
+            && let Some(dir) = end_records(&self.bytes)?
+        {
+            // Refuses a name that is really repeated (not just after lossy decoding).
+            directory_entries(&self.bytes, &dir)?;
+        }
+        let mut first_difference = None;
+        let labels = Labels::Records(&self.records);
+        let opened = early.map(|cell| cell.get_or_init(|| open_with_crate(&self.bytes)));
+        let count = zip_crate_entries(&self.bytes, labels, opened, &mut |i, theirs| {
+            if first_difference.is_some() {
+                return;
+            }
+            let Some(ours) = self.records.get(i) else {
+                return;
+            };
+            let same_method = match (ours.method, theirs.method) {
+                (Method::Other(_), Method::Other(_)) => true,
+                (a, b) => a == b,
+            };
+            let same_name = match std::str::from_utf8(theirs.raw_name) {
+                Ok(name) => name == ours.full_name,
+                Err(_) => String::from_utf8_lossy(theirs.raw_name) == ours.full_name,
+            };
+            let agree = same_name
+                && ours.header_offset == theirs.header_offset
+                && ours.data_offset == theirs.data_offset
+                && ours.compressed_size == theirs.compressed_size
+                && ours.size == theirs.size
+                && ours.crc32 == theirs.crc32
+                && ours.flags == theirs.flags
+                && same_method;
+            if !agree {
+                first_difference = Some(FormatError::new(
+                    rules::ZIP_STRUCTURE,
+                    ours.full_name.clone(),
+                    Some(ours.header_offset),
+                    format!(
+                        "the zip crate reads this entry differently ({theirs:?}) from the directory walk ({ours:?})"
+                    ),
+                ));
+            }
+        })?;
+        if count != self.records.len() {
+            return Err(zip_err(format!(
+                "the zip crate reads {count} central-directory entries, the directory walk {}",
+                self.records.len()
+            )));
+        }
+        first_difference.map_or(Ok(()), Err)
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Every central-directory entry, in directory order.
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The position in [`Self::records`] of the record named `name` (relative to the prefix).
+    pub fn record_index(&self, name: &str) -> Option<usize> {
+        let same = |&i: &usize| self.records[i].name() == Some(name);
+        self.by_name.find(name_hash(name), same).copied()
+    }
+
+    /// Looks a record up by its name relative to the prefix.
+    pub fn record(&self, name: &str) -> Option<&Record> {
+        self.record_index(name).map(|i| &self.records[i])
+    }
+
+    pub fn has_record(&self, name: &str) -> bool {
+        self.record(name).is_some()
+    }
+
+    /// Names (relative to the prefix) of all records under the prefix, in order.
+    pub fn record_names(&self) -> impl Iterator<Item = &str> {
+        self.records.iter().filter_map(Record::name)
+    }
+
+    /// The stored bytes of a record (still compressed for deflated records).
+    pub fn raw_data(&self, rec: &Record) -> Result<Bytes, FormatError> {
+        let end = rec.data_offset.checked_add(rec.compressed_size);
+        match end {
+            Some(end) if end <= self.bytes.len() as u64 => {
+                Ok(self.bytes.slice(rec.data_offset as usize..end as usize))
+            }
+            _ => Err(FormatError::new(
+                rules::RECORD_SIZE,
+                rec.full_name.clone(),
+                Some(rec.data_offset),
+                format!(
+                    "record data ({} bytes at offset {}) extends past the end of the file ({} bytes)",
+                    rec.compressed_size,
+                    rec.data_offset,
+                    self.bytes.len()
+                ),
+            )),
+        }
+    }
+
+    /// A record's uncompressed bytes. Stored records are a zero-copy slice; deflated ones
+    /// are inflated to exactly their declared size (never more).
+    pub fn read_record(&self, rec: &Record, verify_crc: bool) -> Result<Bytes, FormatError> {
+        if rec.flags & FLAGS_UNSUPPORTED != 0 {
+            // miniz's `mz_zip_reader_is_file_supported`: PyTorch cannot extract it.
+            return Err(FormatError::new(
+                rules::ZIP_COMPRESSION,
+                rec.full_name.clone(),
+                Some(rec.header_offset),
+                format!(
+                    "general-purpose flags 0x{:04x}: encrypted or patch data, which PyTorch's miniz does not extract",
+                    rec.flags
+                ),
+            ));
+        }
+        let raw = self.raw_data(rec)?;
+        let data = match rec.method {
+            Method::Stored => {
+                if rec.size != rec.compressed_size {
+                    return Err(FormatError::new(
+                        rules::RECORD_SIZE,
+                        rec.full_name.clone(),
+                        Some(rec.header_offset),
+                        format!(
+                            "stored record has compressed size {} but size {}",
+                            rec.compressed_size, rec.size
+                        ),
+                    ));
+                }
+                raw
+            }
+            Method::Deflated => {
+                // Deflate cannot expand more than ~1032:1, so a larger declared size is a lie
+                // and is not trusted for allocation.
+                let ceiling = rec.compressed_size.saturating_mul(1032).saturating_add(64);
+                if rec.size > ceiling {
+                    return Err(FormatError::new(
+                        rules::RECORD_SIZE,
+                        rec.full_name.clone(),
+                        Some(rec.header_offset),
+                        format!(
+                            "declared size {} is impossible for {} compressed bytes",
+                            rec.size, rec.compressed_size
+                        ),
+                    ));
+                }
+                let mut out = Vec::new();
+                let mut dec = flate2::read::DeflateDecoder::new(&raw[..]).take(rec.size + 1);
+                dec.read_to_end(&mut out).map_err(|e| {
+                    FormatError::new(
+                        rules::ZIP_COMPRESSION,
+                        rec.full_name.clone(),
+                        Some(rec.data_offset),
+                        format!("deflate stream is corrupt: {e}"),
+                    )
+                })?;
+                if out.len() as u64 != rec.size {
+                    return Err(FormatError::new(
+                        rules::RECORD_SIZE,
+                        rec.full_name.clone(),
+                        Some(rec.data_offset),
+                        format!(
+                            "inflated to {}{} bytes but the directory says {}",
+                            out.len().min(rec.size as usize),
+                            if out.len() as u64 > rec.size { "+" } else { "" },
+                            rec.size
+                        ),
+                    ));
+                }
+                Bytes::from(out)
+            }
+            Method::Other(m) => {
+                return Err(FormatError::new(
+                    rules::ZIP_COMPRESSION,
+                    rec.full_name.clone(),
+                    Some(rec.header_offset),
+                    format!("compression method {m} is not supported (only stored and deflate)"),
+                ));
+            }
+        };
+        if verify_crc {
+            let crc = crc32fast::hash(&data);
+            if crc != rec.crc32 {
+                return Err(FormatError::new(
+                    rules::ZIP_CRC,
+                    rec.full_name.clone(),
+                    Some(rec.data_offset),
+                    format!(
+                        "CRC-32 is {crc:08x} but the directory says {:08x}",
+                        rec.crc32
+                    ),
+                ));
+            }
+        }
+        Ok(data)
+    }
+
+    /// Reads a record by relative name; `RECORD_MISSING` if absent.
+    pub fn read(&self, name: &str, verify_crc: bool) -> Result<Bytes, FormatError> {
+        let rec = self.record(name).ok_or_else(|| {
+            FormatError::new(
+                rules::RECORD_MISSING,
+                format!("{}/{name}", self.prefix),
+                None,
+                format!("required record {name:?} is missing"),
+            )
+        })?;
+        self.read_record(rec, verify_crc)
+    }
+
+    /// The archive's format version: `.data/version` if present, else `version`.
+    pub fn version(&self) -> Result<(u64, &'static str), FormatError> {
+        let name = if self.has_record(".data/version") {
+            ".data/version"
+        } else {
+            "version"
+        };
+        let data = self.read(name, false)?;
+        let v = parse_version(&data).ok_or_else(|| {
+            FormatError::new(
+                rules::VERSION,
+                name,
+                Some(0),
+                format!(
+                    "version record is not a decimal number: {:?}",
+                    String::from_utf8_lossy(&data[..data.len().min(40)])
+                ),
+            )
+        })?;
+        if !(MIN_SUPPORTED_VERSION..=MAX_SUPPORTED_VERSION).contains(&v) {
+            return Err(FormatError::new(
+                rules::VERSION,
+                name,
+                Some(0),
+                format!(
+                    "version {v} is not supported (PyTorch 2.15 reads {MIN_SUPPORTED_VERSION} to {MAX_SUPPORTED_VERSION})"
+                ),
+            ));
+        }
+        Ok((v, name))
+    }
+
+    /// Names of the extra files (`extra/NAME`) in record order.
+    pub fn extra_file_names(&self) -> Vec<String> {
+        self.record_names()
+            .filter_map(|n| n.strip_prefix("extra/"))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// The version record as PyTorch reads it (C++ `std::stoull`): leading white space, an
+/// optional sign (`-` negates modulo 2^64), at least one digit, and anything after the
+/// digits ignored; `None` when there is no digit or the number overflows. PyTorch writes
+/// `3\n`; `check` reports other spellings (`version-text`).
+pub fn parse_version(data: &[u8]) -> Option<u64> {
+    let mut i = 0;
+    while i < data.len() && matches!(data[i], b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
+        i += 1;
+    }
+    let negative = match data.get(i) {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let digits = data[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &b in &data[i..i + digits] {
+        v = v.checked_mul(10)?.checked_add((b - b'0') as u64)?;
+    }
+    Some(if negative { v.wrapping_neg() } else { v })
+}
+
+/// General-purpose flag bits of records miniz will not extract: encrypted (0), compressed
+/// patch data (5), strong encryption (6).
+const FLAGS_UNSUPPORTED: u16 = 1 | 1 << 5 | 1 << 6;
+/// General-purpose flag bit 13: the local header is masked; miniz refuses the archive.
+const FLAG_LOCAL_HEADER_MASKED: u16 = 1 << 13;
+
+/// An entry's full name and its name under the prefix; the first entry sets the prefix
+/// (like PyTorch: its name up to the first '/').
+fn entry_names(first: bool, raw: &[u8], prefix: &mut String) -> (String, Option<usize>) {
+    let full_name = match std::str::from_utf8(raw) {
+        Ok(name) => name.to_owned(),
+        Err(_) => String::from_utf8_lossy(raw).into_owned(),
+    };
+    if first {
+        *prefix = full_name.split('/').next().unwrap_or("").to_string();
+    }
+    let name_start = full_name
+        .strip_prefix(prefix.as_str())
+        .and_then(|r| r.strip_prefix('/'))
+        .map(|_| prefix.len() + 1);
+    (full_name, name_start)
+}
+
+/// Walks the central directory straight from the bytes, as miniz does: every entry with
+/// its sizes, CRC, flags and method (zip64 extra fields where a 32-bit field is
+/// saturated), and the data offset from its local header (repeated names are left to
+/// `validate`, which refuses them). Written by hand because the
+/// `zip` crate's reader allocates several objects per entry, which dominated loading
+/// archives of thousands of records; the crate still checks the result (`validate`).
+fn walk_directory(b: &[u8], dir: &Directory) -> Result<(String, Vec<Record>), FormatError> {
+    let bad = |at: usize, message: String| {
+        FormatError::new(rules::ZIP_STRUCTURE, "", Some(at as u64), message)
+    };
+    let u16_at = |p: usize| u16::from_le_bytes([b[p], b[p + 1]]);
+    let u32_at = |p: usize| u32::from_le_bytes([b[p], b[p + 1], b[p + 2], b[p + 3]]);
+    let u64_at = |p: usize| u64::from_le_bytes(b[p..p + 8].try_into().unwrap_or_default());
+    let end = dir
+        .offset
+        .checked_add(dir.size)
+        .filter(|&e| e <= b.len() as u64)
+        .ok_or_else(|| {
+            bad(
+                0,
+                "the central directory extends past the end of the file".into(),
+            )
+        })? as usize;
+    let capacity = (dir.entries as usize).min(dir.size as usize / 46);
+    let mut records = Vec::with_capacity(capacity);
+    let mut prefix = String::new();
+    let mut p = dir.offset as usize;
+    for i in 0..dir.entries {
+        if p + 46 > end || &b[p..p + 4] != b"PK\x01\x02" {
+            return Err(bad(
+                p,
+                format!("central directory entry {i}: bad signature"),
+            ));
+        }
+        let (n, x, c) = (
+            u16_at(p + 28) as usize,
+            u16_at(p + 30) as usize,
+            u16_at(p + 32) as usize,
+        );
+        let name_end = p + 46 + n;
+        let extra_end = name_end + x;
+        let next = extra_end + c;
+        if next > end {
+            return Err(bad(
+                p,
+                format!("central directory entry {i} overruns the directory"),
+            ));
+        }
+        let raw_name = &b[p + 46..name_end];
+        let flags = u16_at(p + 8);
+        if flags & FLAG_LOCAL_HEADER_MASKED != 0 {
+            return Err(bad(p, format!("central directory entry {i}: flag bit 13")));
+        }
+        let mut size = u32_at(p + 24) as u64;
+        let mut compressed_size = u32_at(p + 20) as u64;
+        let mut header_offset = u32_at(p + 42) as u64;
+        const SATURATED: u64 = u32::MAX as u64;
+        if [size, compressed_size, header_offset].contains(&SATURATED) {
+            // The zip64 extra field holds, in this order, each saturated field.
+            let mut q = name_end;
+            while q + 4 <= extra_end {
+                let (id, len) = (u16_at(q), u16_at(q + 2) as usize);
+                let body_end = q + 4 + len;
+                if body_end > extra_end {
+                    return Err(bad(
+                        q,
+                        format!("central directory entry {i}: extra field overruns"),
+                    ));
+                }
+                if id == 0x0001 {
+                    let mut r = q + 4;
+                    for field in [&mut size, &mut compressed_size, &mut header_offset] {
+                        if *field == SATURATED {
+                            if r + 8 > body_end {
+                                return Err(bad(
+                                    q,
+                                    format!("central directory entry {i}: short zip64 field"),
+                                ));
+                            }
+                            *field = u64_at(r);
+                            r += 8;
+                        }
+                    }
+                }
+                q = body_end;
+            }
+        }
+        let h = usize::try_from(header_offset)
+            .ok()
+            .filter(|h| h.checked_add(30).is_some_and(|e| e <= b.len()))
+            .filter(|&h| &b[h..h + 4] == b"PK\x03\x04")
+            .ok_or_else(|| bad(p, format!("central directory entry {i}: no local header")))?;
+        let data_offset = header_offset + 30 + u16_at(h + 26) as u64 + u16_at(h + 28) as u64;
+        let (full_name, name_start) = entry_names(i == 0, raw_name, &mut prefix);
+        let method = match u16_at(p + 10) {
+            0 => Method::Stored,
+            8 => Method::Deflated,
+            m => Method::Other(m),
+        };
+        records.push(Record {
+            full_name,
+            name_start,
+            header_offset,
+            data_offset,
+            compressed_size,
+            size,
+            crc32: u32_at(p + 16),
+            method,
+            flags,
+            version_needed: u16_at(p + 6),
+        });
+        p = next;
+    }
+    Ok((prefix, records))
+}
+
+/// The `zip` crate's reading of the directory (the prefix and every record).
+fn zip_crate_records(bytes: &Bytes) -> Result<(String, Vec<Record>), FormatError> {
+    let mut records = Vec::new();
+    let mut prefix = String::new();
+    zip_crate_entries(bytes, Labels::Directory, None, &mut |i, e| {
+        let (full_name, name_start) = entry_names(i == 0, e.raw_name, &mut prefix);
+        records.push(Record {
+            full_name,
+            name_start,
+            header_offset: e.header_offset,
+            data_offset: e.data_offset,
+            compressed_size: e.compressed_size,
+            size: e.size,
+            crc32: e.crc32,
+            method: e.method,
+            flags: e.flags,
+            version_needed: e.version_needed,
+        });
+    })?;
+    Ok((prefix, records))
+}
+
+/// The `zip` crate's parse of the central directory: the larger half of `validate`'s
+/// work, which `jit::load` starts on the pool before walking the directory itself.
+pub(crate) type CrateDirectory = Result<zip::ZipArchive<std::io::Cursor<Bytes>>, FormatError>;
+
+pub(crate) fn open_with_crate(bytes: &Bytes) -> CrateDirectory {
+    // The archive starts at byte 0, as PyTorch's miniz reader assumes: the zip crate's
+    // default offset detection can be misled by the bytes of stored records (found by
+    // the generator: some extra-file contents made it reject a valid archive).
+    let config = zip::read::Config {
+        archive_offset: zip::read::ArchiveOffset::Known(0),
+    };
+    zip::ZipArchive::with_config(config, std::io::Cursor::new(bytes.clone()))
+        .map_err(|e| zip_err(format!("not a readable zip archive: {e}")))
+}
+
+/// Whether `jit::load` should open the archive with the `zip` crate on a second thread
+/// while it walks the directory (the directory is large enough for parallel validation).
+pub(crate) fn worth_opening_early(bytes: &[u8]) -> bool {
+    matches!(end_records(bytes), Ok(Some(dir)) if dir.entries >= PARALLEL_VALIDATION_RECORDS as u64)
+}
+
+/// Where the names in the `zip` crate's per-entry errors come from.
+enum Labels<'a> {
+    /// A walk of the directory (which also refuses repeated names first).
+    Directory,
+    /// The records of `walk_directory` (their repeated names are checked by the caller).
+    Records(&'a [Record]),
+}
+
+/// One central-directory entry as the `zip` crate reads it.
+struct CrateEntry<'a> {
+    raw_name: &'a [u8],
+    header_offset: u64,
+    data_offset: u64,
+    compressed_size: u64,
+    size: u64,
+    crc32: u32,
+    method: Method,
+    flags: u16,
+    /// The crate reports a computed version, not the stored field (not compared).
+    version_needed: u16,
+}
+
+impl std::fmt::Debug for CrateEntry<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CrateEntry")
+            .field("name", &String::from_utf8_lossy(self.raw_name))
+            .field("header_offset", &self.header_offset)
+            .field("data_offset", &self.data_offset)
+            .field("compressed_size", &self.compressed_size)
+            .field("size", &self.size)
+            .field("crc32", &self.crc32)
+            .field("method", &self.method)
+            .field("flags", &self.flags)
+            .finish()
+    }
+}
+
+/// Reads the directory with the `zip` crate, passing each entry to `visit` in order
+/// (without building names: validation only compares them); returns the entry count.
+fn zip_crate_entries(
+    bytes: &Bytes,
+    labels: Labels,
+    opened: Option<&CrateDirectory>,
+    visit: &mut dyn FnMut(usize, &CrateEntry),
+) -> Result<usize, FormatError> {
+    let entries = match labels {
+        Labels::Directory => match end_records(bytes)? {
+            Some(dir) => directory_entries(bytes, &dir)?,
+            None => Vec::new(),
+        },
+        Labels::Records(_) => Vec::new(),
+    };
+    let mut zip = match opened {
+        // (A clone shares the parsed directory.)
+        Some(opened) => opened.clone()?,
+        None => open_with_crate(bytes)?,
+    };
+    for i in 0..zip.len() {
+        let f = zip.by_index_raw(i).map_err(|e| {
+            // The entry's name and local-header offset, from the directory walk: same
+            // directory, same order.
+            let (entry_name, header) = match (&labels, entries.get(i)) {
+                (Labels::Records(records), _) => match records.get(i) {
+                    Some(r) => (r.full_name.clone(), Some(r.header_offset)),
+                    None => (String::new(), None),
+                },
+                (Labels::Directory, Some(&(n, h))) => (
+                    String::from_utf8_lossy(n).into_owned(),
+                    (h != u32::MAX as u64).then_some(h),
+                ),
+                (Labels::Directory, None) => (String::new(), None),
+            };
+            FormatError::new(
+                rules::ZIP_STRUCTURE,
+                entry_name,
+                header,
+                format!("central directory entry {i}: {e}"),
+            )
+        })?;
+        let full_name = || String::from_utf8_lossy(f.name_raw()).into_owned();
+        if f.flags().as_u16() & FLAG_LOCAL_HEADER_MASKED != 0 {
+            // miniz refuses the whole archive ("unsupported encryption").
+            return Err(FormatError::new(
+                rules::ZIP_STRUCTURE,
+                full_name(),
+                Some(f.header_start()),
+                "general-purpose flag bit 13 (masked local header): PyTorch's miniz refuses the archive",
+            ));
+        }
+        let data_offset = f.data_start().ok_or_else(|| {
+            FormatError::new(
+                rules::ZIP_STRUCTURE,
+                full_name(),
+                Some(f.header_start()),
+                "local header could not be read",
+            )
+        })?;
+        let method = match f.compression() {
+            zip::CompressionMethod::Stored => Method::Stored,
+            zip::CompressionMethod::Deflated => Method::Deflated,
+            #[allow(deprecated)]
+            zip::CompressionMethod::Unsupported(m) => Method::Other(m),
+            _ => Method::Other(u16::MAX),
+        };
+        visit(
+            i,
+            &CrateEntry {
+                raw_name: f.name_raw(),
+                header_offset: f.header_start(),
+                data_offset,
+                compressed_size: f.compressed_size(),
+                size: f.size(),
+                crc32: f.crc32(),
+                method,
+                flags: f.flags().as_u16(),
+                version_needed: f.version_needed(),
+            },
+        );
+    }
+    Ok(zip.len())
+}
+
+/// The central directory as PyTorch's miniz finds it: offset, size and entry count.
+struct Directory {
+    offset: u64,
+    size: u64,
+    entries: u64,
+}
+
+/// The end records as PyTorch's miniz reads them. When the locator just before the end
+/// record is present, miniz takes the entry count, directory size and directory offset
+/// from the zip64 end record it points at, and fails if that record is out of range or
+/// its values are; the `zip` crate prefers the 32-bit end record unless its fields are
+/// saturated. An archive whose two end records disagree would be read as two different
+/// directories, so it is refused; so is everything miniz refuses here. `None` when there
+/// is no end record (the `zip` crate reports that).
+fn end_records(b: &[u8]) -> Result<Option<Directory>, FormatError> {
+    const EOCD: usize = 22;
+    const LOCATOR: usize = 20;
+    const ZIP64_EOCD: usize = 56;
+    let u16_at = |p: usize| u16::from_le_bytes([b[p], b[p + 1]]) as u64;
+    let u32_at = |p: usize| u32::from_le_bytes(b[p..p + 4].try_into().unwrap()) as u64;
+    let u64_at = |p: usize| u64::from_le_bytes(b[p..p + 8].try_into().unwrap());
+    // The end record: the last signature within the comment-length window, as miniz
+    // scans backwards for it.
+    if b.len() < EOCD {
+        return Ok(None);
+    }
+    let lowest = b.len().saturating_sub(EOCD + 0xffff);
+    let Some(eocd) = (lowest..=b.len() - EOCD)
+        .rev()
+        .find(|&p| &b[p..p + 4] == b"PK\x05\x06")
+    else {
+        return Ok(None);
+    };
+    let short = Directory {
+        offset: u32_at(eocd + 16),
+        size: u32_at(eocd + 12),
+        entries: u16_at(eocd + 10),
+    };
+    if eocd < LOCATOR || &b[eocd - LOCATOR..eocd - LOCATOR + 4] != b"PK\x06\x07" {
+        return Ok(Some(short));
+    }
+    let locator = eocd - LOCATOR;
+    let err = |at: usize, msg: String| {
+        Err(FormatError::new(
+            rules::ZIP_STRUCTURE,
+            "",
+            Some(at as u64),
+            msg,
+        ))
+    };
+    let z = u64_at(locator + 8);
+    if b.len() < ZIP64_EOCD || z > (b.len() - ZIP64_EOCD) as u64 {
+        return err(
+            locator,
+            format!("the zip64 end-record locator points past the end of the file (offset {z})"),
+        );
+    }
+    let z = z as usize;
+    if &b[z..z + 4] != b"PK\x06\x06" {
+        return err(
+            locator,
+            format!(
+                "the zip64 end-record locator points at offset {z}, where there is no zip64 end record"
+            ),
+        );
+    }
+    let (on_disk, total, size, offset) = (
+        u64_at(z + 24),
+        u64_at(z + 32),
+        u64_at(z + 40),
+        u64_at(z + 48),
+    );
+    if total > u32::MAX as u64 || on_disk != total {
+        return err(
+            z,
+            format!("zip64 end record: {total} entries ({on_disk} on this disk)"),
+        );
+    }
+    if size > u32::MAX as u64 || offset.checked_add(size).is_none_or(|e| e > b.len() as u64) {
+        return err(
+            z,
+            format!(
+                "zip64 end record: a central directory of {size} bytes at offset {offset} does not fit the {}-byte file",
+                b.len()
+            ),
+        );
+    }
+    for (what, short, saturated, long) in [
+        ("entry count", short.entries, 0xffff, total),
+        (
+            "entry count on this disk",
+            u16_at(eocd + 8),
+            0xffff,
+            on_disk,
+        ),
+        ("directory size", short.size, 0xffff_ffff, size),
+        ("directory offset", short.offset, 0xffff_ffff, offset),
+    ] {
+        if short != saturated && short != long {
+            return err(
+                eocd,
+                format!(
+                    "the end record's {what} is {short} but the zip64 end record's is {long} (PyTorch reads the zip64 one)"
+                ),
+            );
+        }
+    }
+    Ok(Some(Directory {
+        offset,
+        size,
+        entries: total,
+    }))
+}
+
+/// Walks the central directory: each entry's name and 32-bit local-header offset. The
+/// `zip` crate keeps one entry per name (the last), while miniz keeps all and finds one
+/// of them by binary search over a non-stable sort, so a repeated name is refused here.
+/// Stops quietly where the directory is malformed (the `zip` crate reports that).
+fn directory_entries<'b>(
+    b: &'b [u8],
+    dir: &Directory,
+) -> Result<Vec<(&'b [u8], u64)>, FormatError> {
+    // Sized up front (an entry takes at least 46 bytes of the directory).
+    let capacity = (dir.entries as usize).min(b.len() / 46);
+    let mut out: Vec<(&[u8], u64)> = Vec::with_capacity(capacity);
+    let mut seen: HashMap<&[u8], ()> =
+        HashMap::with_capacity_and_hasher(capacity, Default::default());
+    let Some(end) = dir
+        .offset
+        .checked_add(dir.size)
+        .filter(|&e| e <= b.len() as u64)
+    else {
+        return Ok(out);
+    };
+    let (mut p, end) = (dir.offset as usize, end as usize);
+    while out.len() < dir.entries as usize && p + 46 <= end && &b[p..p + 4] == b"PK\x01\x02" {
+        let len = |o: usize| u16::from_le_bytes([b[p + o], b[p + o + 1]]) as usize;
+        let (n, x, c) = (len(28), len(30), len(32));
+        if p + 46 + n > end {
+            break;
+        }
+        let name = &b[p + 46..p + 46 + n];
+        let header = u32::from_le_bytes(b[p + 42..p + 46].try_into().unwrap()) as u64;
+        if seen.insert(name, ()).is_some() {
+            return Err(FormatError::new(
+                rules::ZIP_STRUCTURE,
+                String::from_utf8_lossy(name),
+                Some(p as u64),
+                "a second central-directory entry of this name (which one PyTorch reads \
+                 depends on miniz's sort)",
+            ));
+        }
+        out.push((name, header));
+        p += 46 + n + x + c;
+    }
+    Ok(out)
+}
+
+/// What to do while loading, like `torch.jit.load`'s arguments.
+#[derive(Default)]
+pub struct LoadOptions<'a> {
+    /// Where to put non-meta storages (`map_location`); meta stays meta.
+    pub map_location: Option<Device>,
+    /// Requested extra files: each value is replaced by the record's bytes, or by empty
+    /// bytes when the archive has no such record (as PyTorch 2.15 does; not an error).
+    pub extra_files: Option<&'a mut ExtraFilesMap>,
+    /// Verify record CRCs (PyTorch does not; `check` does).
+    pub verify_crc: bool,
+}
+
+/// Converts a pickle error into a format error on `record`.
+pub fn pickle_error(record: &str, e: PickleError) -> FormatError {
+    let rule = match &e.kind {
+        PickleErrorKind::UnknownOpcode(_) | PickleErrorKind::ForeignOpcode(_) => {
+            rules::PICKLE_OPCODE
+        }
+        PickleErrorKind::ForbiddenGlobal { .. }
+        | PickleErrorKind::BadGlobal(_)
+        | PickleErrorKind::UnsupportedGlobal(..) => rules::PICKLE_GLOBAL,
+        PickleErrorKind::TooDeep(_) => rules::PICKLE_DEPTH,
+        PickleErrorKind::Storage { .. } | PickleErrorKind::View(_) => rules::STORAGE,
+        _ => rules::PICKLE_STRUCTURE,
+    };
+    FormatError::new(rule, record, Some(e.offset), e.kind.to_string())
+}
+
+/// Unpickles `name` (e.g. `data.pkl`) with storages from `<storage_dir>/<key>`.
+pub fn read_pickle(
+    archive: &ZipArchiveReader,
+    name: &str,
+    storage_dir: &str,
+    options: &LoadOptions,
+) -> Result<pickle::Unpickled, FormatError> {
+    let data = archive.read(name, options.verify_crc)?;
+    // Storages already made, by record (most: no per-storage key string is kept) and, for
+    // those read without a record (meta, empty), by key. A key seen before gets the same
+    // storage whichever way it was made.
+    let mut by_record: Vec<Option<Arc<Storage>>> = vec![None; archive.records().len()];
+    let mut by_key: HashMap<String, Arc<Storage>> = HashMap::default();
+    // Record names are built in one reused buffer.
+    let mut rec_name = String::new();
+    let mut next_record: Option<usize> = None;
+    let mut resolve = |req: &StorageRequest| -> std::result::Result<Arc<Storage>, String> {
+        let reuse = |s: &Arc<Storage>| {
+            if s.dtype != req.dtype {
+                return Err(format!(
+                    "reused with dtype {} after {}",
+                    req.dtype.name(),
+                    s.dtype.name()
+                ));
+            }
+            Ok(s.clone())
+        };
+        if let Some(s) = by_key.get(req.key) {
+            return reuse(s);
+        }
+        rec_name.clear();
+        rec_name.push_str(storage_dir);
+        rec_name.push('/');
+        rec_name.push_str(req.key);
+        // Storages usually come in record order (PyTorch writes `data/0`, `data/1`, ...
+        // as the pickle names them): the record after the last one found is tried before
+        // the name table (the same record whenever no two records share a name).
+        let guess = next_record
+            .filter(|_| !archive.repeated_name)
+            .filter(|&i| archive.records.get(i).and_then(Record::name) == Some(&rec_name));
+        let index = guess.or_else(|| archive.record_index(&rec_name));
+        next_record = index.map(|i| i + 1);
+        if let Some(s) = index.and_then(|i| by_record[i].as_ref()) {
+            return reuse(s);
+        }
+        let nbytes = req
+            .numel
+            .checked_mul(req.dtype.element_size())
+            .ok_or_else(|| format!("numel {} overflows", req.numel))?;
+        let device = match (options.map_location, req.location.is_meta()) {
+            (Some(d), false) => d,
+            _ => req.location,
+        };
+        // Meta storages have no bytes; empty storages are not looked up (as in PyTorch).
+        if req.location.is_meta() || req.numel == 0 {
+            let s = Arc::new(Storage {
+                dtype: req.dtype,
+                device,
+                numel: req.numel,
+                data: Bytes::new(),
+            });
+            by_key.insert(req.key.to_string(), s.clone());
+            return Ok(s);
+        }
+        let index = index.ok_or_else(|| format!("record {rec_name:?} is missing"))?;
+        let rec = &archive.records()[index];
+        if rec.size < nbytes {
+            return Err(format!(
+                "record {rec_name:?} has {} bytes but {} elements of {} need {nbytes}",
+                rec.size,
+                req.numel,
+                req.dtype.name()
+            ));
+        }
+        let mut data = archive
+            .read_record(rec, options.verify_crc)
+            .map_err(|e| e.to_string())?;
+        data.truncate(nbytes as usize);
+        let s = Arc::new(Storage {
+            dtype: req.dtype,
+            device,
+            numel: req.numel,
+            data,
+        });
+        by_record[index] = Some(s.clone());
+        Ok(s)
+    };
+    pickle::unpickle(&data, &mut resolve).map_err(|e| pickle_error(name, e))
+}
+
+/// Loads the module like `torch.jit.load`.
+pub fn load_archive(
+    archive: &ZipArchiveReader,
+    options: &mut LoadOptions,
+) -> Result<ScriptModule, FormatError> {
+    load_archive_with(archive, options, None)
+}
+
+/// `load_archive`, with the `zip` crate's parse of the directory (for validation) made
+/// or being made early, on another thread (`jit::load`).
+pub(crate) fn load_archive_with(
+    archive: &ZipArchiveReader,
+    options: &mut LoadOptions,
+    early: Option<&std::sync::OnceLock<CrateDirectory>>,
+) -> Result<ScriptModule, FormatError> {
+    // A reader from `from_bytes_unvalidated` (jit::load) is validated here: for a large
+    // directory on a second thread while the pickles are read, else first. Either way its
+    // verdict comes before anything else, as if `from_bytes` had been used.
+    let parallel_validation =
+        !archive.validated && archive.records.len() >= PARALLEL_VALIDATION_RECORDS;
+    if !archive.validated && !parallel_validation {
+        archive.validate_with(early)?;
+    }
+    if let Err(e) = archive.version() {
+        if parallel_validation {
+            archive.validate_with(early)?;
+        }
+        return Err(e);
+    }
+    // The code files are read and parsed on a second thread while the pickles are read
+    // (the two are independent until the pickles say which classes are needed; a file
+    // parsed in vain costs time only, and its errors count only if it is needed).
+    let verify_crc = options.verify_crc;
+    let parallel_code = code_bytes(archive) >= PARALLEL_CODE_BYTES;
+    // On rayon's pool (threads that outlive the load: no thread start per load, and the
+    // allocator's per-thread heaps stay alive for the frees when the module is dropped).
+    // The code comes first: the crate may still be parsing the directory on another
+    // thread (started by `jit::load`). Should validation then fail, the parse is dropped.
+    let helper = || {
+        let prepared = match parallel_code {
+            true => prepare_code(archive, verify_crc),
+            false => PreparedCode::default(),
+        };
+        let valid = match parallel_validation {
+            true => archive.validate_with(early),
+            false => Ok(()),
+        };
+        (valid, prepared)
+    };
+    let options_ref = &*options;
+    let read_pickles = || {
+        read_pickle(archive, "constants.pkl", "constants", options_ref)
+            .and_then(|c| Ok((c, read_pickle(archive, "data.pkl", "data", options_ref)?)))
+    };
+    let (pickles, (validation, mut prepared)) = if parallel_validation || parallel_code {
+        // The pickles are read on the calling thread (their values are usually dropped
+        // there too: same-thread frees are the allocator's cheapest).
+        let mut helped = None;
+        let pickles = crate::parallel::in_place_scope(|scope| {
+            scope.spawn(|| helped = Some(helper()));
+            read_pickles()
+        });
+        (pickles, helped.unwrap_or_else(helper))
+    } else {
+        (read_pickles(), (Ok(()), PreparedCode::default()))
+    };
+    validation?;
+    let (constants_pkl, data_pkl) = pickles?;
+    let mut memoized = constants_pkl.memoized;
+    memoized.extend(data_pkl.memoized);
+    let constants = match constants_pkl.value {
+        IValue::Tuple(t) => t.items.clone(),
+        other => {
+            return Err(FormatError::new(
+                rules::PICKLE_STRUCTURE,
+                "constants.pkl",
+                None,
+                format!("expected a tuple of constants, found {}", other.kind_name()),
+            ));
+        }
+    };
+    let root = match data_pkl.value {
+        IValue::Object(o) => o,
+        other => {
+            return Err(FormatError::new(
+                rules::PICKLE_STRUCTURE,
+                "data.pkl",
+                None,
+                format!(
+                    "expected the root module object, found {}",
+                    other.kind_name()
+                ),
+            ));
+        }
+    };
+    let mut needed = Vec::new();
+    collect_named_types(&IValue::Object(root.clone()), &mut needed);
+    for c in &constants {
+        collect_named_types(c, &mut needed);
+    }
+    let cu = import_code_prepared(archive, needed, options.verify_crc, &mut prepared)?;
+    let module = ScriptModule {
+        root,
+        cu: Arc::new(cu),
+        constants,
+        extra_files: IndexMap::new(),
+        memoized: Some(Arc::new(memoized)),
+    };
+    crate::model::module::validate_objects(&module)?;
+    let mut module = module;
+    if let Some(extra) = options.extra_files.as_deref_mut() {
+        for (name, value) in extra.iter_mut() {
+            // PyTorch 2.15 hands back empty bytes for a requested name the archive lacks
+            // (whatever value the caller passed in); it is not an error.
+            *value = match archive.record(&format!("extra/{name}")) {
+                Some(rec) => archive.read_record(rec, options.verify_crc)?,
+                None => Bytes::new(),
+            };
+            module.extra_files.insert(name.clone(), value.clone());
+        }
+    }
+    Ok(module)
+}
+
+/// Class and enum names used by pickled values, visiting each shared value once.
+fn collect_named_types(root: &IValue, out: &mut Vec<QualifiedName>) {
+    let mut seen = HashSet::default();
+    let mut stack = vec![root];
+    while let Some(v) = stack.pop() {
+        // Tensors (and the tensors of their quantizers) name no types.
+        if matches!(v, IValue::Tensor(_)) {
+            continue;
+        }
+        if let Some(id) = v.identity()
+            && !seen.insert(id)
+        {
+            continue;
+        }
+        match v {
+            IValue::Object(o) => out.push(o.class.clone()),
+            IValue::Enum(e) => out.push(e.enum_type.clone()),
+            _ => {}
+        }
+        stack.extend(v.children());
+    }
+}
+
+/// Parses the `code/` files needed to define `needed` and everything their declarations
+/// mention, as PyTorch's importer does: a name maps to its file by the qualifier rule, and
+/// files nobody needs are kept as text without being parsed.
+pub fn import_code(
+    archive: &ZipArchiveReader,
+    needed: Vec<QualifiedName>,
+    verify_crc: bool,
+) -> Result<CompilationUnit, FormatError> {
+    import_code_prepared(archive, needed, verify_crc, &mut PreparedCode::default())
+}
+
+/// Code files at least this big in total are parsed on a second thread during a load.
+const PARALLEL_CODE_BYTES: u64 = 32 << 10;
+/// Directories of this many entries or more are validated on a second thread (`load_archive`).
+const PARALLEL_VALIDATION_RECORDS: usize = 256;
+
+/// Code files read and parsed ahead of need, by record path.
+type PreparedCode = HashMap<String, Result<(String, Vec<Definition>), FormatError>>;
+
+fn code_bytes(archive: &ZipArchiveReader) -> u64 {
+    archive
+        .records()
+        .iter()
+        .filter(|r| r.name().is_some_and(is_code_path))
+        .map(|r| r.size)
+        .sum()
+}
+
+fn is_code_path(name: &str) -> bool {
+    name.starts_with("code/") && name.ends_with(".py")
+}
+
+/// Reads and parses every code file (see [`load_archive`]).
+fn prepare_code(archive: &ZipArchiveReader, verify_crc: bool) -> PreparedCode {
+    let mut out = PreparedCode::default();
+    for path in archive.record_names().filter(|n| is_code_path(n)) {
+        let qualifier = path["code/".len()..path.len() - ".py".len()].replace('/', ".");
+        if qualifier_to_code_path(&qualifier) != path {
+            continue;
+        }
+        out.insert(
+            path.to_string(),
+            read_code_file(archive, path, &qualifier, verify_crc),
+        );
+    }
+    out
+}
+
+/// One code file's text and declarations.
+fn read_code_file(
+    archive: &ZipArchiveReader,
+    path: &str,
+    qualifier: &str,
+    verify_crc: bool,
+) -> Result<(String, Vec<Definition>), FormatError> {
+    let text = archive.read(path, verify_crc)?;
+    let text = code::source_text(path, &text)?;
+    let defs = code::parse_record(path, qualifier, text)?;
+    Ok((text.to_string(), defs))
+}
+
+fn import_code_prepared(
+    archive: &ZipArchiveReader,
+    needed: Vec<QualifiedName>,
+    verify_crc: bool,
+    prepared: &mut PreparedCode,
+) -> Result<CompilationUnit, FormatError> {
+    let mut cu = CompilationUnit::new();
+    let mut parsed: HashSet<String> = HashSet::default();
+    // (name, required): names used by pickled values or declarations must exist; names
+    // seen only inside method bodies are followed when their file exists (PyTorch
+    // resolves those when it compiles the body).
+    // TorchBind classes are defined in C++: their (empty) namespace file is kept when the
+    // archive has it, and no definition is required.
+    let mut queue: VecDeque<(QualifiedName, bool)> = needed
+        .into_iter()
+        .map(|n| {
+            let required = !torchbind::is_torchbind_name(&n);
+            (n, required)
+        })
+        .collect();
+    let mut requested = HashSet::default();
+    while let Some((name, required)) = queue.pop_front() {
+        if !requested.insert(name.clone()) {
+            continue;
+        }
+        let qualifier = name.qualifier().to_string();
+        let path = qualifier_to_code_path(&qualifier);
+        if !required && !archive.has_record(&path) {
+            continue;
+        }
+        if parsed.insert(qualifier.clone()) {
+            let file = match prepared.remove(&path) {
+                Some(file) => file,
+                None => read_code_file(archive, &path, &qualifier, verify_crc),
+            };
+            let (text, defs) = file.map_err(|e| {
+                if e.rule == rules::RECORD_MISSING {
+                    FormatError::new(
+                        rules::TYPE_UNKNOWN,
+                        path.clone(),
+                        None,
+                        format!("type {name} is used but its code file {path:?} is missing"),
+                    )
+                } else {
+                    e
+                }
+            })?;
+            let debug_pkl = archive
+                .record(&format!("{path}.debug_pkl"))
+                .map(|r| archive.read_record(r, verify_crc))
+                .transpose()?;
+            let mut names = Vec::new();
+            for def in defs {
+                for dep in dependencies(&def) {
+                    let required = !torchbind::is_torchbind_name(&dep);
+                    queue.push_back((dep, required));
+                }
+                for token in body_references(&def) {
+                    for dep in candidate_names(&token) {
+                        queue.push_back((dep, false));
+                    }
+                }
+                names.push(def.name().clone());
+                if let Err(name) = cu.define(def) {
+                    return Err(FormatError::new(
+                        rules::TYPE_REDEFINED,
+                        path.clone(),
+                        None,
+                        format!("{name} is defined twice"),
+                    ));
+                }
+            }
+            cu.files.push(SourceFile {
+                qualifier: qualifier.clone(),
+                text,
+                debug_pkl,
+                definitions: names,
+            });
+        }
+        if required && cu.get(&name).is_none() {
+            return Err(FormatError::new(
+                rules::TYPE_UNKNOWN,
+                path,
+                None,
+                format!("type {name} is used but not defined in its code file"),
+            ));
+        }
+    }
+    // Keep the archive's file order: a re-save writes the files in that order.
+    cu.files.sort_by_cached_key(|f| {
+        archive
+            .record_index(&qualifier_to_code_path(&f.qualifier))
+            .unwrap_or(usize::MAX)
+    });
+    Ok(cu)
+}
+
+/// Dotted `__torch__...` tokens in method and function bodies (calls, constructors,
+/// enum members), outside string literals.
+fn body_references(def: &Definition) -> Vec<String> {
+    let bodies: Vec<&str> = match def {
+        Definition::Class(c) => c.methods.iter().map(|m| m.body.as_str()).collect(),
+        Definition::Function(f) => vec![f.def.body.as_str()],
+        _ => Vec::new(),
+    };
+    bodies
+        .into_iter()
+        .flat_map(crate::model::compose::qualified_tokens)
+        .collect()
+}
+
+/// `__torch__.a.B.C` may name `__torch__.a.B.C` (a type or function) or a member of
+/// `__torch__.a.B` (an enum value): every prefix of at least two atoms, longest first.
+fn candidate_names(token: &str) -> Vec<QualifiedName> {
+    let atoms: Vec<&str> = token.split('.').collect();
+    (2..=atoms.len())
+        .rev()
+        .map(|k| QualifiedName::new(atoms[..k].join(".")))
+        .collect()
+}
+
+/// Named types a declaration mentions in attribute types and signatures.
+fn dependencies(def: &Definition) -> Vec<QualifiedName> {
+    let mut out = def.type_references();
+    // TorchBind classes (`__torch__.torch.classes.*`) stay in the list: their namespace
+    // file is empty but still part of the archive.
+    out.retain(|n| n.as_str().starts_with("__torch__."));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Archives written by this crate's saver, small (validated serially) and large
+    /// (validated in parallel). The same walks over PyTorch's own archives are in
+    /// `tests/load_api.rs`, which reads the corpus.
+    fn sample_zips() -> Vec<(String, Bytes)> {
+        vec![
+            ("3 buffers".to_string(), many_records(3)),
+            (
+                "parallel validation".to_string(),
+                many_records(PARALLEL_VALIDATION_RECORDS + 10),
+            ),
+        ]
+    }
+
+    #[test]
+    fn the_directory_walk_agrees_with_the_zip_crate() {
+        for (name, bytes) in sample_zips() {
+            let reader = ZipArchiveReader::from_bytes_unvalidated(bytes.clone()).unwrap();
+            let (prefix, theirs) = zip_crate_records(&bytes).unwrap();
+            assert_eq!(reader.prefix, prefix, "{name}");
+            assert_eq!(reader.records.len(), theirs.len(), "{name}");
+            reader.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn validation_refuses_a_walk_that_differs_from_the_zip_crate() {
+        let (_, bytes) = sample_zips().remove(0);
+        for field in 0..5 {
+            let mut reader = ZipArchiveReader::from_bytes_unvalidated(bytes.clone()).unwrap();
+            let r = reader.records.last_mut().unwrap();
+            match field {
+                0 => r.crc32 ^= 1,
+                1 => r.size += 1,
+                2 => r.data_offset += 1,
+                3 => r.full_name.push('x'),
+                _ => {
+                    reader.records.pop();
+                }
+            }
+            let e = reader.validate().unwrap_err();
+            assert_eq!(e.rule, rules::ZIP_STRUCTURE, "field {field}: {e}");
+        }
+    }
+
+    /// An archive of `n` one-element buffers (n + 6 records).
+    fn many_records(n: usize) -> Bytes {
+        use crate::model::compose::ModuleBuilder;
+        use crate::model::{ScalarType, Tensor};
+        let mut b = ModuleBuilder::new("__torch__.M");
+        for i in 0..n {
+            let t = Tensor::contiguous(
+                ScalarType::Float32,
+                Device::cpu(),
+                vec![1],
+                Bytes::from(vec![i as u8; 4]),
+                false,
+            );
+            b.buffer(&format!("b{i}"), IValue::Tensor(Arc::new(t)));
+        }
+        let m = b.build();
+        let opts = crate::zip_archive::save::SaveOptions::default();
+        crate::zip_archive::save::save_to_buffer(&m, &ExtraFilesMap::new(), &opts).unwrap()
+    }
+
+    #[test]
+    fn jit_load_reports_what_from_bytes_reports() {
+        // A corrupted central directory: the unvalidated path must fail exactly as the
+        // validated one (the zip crate's message wins where it also fails), serially
+        // validated (a small directory) and in parallel (a large one).
+        for (_, bytes) in sample_zips() {
+            check_damaged_directories(&bytes);
+        }
+    }
+
+    fn check_damaged_directories(bytes: &Bytes) {
+        let eocd = bytes.windows(4).rposition(|w| w == b"PK\x05\x06").unwrap();
+        let cd = u32::from_le_bytes(bytes[eocd + 16..eocd + 20].try_into().unwrap()) as usize;
+        let mut refused = 0;
+        for at in [cd, cd + 1, cd + 20, cd + 28, cd + 42] {
+            let mut damaged = bytes.to_vec();
+            damaged[at] ^= 0x5a;
+            let damaged = Bytes::from(damaged);
+            let direct = ZipArchiveReader::from_bytes(damaged.clone()).map(|_| ());
+            let loaded = crate::jit::load_from_buffer(damaged, None, None).map(|_| ());
+            match (direct, loaded) {
+                (Err(a), Err(crate::Error::Format(b))) => {
+                    assert_eq!(a, b, "byte {at}");
+                    refused += 1;
+                }
+                (Ok(()), _) => {}
+                (Err(a), other) => {
+                    panic!("byte {at}: from_bytes failed ({a}) but load gave {other:?}")
+                }
+            }
+        }
+        // The signature bytes at least must be refused.
+        assert!(refused >= 2, "only {refused} damaged directories refused");
+    }
+}
