@@ -43,11 +43,7 @@ fn campaign_against_pytorch_passes() {
         return;
     };
     // CI runs the campaign at its issue's size (300 per format); locally a quicker 60.
-    let cases = if std::env::var("CI").is_ok_and(|v| v == "true") {
-        300
-    } else {
-        60
-    };
+    let cases = if common::is_ci() { 300 } else { 60 };
     let s = run(&options(cases, Some(python))).unwrap();
     println!("{}", s.table());
     for f in &s.findings {

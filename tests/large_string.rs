@@ -14,13 +14,18 @@ use ptconform::zip_archive::save::{SaveOptions, save};
 
 const MODEL: &str = "class Model(Module):\n  __parameters__ = []\n  __buffers__ = []\n  training : bool\n  _is_full_backward_hook : Optional[bool]\n  x : str\n  def forward(self: __torch__.Model,\n    i: Tensor) -> int:\n    x = self.x\n    _0 = torch.add(torch.len(x), torch.numel(i))\n    return _0\n";
 
+/// The process's peak RSS (`VmHWM`). Panics when it cannot be read: a reading of 0 would
+/// pass the memory bound below for the wrong reason.
 fn peak_rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
+    let status = std::fs::read_to_string("/proc/self/status")
+        .expect("/proc/self/status is readable (Linux): the memory bound needs it");
+    let kb = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
+        .expect("/proc/self/status has a VmHWM line");
+    assert!(kb > 0, "VmHWM reads 0 kB");
+    kb * 1024
 }
 
 #[test]

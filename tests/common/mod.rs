@@ -31,24 +31,56 @@ pub fn corpus(name: &str) -> PathBuf {
 /// return early with a printed reason when it is absent; under `CI=true` absence is a
 /// failure, because CI must run them.
 pub fn torch_python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("PTCONFORM_TORCH_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| PathBuf::from(h).join(".cache/ptconform/venv-torch-2.15.0/bin/python"))
-        });
-    match candidate {
-        Some(p) if p.exists() => Some(p),
-        _ => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("PyTorch venv not found under CI=true: run `bash oracle/setup.sh`");
+    static FOUND: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let found = FOUND.get_or_init(|| {
+        let candidate = std::env::var_os("PTCONFORM_TORCH_PYTHON")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| {
+                    PathBuf::from(h).join(".cache/ptconform/venv-torch-2.15.0/bin/python")
+                })
+            })
+            .filter(|p| p.exists())
+            .ok_or("PyTorch 2.15 venv not found (run `bash oracle/setup.sh` or set PTCONFORM_TORCH_PYTHON)")?;
+        // A file at the path is not enough: it must be PyTorch 2.15.0 itself.
+        let out = std::process::Command::new(&candidate)
+            .args(["-c", "import torch; print(torch.__version__)"])
+            .output()
+            .map_err(|e| format!("{}: {e}", candidate.display()))?;
+        let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !out.status.success() || version.split('+').next() != Some("2.15.0") {
+            return Err(format!(
+                "{} is not PyTorch 2.15.0 (it reports {version:?}{})",
+                candidate.display(),
+                if out.status.success() { "" } else { ", import failed" }
+            ));
+        }
+        Ok(candidate)
+    });
+    match found {
+        Ok(p) => Some(p.clone()),
+        Err(why) => {
+            if is_ci() {
+                panic!("{why}: under CI the PyTorch tests must run");
             }
-            eprintln!(
-                "SKIPPED: PyTorch 2.15 venv not found (run `bash oracle/setup.sh` or set PTCONFORM_TORCH_PYTHON)"
-            );
+            say_skipped(why);
             None
         }
     }
+}
+
+/// Whether this is a CI run: `CI` set to anything but empty, `0` or `false` (GitHub
+/// Actions and most CIs set `CI=true`, some `CI=1`).
+pub fn is_ci() -> bool {
+    std::env::var("CI")
+        .is_ok_and(|v| !matches!(v.to_ascii_lowercase().as_str(), "" | "0" | "false"))
+}
+
+/// Prints `SKIPPED: why` where `cargo test` shows it: straight to the process's stderr,
+/// past the test harness's output capture (`.ci/run` counts these lines).
+pub fn say_skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {why}");
 }
 
 /// Rebuilds an archive with the `zip` crate (stored entries), letting `edit` replace or
@@ -221,9 +253,9 @@ pub fn older_torch_python(version: &str) -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else {
-        eprintln!(
-            "SKIPPED for PyTorch {version}: its venv is not made (run `bash oracle/setup.sh {version}`)"
-        );
+        say_skipped(&format!(
+            "PyTorch {version}: its venv is not made (run `bash oracle/setup.sh {version}`)"
+        ));
         None
     }
 }
