@@ -1,11 +1,10 @@
 //! The cross-version corpus: `oracle/make_corpus.py` run under older PyTorch releases
 //! (`corpus/torch-<version>/`). ptconform must read every file with the facts that
-//! version's PyTorch reported, and `check` must accept it or name the rule it breaks
-//! (the expected rules per file are in `corpus/torch-<version>/expected_rules.json`).
+//! version's PyTorch reported, and `check` must accept each file of the directory's top
+//! level (PyTorch made and loaded every one of them; `quirks/` and `flatbuffer_bugs/`
+//! hold the ones with findings, checked below by rule).
 
 mod common;
-
-use std::collections::BTreeMap;
 
 const KEYS: &[&str] = &[
     "format",
@@ -30,11 +29,6 @@ fn subset(v: &serde_json::Value) -> serde_json::Value {
 #[test]
 fn older_pytorch_archives_read_with_their_facts() {
     for dir in common::release_dirs() {
-        let expected: BTreeMap<String, Vec<String>> =
-            std::fs::read(dir.join("expected_rules.json"))
-                .ok()
-                .and_then(|d| serde_json::from_slice(&d).ok())
-                .unwrap_or_default();
         let mut files: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -60,16 +54,14 @@ fn older_pytorch_archives_read_with_their_facts() {
             assert_eq!(code, 0, "{}: {err}", file.display());
             let ours: serde_json::Value = serde_json::from_str(&out).unwrap();
             assert_eq!(subset(&ours), subset(&theirs), "{}", file.display());
-            let (_, out, _) = common::run_cli(&["check", file.to_str().unwrap()]);
-            let mut rules: Vec<String> = out
-                .lines()
-                .filter(|l| !l.ends_with(": ok"))
-                .filter_map(|l| l.split(": ").nth(1).map(str::to_string))
-                .collect();
-            rules.sort();
-            rules.dedup();
-            let want = expected.get(&name).cloned().unwrap_or_default();
-            assert_eq!(rules, want, "{}: check found {out}", file.display());
+            // A file PyTorch writes and loads must check clean.
+            let (code, out, _) = common::run_cli(&["check", file.to_str().unwrap()]);
+            assert_eq!(code, 0, "{}: check found {out}", file.display());
+            assert!(
+                out.lines().all(|l| l.ends_with(": ok")),
+                "{}: check found {out}",
+                file.display()
+            );
         }
         println!("{}: {} archives agree", dir.display(), files.len());
     }

@@ -162,7 +162,26 @@ pub fn save_to_writer<W: Write>(
     extra_files: &ExtraFilesMap,
     options: &SaveOptions,
 ) -> Result<W> {
-    let io = |e| Error::io("<archive writer>", e);
+    write_archive(
+        module,
+        writer,
+        prefix,
+        extra_files,
+        options,
+        "<archive writer>",
+    )
+}
+
+/// [`save_to_writer`] with write failures reported against `shown` (the output's path).
+fn write_archive<W: Write>(
+    module: &ScriptModule,
+    writer: W,
+    prefix: &str,
+    extra_files: &ExtraFilesMap,
+    options: &SaveOptions,
+    shown: &str,
+) -> Result<W> {
+    let io = |e| Error::io(shown, e);
     let mut zw = PyTorchZipWriter::new(writer, prefix);
     let names: Vec<&str> = extra_files.keys().map(String::as_str).collect();
     for i in extra_files_write_order(&names) {
@@ -289,7 +308,7 @@ pub fn save(
     })?;
     let tmp = crate::atomic_file::temp_beside(path).map_err(|e| Error::io(shown.clone(), e))?;
     let file = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
-    let file = save_to_writer(module, file, &prefix, extra_files, options)?;
+    let file = write_archive(module, file, &prefix, extra_files, options, &shown)?;
     let file = file
         .into_inner()
         .map_err(|e| Error::io(shown.clone(), e.into_error()))?;
