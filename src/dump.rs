@@ -27,7 +27,9 @@ use ptconform_core::flatbuffer::{is_flatbuffer, support};
 use ptconform_core::inspect::sha256_hex;
 use ptconform_core::model::ScalarType;
 use ptconform_core::model::bytecode::OpCode;
+use ptconform_core::pickle::PickleErrorKind;
 use ptconform_core::pickle::opcodes as op;
+use ptconform_core::pickle::ops::{self, Arg};
 use ptconform_core::zip_archive::ZipArchiveReader;
 use ptconform_core::zip_archive::read::{Method, Record};
 
@@ -339,45 +341,6 @@ enum Sym {
     Other,
 }
 
-struct Cursor<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.pos.checked_add(n)?;
-        let s = self.data.get(self.pos..end)?;
-        self.pos = end;
-        Some(s)
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-
-    fn u16(&mut self) -> Option<u16> {
-        self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        self.take(4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        self.take(8)
-            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
-    }
-
-    fn line(&mut self) -> Option<&'a [u8]> {
-        let rest = self.data.get(self.pos..)?;
-        let nl = rest.iter().position(|&b| b == b'\n')?;
-        self.pos += nl + 1;
-        Some(&rest[..nl])
-    }
-}
-
 fn pop_to_mark(stack: &mut Vec<Sym>) -> Vec<Sym> {
     match stack.iter().rposition(|s| matches!(s, Sym::Mark)) {
         Some(i) => {
@@ -448,7 +411,6 @@ fn disassemble(
     out: &mut String,
     problems: &mut Vec<FormatError>,
 ) {
-    let mut c = Cursor { data, pos: 0 };
     let mut stack: Vec<Sym> = Vec::new();
     // Each memo entry with its short description, made once (a long string's summary
     // hashes it; a file may fetch it a million times).
@@ -463,57 +425,48 @@ fn disassemble(
             msg,
         ));
     };
-    loop {
-        let at = c.pos;
-        let Some(code) = c.u8() else {
-            fail(out, at, "pickle ends without STOP".into());
-            return;
+    let mut walk = ops::ops(data);
+    while let Some(next) = walk.next() {
+        let o = match next {
+            Ok(o) => o,
+            Err(e) => {
+                let at = e.offset as usize;
+                let msg = match e.kind {
+                    PickleErrorKind::NoStop => "pickle ends without STOP".to_string(),
+                    PickleErrorKind::ForeignOpcode(n) => format!(
+                        "opcode {n} ({:#04x}) is not in the TorchScript dialect",
+                        data[at]
+                    ),
+                    PickleErrorKind::UnknownOpcode(c) => format!("unknown opcode {c:#04x}"),
+                    kind => format!("{}: {kind}", op::name(data[at]).unwrap_or("?")),
+                };
+                return fail(out, at, msg);
+            }
         };
+        let code = o.code;
         let depth = stack.iter().filter(|s| matches!(s, Sym::Mark)).count();
         let name = op::name(code).unwrap_or("?");
-        let truncated = |what: &str| format!("{name}: truncated {what}");
-        let arg: String = match code {
-            op::PROTO => match c.u8() {
-                Some(v) => v.to_string(),
-                None => return fail(out, at, truncated("protocol")),
-            },
-            op::STOP => String::new(),
-            op::GLOBAL => match (c.line(), c.line()) {
-                (Some(m), Some(n)) => {
-                    let g = format!(
-                        "{} {}",
-                        String::from_utf8_lossy(m),
-                        String::from_utf8_lossy(n)
-                    );
-                    let shown = format!("{g:?}");
-                    stack.push(Sym::Global(g));
-                    shown
-                }
-                _ => return fail(out, at, truncated("module/name lines")),
-            },
-            op::BINPUT | op::LONG_BINPUT => {
-                let id = if code == op::BINPUT {
-                    c.u8().map(u64::from)
-                } else {
-                    c.u32().map(u64::from)
-                };
-                let Some(id) = id else {
-                    return fail(out, at, truncated("memo id"));
-                };
+        let arg: String = match (code, o.arg) {
+            (_, Arg::Proto(v)) => v.to_string(),
+            (_, Arg::Global { module, name }) => {
+                let g = format!(
+                    "{} {}",
+                    String::from_utf8_lossy(module),
+                    String::from_utf8_lossy(name)
+                );
+                let shown = format!("{g:?}");
+                stack.push(Sym::Global(g));
+                shown
+            }
+            (op::BINPUT | op::LONG_BINPUT, Arg::Memo(id)) => {
+                let id = u64::from(id);
                 let v = stack.last().cloned().unwrap_or(Sym::Other);
                 let short = sym_short(&v);
                 memo.insert(id, (v, short));
                 format!("memo {id}")
             }
-            op::BINGET | op::LONG_BINGET => {
-                let id = if code == op::BINGET {
-                    c.u8().map(u64::from)
-                } else {
-                    c.u32().map(u64::from)
-                };
-                let Some(id) = id else {
-                    return fail(out, at, truncated("memo id"));
-                };
+            (_, Arg::Memo(id)) => {
+                let id = u64::from(id);
                 match memo.get(&id) {
                     Some((v, short)) => {
                         stack.push(v.clone());
@@ -529,101 +482,20 @@ fn disassemble(
                     }
                 }
             }
-            op::MARK => {
-                stack.push(Sym::Mark);
-                String::new()
-            }
-            op::EMPTY_TUPLE => {
-                stack.push(Sym::Tuple(Vec::new().into()));
-                String::new()
-            }
-            op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
-                let n = (code - op::TUPLE1 + 1) as usize;
-                let items = pop_n(&mut stack, n);
-                stack.push(Sym::Tuple(items.into()));
-                String::new()
-            }
-            op::TUPLE => {
-                let items = pop_to_mark(&mut stack);
-                stack.push(Sym::Tuple(items.into()));
-                String::new()
-            }
-            op::LIST | op::DICT => {
-                pop_to_mark(&mut stack);
-                stack.push(Sym::Other);
-                String::new()
-            }
-            op::EMPTY_LIST | op::EMPTY_DICT | op::NEWTRUE | op::NEWFALSE | op::NONE => {
-                stack.push(Sym::Other);
-                String::new()
-            }
-            op::APPEND | op::BUILD => {
-                stack.pop();
-                String::new()
-            }
-            op::SETITEM => {
-                pop_n(&mut stack, 2);
-                String::new()
-            }
-            op::APPENDS | op::SETITEMS => {
-                pop_to_mark(&mut stack);
-                String::new()
-            }
-            op::NEWOBJ | op::REDUCE => {
-                let args = pop_n(&mut stack, 2);
-                stack.push(Sym::Other);
-                match args.first() {
-                    Some(Sym::Global(g)) => format!("({g})"),
-                    _ => String::new(),
-                }
-            }
-            op::BINPERSID => {
-                let pid = stack.pop().unwrap_or(Sym::Other);
-                stack.push(Sym::Other);
-                describe_persid(archive, storage_dir, &pid)
-            }
-            op::BINUNICODE | op::BINUNICODE8 => {
-                let len = if code == op::BINUNICODE {
-                    c.u32().map(u64::from)
-                } else {
-                    c.u64()
-                };
-                let Some(len) = len else {
-                    return fail(out, at, truncated("length"));
-                };
-                let Some(s) = usize::try_from(len).ok().and_then(|l| c.take(l)) else {
-                    return fail(
-                        out,
-                        at,
-                        format!("{name}: {len} bytes announced, fewer left"),
-                    );
-                };
+            (_, Arg::Str(s)) => {
                 stack.push(Sym::Str(s.into()));
                 show_bytes(s)
             }
-            op::BININT1 | op::BININT2 | op::BININT => {
-                let v = match code {
-                    op::BININT1 => c.u8().map(i64::from),
-                    op::BININT2 => c.u16().map(i64::from),
-                    _ => c.u32().map(|v| i64::from(v as i32)),
-                };
-                let Some(v) = v else {
-                    return fail(out, at, truncated("integer"));
-                };
+            (_, Arg::Int(v)) => {
                 stack.push(Sym::Int(v));
                 v.to_string()
             }
-            op::LONG1 => {
-                let Some(n) = c.u8() else {
-                    return fail(out, at, truncated("length"));
-                };
-                let Some(b) = c.take(n as usize) else {
-                    return fail(out, at, truncated("integer"));
-                };
-                if n as usize <= 8 && n > 0 {
-                    let fill = if b[b.len() - 1] & 0x80 != 0 { 0xff } else { 0 };
+            (_, Arg::Long(b)) => {
+                let n = b.len();
+                if n <= 8 && n > 0 {
+                    let fill = if b[n - 1] & 0x80 != 0 { 0xff } else { 0 };
                     let mut w = [fill; 8];
-                    w[..b.len()].copy_from_slice(b);
+                    w[..n].copy_from_slice(b);
                     let v = i64::from_le_bytes(w);
                     stack.push(Sym::Int(v));
                     format!("{v} ({n} bytes)")
@@ -632,23 +504,65 @@ fn disassemble(
                     format!("<{n} bytes: {}>", hex(b))
                 }
             }
-            op::BINFLOAT => {
-                let Some(b) = c.take(8) else {
-                    return fail(out, at, truncated("float"));
-                };
-                let v = f64::from_be_bytes(b.try_into().unwrap_or([0; 8]));
+            (_, Arg::Float(v)) => {
                 stack.push(Sym::Other);
                 format!("{v:?}")
             }
-            _ => {
-                let what = match op::name(code) {
-                    Some(n) => {
-                        format!("opcode {n} ({code:#04x}) is not in the TorchScript dialect")
-                    }
-                    None => format!("unknown opcode {code:#04x}"),
-                };
-                return fail(out, at, what);
+            (op::MARK, _) => {
+                stack.push(Sym::Mark);
+                String::new()
             }
+            (op::EMPTY_TUPLE, _) => {
+                stack.push(Sym::Tuple(Vec::new().into()));
+                String::new()
+            }
+            (op::TUPLE1 | op::TUPLE2 | op::TUPLE3, _) => {
+                let n = (code - op::TUPLE1 + 1) as usize;
+                let items = pop_n(&mut stack, n);
+                stack.push(Sym::Tuple(items.into()));
+                String::new()
+            }
+            (op::TUPLE, _) => {
+                let items = pop_to_mark(&mut stack);
+                stack.push(Sym::Tuple(items.into()));
+                String::new()
+            }
+            (op::LIST | op::DICT, _) => {
+                pop_to_mark(&mut stack);
+                stack.push(Sym::Other);
+                String::new()
+            }
+            (op::EMPTY_LIST | op::EMPTY_DICT | op::NEWTRUE | op::NEWFALSE | op::NONE, _) => {
+                stack.push(Sym::Other);
+                String::new()
+            }
+            (op::APPEND | op::BUILD, _) => {
+                stack.pop();
+                String::new()
+            }
+            (op::SETITEM, _) => {
+                pop_n(&mut stack, 2);
+                String::new()
+            }
+            (op::APPENDS | op::SETITEMS, _) => {
+                pop_to_mark(&mut stack);
+                String::new()
+            }
+            (op::NEWOBJ | op::REDUCE, _) => {
+                let args = pop_n(&mut stack, 2);
+                stack.push(Sym::Other);
+                match args.first() {
+                    Some(Sym::Global(g)) => format!("({g})"),
+                    _ => String::new(),
+                }
+            }
+            (op::BINPERSID, _) => {
+                let pid = stack.pop().unwrap_or(Sym::Other);
+                stack.push(Sym::Other);
+                describe_persid(archive, storage_dir, &pid)
+            }
+            // STOP (the decoder yields no other argument-less opcode).
+            _ => String::new(),
         };
         let indent = "  ".repeat(depth.min(32));
         let line = if arg.is_empty() {
@@ -656,14 +570,11 @@ fn disassemble(
         } else {
             format!("{indent}{name:<12} {arg}")
         };
-        let _ = writeln!(out, "  {at:>width$}: {}", line.trim_end());
+        let _ = writeln!(out, "  {:>width$}: {}", o.offset, line.trim_end());
         if code == op::STOP {
-            if c.pos < data.len() {
-                fail(
-                    out,
-                    c.pos,
-                    format!("{} bytes after STOP", data.len() - c.pos),
-                );
+            let end = walk.position();
+            if end < data.len() {
+                fail(out, end, format!("{} bytes after STOP", data.len() - end));
             }
             return;
         }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use ptconform_core::flatbuffer::generated::mobile_bytecode as fb;
 use ptconform_core::pickle::opcodes as op;
+use ptconform_core::pickle::ops;
 use ptconform_core::zip_archive::ZipArchiveReader;
 use ptconform_core::zip_archive::write::{PyTorchZipWriter, SERIALIZATION_ID_RECORD};
 
@@ -107,49 +108,14 @@ fn repack(prefix: &str, records: &[(String, Vec<u8>)]) -> Option<Vec<u8>> {
     w.finish().ok()
 }
 
-/// Opcode boundaries of a pickle: (offset, opcode, argument range).
+/// Opcode boundaries of a pickle: (offset, opcode, argument range), from the shared
+/// decoder, up to STOP or the first opcode it cannot decode.
 fn pickle_ops(data: &[u8]) -> Vec<(usize, u8, std::ops::Range<usize>)> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < data.len() && out.len() < 1 << 20 {
-        let code = data[pos];
-        let start = pos + 1;
-        let len_at = |n: usize| -> Option<usize> {
-            let b = data.get(start..start + n)?;
-            let mut v = [0u8; 8];
-            v[..n].copy_from_slice(b);
-            Some(u64::from_le_bytes(v) as usize)
-        };
-        let arg = match code {
-            op::PROTO | op::BINPUT | op::BINGET | op::BININT1 => Some(1),
-            op::BININT2 => Some(2),
-            op::LONG_BINPUT | op::LONG_BINGET | op::BININT => Some(4),
-            op::BINFLOAT => Some(8),
-            op::BINUNICODE => len_at(4).map(|n| 4 + n),
-            op::BINUNICODE8 => len_at(8).map(|n| 8 + n),
-            op::LONG1 => len_at(1).map(|n| 1 + n),
-            op::GLOBAL => {
-                let rest = data.get(start..).unwrap_or(&[]);
-                let first = rest.iter().position(|&b| b == b'\n');
-                first.and_then(|f| {
-                    rest[f + 1..]
-                        .iter()
-                        .position(|&b| b == b'\n')
-                        .map(|s| f + 1 + s + 1)
-                })
-            }
-            c if op::name(c).is_some() => Some(0),
-            _ => None,
-        };
-        let Some(arg) = arg else { break };
-        let end = (start + arg).min(data.len());
-        out.push((pos, code, start..end));
-        if code == op::STOP {
-            break;
-        }
-        pos = end;
-    }
-    out
+    ops::ops(data)
+        .map_while(Result::ok)
+        .take(1 << 20)
+        .map(|o| (o.offset, o.code, o.arg_range()))
+        .collect()
 }
 
 fn mutate_pickle(data: &mut Vec<u8>, u: &mut Unstructured) {

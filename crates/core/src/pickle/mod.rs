@@ -4,6 +4,7 @@
 //! and PyTorch's memo rules, and reading must never import or execute anything.
 
 pub mod opcodes;
+pub mod ops;
 pub mod read;
 pub mod write;
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::opcodes as op;
+use super::ops::{self, Arg, Op};
 use crate::model::{
     Device, Dict, Dims, EnumValue, IValue, List, Object, ObjectState, QScheme, QualifiedName,
     Quantization, ScalarType, Sparse, SparseLayout, Storage, Str, Tensor, Tuple, TypeExpr,
@@ -291,33 +292,11 @@ impl<'s> Unpickler<'s> {
         }
     }
 
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&[u8], PickleError> {
-        if self.data.len() - self.pos < n {
-            return Err(self.err(PickleErrorKind::Truncated(what)));
-        }
-        let s = &self.data[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-
-    fn u8(&mut self, what: &'static str) -> Result<u8, PickleError> {
-        Ok(self.take(1, what)?[0])
-    }
-
-    fn u32(&mut self, what: &'static str) -> Result<u32, PickleError> {
-        Ok(u32::from_le_bytes(self.take(4, what)?.try_into().unwrap()))
-    }
-
-    fn line(&mut self, what: &'static str) -> Result<String, PickleError> {
-        let rest = &self.data[self.pos..];
-        let Some(n) = rest.iter().position(|&b| b == b'\n') else {
-            return Err(self.err(PickleErrorKind::Truncated(what)));
-        };
-        let s = std::str::from_utf8(&rest[..n])
-            .map_err(|_| self.err(PickleErrorKind::BadGlobal("name is not UTF-8")))?
-            .to_string();
-        self.pos += n + 1;
-        Ok(s)
+    /// A GLOBAL line as text (the dialect's names are UTF-8).
+    fn utf8_line(&self, line: &[u8]) -> Result<String, PickleError> {
+        std::str::from_utf8(line)
+            .map(str::to_string)
+            .map_err(|_| self.err(PickleErrorKind::BadGlobal("name is not UTF-8")))
     }
 
     fn pop(&mut self) -> Result<Item, PickleError> {
@@ -350,14 +329,14 @@ impl<'s> Unpickler<'s> {
         if self.data.len() < 2 || self.data[0] != op::PROTO {
             return Err(self.err(PickleErrorKind::MissingProto));
         }
+        // A second handle on the buffer, so decoded arguments can borrow it while the
+        // machine changes.
+        let data = self.data.clone();
         loop {
             self.op_start = self.pos;
-            if self.pos >= self.data.len() {
-                return Err(self.err(PickleErrorKind::NoStop));
-            }
-            let code = self.data[self.pos];
-            self.pos += 1;
-            if code == op::STOP {
+            let o = ops::decode(&data, self.pos)?;
+            self.pos = o.end;
+            if o.code == op::STOP {
                 if self.stack.len() != 1 || !self.marks.is_empty() {
                     return Err(self.err(PickleErrorKind::StackAtStop(self.stack.len())));
                 }
@@ -371,41 +350,36 @@ impl<'s> Unpickler<'s> {
                     other => Err(self.err(type_err("STOP", "a value", &other))),
                 };
             }
-            self.step(code)?;
+            self.step(o)?;
         }
     }
 
-    fn step(&mut self, code: u8) -> Result<(), PickleError> {
-        match code {
-            op::PROTO => {
-                let v = self.u8("protocol")?;
+    fn step(&mut self, o: Op<'_>) -> Result<(), PickleError> {
+        let code = o.code;
+        match (code, o.arg) {
+            (_, Arg::Proto(v)) => {
                 if v != 2 {
                     return Err(self.err(PickleErrorKind::Protocol(v)));
                 }
             }
-            op::GLOBAL => {
-                let module = self.line("GLOBAL module")?;
-                let name = self.line("GLOBAL name")?;
+            (_, Arg::Global { module, name }) => {
+                let module = self.utf8_line(module)?;
+                let name = self.utf8_line(name)?;
                 let item = self.resolve_global(module, name)?;
                 self.stack.push(item);
             }
-            op::BINPUT => {
-                let id = self.u8("BINPUT id")? as u32;
-                self.memo_put(id)?;
+            (op::BINPUT | op::LONG_BINPUT, Arg::Memo(id)) => self.memo_put(id)?,
+            (_, Arg::Memo(id)) => self.memo_get(id)?,
+            (_, Arg::Str(s)) => self.push_string(s)?,
+            (_, Arg::Int(v)) => self.push_value(IValue::Int(v), 0)?,
+            (_, Arg::Long(b)) => {
+                let Ok(b) = <[u8; 8]>::try_from(b) else {
+                    return Err(self.err(PickleErrorKind::Long1Length(b.len() as u8)));
+                };
+                self.push_value(IValue::Int(i64::from_le_bytes(b)), 0)?;
             }
-            op::LONG_BINPUT => {
-                let id = self.u32("LONG_BINPUT id")?;
-                self.memo_put(id)?;
-            }
-            op::BINGET => {
-                let id = self.u8("BINGET id")? as u32;
-                self.memo_get(id)?;
-            }
-            op::LONG_BINGET => {
-                let id = self.u32("LONG_BINGET id")?;
-                self.memo_get(id)?;
-            }
-            op::MARK => {
+            (_, Arg::Float(v)) => self.push_value(IValue::Double(v), 0)?,
+            (op::MARK, _) => {
                 // (Not when an open mark already sits above the callable: the general
                 // machine's REDUCE refuses to pop it from under that mark.)
                 let tensor_next = self.options.tensor_fast_path
@@ -419,8 +393,8 @@ impl<'s> Unpickler<'s> {
                     self.marks.push(self.stack.len());
                 }
             }
-            op::EMPTY_TUPLE => self.tuple_from_stack(self.stack.len())?,
-            op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
+            (op::EMPTY_TUPLE, _) => self.tuple_from_stack(self.stack.len())?,
+            (op::TUPLE1 | op::TUPLE2 | op::TUPLE3, _) => {
                 let n = (code - op::TUPLE1 + 1) as usize;
                 let base = self.marks.last().copied().unwrap_or(0);
                 if self.stack.len() < base + n {
@@ -428,46 +402,46 @@ impl<'s> Unpickler<'s> {
                 }
                 self.tuple_from_stack(self.stack.len() - n)?;
             }
-            op::TUPLE => {
+            (op::TUPLE, _) => {
                 let m = self
                     .marks
                     .pop()
                     .ok_or_else(|| self.err(PickleErrorKind::NoMark))?;
                 self.tuple_from_stack(m)?;
             }
-            op::EMPTY_LIST => self.push_value(new_list(Vec::new()), 1)?,
-            op::LIST => {
+            (op::EMPTY_LIST, _) => self.push_value(new_list(Vec::new()), 1)?,
+            (op::LIST, _) => {
                 let items = self.pop_mark()?;
                 let (values, depth) = self.values("LIST", items)?;
                 self.push_value(new_list(values), depth + 1)?;
             }
-            op::APPEND => {
+            (op::APPEND, _) => {
                 let v = self.pop()?;
                 self.append(vec![v])?;
             }
-            op::APPENDS => {
+            (op::APPENDS, _) => {
                 let items = self.pop_mark()?;
                 self.append(items)?;
             }
-            op::EMPTY_DICT => self.push_value(new_dict(Vec::new()), 1)?,
-            op::DICT => {
+            (op::EMPTY_DICT, _) => self.push_value(new_dict(Vec::new()), 1)?,
+            (op::DICT, _) => {
                 let items = self.pop_mark()?;
                 self.push_value(new_dict(Vec::new()), 1)?;
                 self.set_items(items)?;
             }
-            op::SETITEM => {
+            (op::SETITEM, _) => {
                 let v = self.pop()?;
                 let k = self.pop()?;
                 self.set_items(vec![k, v])?;
             }
-            op::SETITEMS => {
+            (op::SETITEMS, _) => {
                 let m = self
                     .marks
                     .pop()
                     .ok_or_else(|| self.err(PickleErrorKind::NoMark))?;
                 self.set_items_from_stack(m)?;
             }
-            op::NEWOBJ => {
+            (op::NEWOBJ, _) => {
                 let args = self.pop()?;
                 let cls = self.pop()?;
                 match (&cls, &args) {
@@ -486,76 +460,34 @@ impl<'s> Unpickler<'s> {
                     _ => return Err(self.err(type_err("NEWOBJ", "a class global", &cls))),
                 }
             }
-            op::BUILD => {
+            (op::BUILD, _) => {
                 let state = self.pop()?;
                 self.build(state)?;
             }
-            op::REDUCE => {
+            (op::REDUCE, _) => {
                 let args = self.pop()?;
                 let callable = self.pop()?;
                 self.reduce(callable, args)?;
             }
-            op::BINPERSID => {
+            (op::BINPERSID, _) => {
                 let pid = self.pop()?;
                 let storage = self.persistent_load(pid)?;
                 self.stack.push(Item::Storage(storage));
             }
-            op::BINUNICODE => {
-                let n = self.u32("BINUNICODE length")? as usize;
-                self.push_string(n)?;
-            }
-            op::BINUNICODE8 => {
-                let n = u64::from_le_bytes(self.take(8, "BINUNICODE8 length")?.try_into().unwrap());
-                let n = usize::try_from(n)
-                    .map_err(|_| self.err(PickleErrorKind::Truncated("BINUNICODE8 data")))?;
-                self.push_string(n)?;
-            }
-            op::BININT1 => {
-                let v = self.u8("BININT1")? as i64;
-                self.push_value(IValue::Int(v), 0)?;
-            }
-            op::BININT2 => {
-                let v = u16::from_le_bytes(self.take(2, "BININT2")?.try_into().unwrap()) as i64;
-                self.push_value(IValue::Int(v), 0)?;
-            }
-            op::BININT => {
-                let v = i32::from_le_bytes(self.take(4, "BININT")?.try_into().unwrap()) as i64;
-                self.push_value(IValue::Int(v), 0)?;
-            }
-            op::LONG1 => {
-                let n = self.u8("LONG1 length")?;
-                if n != 8 {
-                    return Err(self.err(PickleErrorKind::Long1Length(n)));
-                }
-                let v = i64::from_le_bytes(self.take(8, "LONG1 value")?.try_into().unwrap());
-                self.push_value(IValue::Int(v), 0)?;
-            }
-            op::BINFLOAT => {
-                // The dialect stores doubles big-endian, as Python's pickle does.
-                let v = f64::from_be_bytes(self.take(8, "BINFLOAT")?.try_into().unwrap());
-                self.push_value(IValue::Double(v), 0)?;
-            }
-            op::NEWTRUE => self.push_value(IValue::Bool(true), 0)?,
-            op::NEWFALSE => self.push_value(IValue::Bool(false), 0)?,
-            op::NONE => self.push_value(IValue::None, 0)?,
-            other => {
-                return Err(self.err(match op::name(other) {
-                    Some(n) => PickleErrorKind::ForeignOpcode(n),
-                    None => PickleErrorKind::UnknownOpcode(other),
-                }));
-            }
+            (op::NEWTRUE, _) => self.push_value(IValue::Bool(true), 0)?,
+            (op::NEWFALSE, _) => self.push_value(IValue::Bool(false), 0)?,
+            (op::NONE, _) => self.push_value(IValue::None, 0)?,
+            // (The decoder yields no other argument-less opcode.)
+            (other, _) => return Err(self.err(PickleErrorKind::UnknownOpcode(other))),
         }
         Ok(())
     }
 
-    fn push_string(&mut self, n: usize) -> Result<(), PickleError> {
-        if self.data.len() - self.pos < n {
-            return Err(self.err(PickleErrorKind::Truncated("string data")));
-        }
+    /// Pushes a string decoded from the pickle.
+    fn push_string(&mut self, s: &[u8]) -> Result<(), PickleError> {
         // Zero-copy: the string shares the pickle's buffer (a >4 GiB string stays in
         // the memory map).
-        let s = self.data.slice(self.pos..self.pos + n);
-        self.pos += n;
+        let s = self.data.slice_ref(s);
         self.push_value(IValue::String(Str(s)), 0)
     }
 
@@ -1307,7 +1239,8 @@ impl<'s> Unpickler<'s> {
         let start = self.pos;
         // Memo writes are held back (in order) until the whole tensor has been read.
         self.fast_puts.clear();
-        match self.read_fast_tensor() {
+        let data = self.data.clone();
+        match self.read_fast_tensor(&data) {
             Some(tensor) => {
                 let mut puts = std::mem::take(&mut self.fast_puts);
                 for (id, slot) in puts.drain(..) {
@@ -1328,66 +1261,52 @@ impl<'s> Unpickler<'s> {
         }
     }
 
-    fn fast_byte(&mut self) -> Option<u8> {
-        let b = *self.data.get(self.pos)?;
-        self.pos += 1;
-        Some(b)
+    /// The next opcode, through the shared decoder (`data` is `self.data`).
+    fn fast_op<'d>(&mut self, data: &'d [u8]) -> Option<Op<'d>> {
+        let o = ops::decode(data, self.pos).ok()?;
+        self.pos = o.end;
+        Some(o)
     }
 
-    fn fast_take(&mut self, n: usize) -> Option<&[u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len())?;
-        let s = &self.data[self.pos..end];
-        self.pos = end;
-        Some(s)
+    fn fast_code(&mut self, data: &[u8]) -> Option<u8> {
+        self.fast_op(data).map(|o| o.code)
     }
 
     /// An optional BINPUT/LONG_BINPUT of `slot`, recorded for the commit.
-    fn fast_put(&mut self, slot: impl FnOnce() -> Slot) -> Option<()> {
-        let id = match self.data.get(self.pos) {
-            Some(&op::BINPUT) => {
-                self.pos += 1;
-                self.fast_byte()? as u32
-            }
-            Some(&op::LONG_BINPUT) => {
-                self.pos += 1;
-                u32::from_le_bytes(self.fast_take(4)?.try_into().ok()?)
-            }
-            _ => return Some(()),
+    fn fast_put(&mut self, data: &[u8], slot: impl FnOnce() -> Slot) -> Option<()> {
+        if !matches!(data.get(self.pos), Some(&(op::BINPUT | op::LONG_BINPUT))) {
+            return Some(());
+        }
+        let Arg::Memo(id) = self.fast_op(data)?.arg else {
+            return None;
         };
         self.fast_puts.push((id, slot()));
         Some(())
     }
 
-    /// A memo read (BINGET/LONG_BINGET), seeing this tensor's pending writes first.
-    fn fast_get(&mut self, code: u8) -> Option<&Slot> {
-        let id = match code {
-            op::BINGET => self.fast_byte()? as u32,
-            _ => u32::from_le_bytes(self.fast_take(4)?.try_into().ok()?),
-        };
-        let this = &*self;
-        match this.fast_puts.iter().rev().find(|(i, _)| *i == id) {
+    /// A memo read, seeing this tensor's pending writes first.
+    fn fast_get(&self, id: u32) -> Option<&Slot> {
+        match self.fast_puts.iter().rev().find(|(i, _)| *i == id) {
             Some((_, slot)) => Some(slot),
-            None => this.memo.get(id),
+            None => self.memo.get(id),
         }
     }
 
     /// A string (BINUNICODE, optionally memoized, or a memo read of one) as its range in
     /// the pickle.
-    fn fast_string(&mut self) -> Option<(usize, usize)> {
-        match self.fast_byte()? {
-            op::BINUNICODE => {
-                let n = u32::from_le_bytes(self.fast_take(4)?.try_into().ok()?) as usize;
-                let start = self.pos;
-                let end = start.checked_add(n).filter(|&e| e <= self.data.len())?;
-                self.pos = end;
+    fn fast_string(&mut self, data: &[u8]) -> Option<(usize, usize)> {
+        let o = self.fast_op(data)?;
+        match (o.code, o.arg) {
+            (op::BINUNICODE, Arg::Str(text)) => {
                 // An empty string has no range (the general machine memoizes it as a value).
-                if n == 0 {
+                if text.is_empty() {
                     return None;
                 }
-                self.fast_put(|| Slot::Text(start, end))?;
+                let (start, end) = (o.end - text.len(), o.end);
+                self.fast_put(data, || Slot::Text(start, end))?;
                 Some((start, end))
             }
-            code @ (op::BINGET | op::LONG_BINGET) => match self.fast_get(code)? {
+            (op::BINGET | op::LONG_BINGET, Arg::Memo(id)) => match self.fast_get(id)? {
                 &Slot::Text(start, end) => Some((start, end)),
                 // (Strings from the pickle are memoized as ranges; nothing else is one.)
                 _ => None,
@@ -1397,16 +1316,17 @@ impl<'s> Unpickler<'s> {
     }
 
     /// A global (GLOBAL, optionally memoized, or a memo read), resolved as usual.
-    fn fast_global(&mut self) -> Option<Item> {
-        match self.fast_byte()? {
-            op::GLOBAL => {
-                let module = self.line("GLOBAL module").ok()?;
-                let name = self.line("GLOBAL name").ok()?;
+    fn fast_global(&mut self, data: &[u8]) -> Option<Item> {
+        let o = self.fast_op(data)?;
+        match (o.code, o.arg) {
+            (_, Arg::Global { module, name }) => {
+                let module = self.utf8_line(module).ok()?;
+                let name = self.utf8_line(name).ok()?;
                 let item = self.resolve_global(module, name).ok()?;
-                self.fast_put(|| Slot::Item(item.clone()))?;
+                self.fast_put(data, || Slot::Item(item.clone()))?;
                 Some(item)
             }
-            code @ (op::BINGET | op::LONG_BINGET) => match self.fast_get(code)? {
+            (op::BINGET | op::LONG_BINGET, Arg::Memo(id)) => match self.fast_get(id)? {
                 // (Only the two globals the fast path wants: no other is cloned.)
                 Slot::Item(Item::StorageType(t)) => Some(Item::StorageType(*t)),
                 Slot::Item(Item::Global(Global::OrderedDict)) => {
@@ -1418,66 +1338,61 @@ impl<'s> Unpickler<'s> {
         }
     }
 
-    fn fast_int(&mut self) -> Option<i64> {
-        Some(match self.fast_byte()? {
-            op::BININT1 => self.fast_byte()? as i64,
-            op::BININT2 => u16::from_le_bytes(self.fast_take(2)?.try_into().ok()?) as i64,
-            op::BININT => i32::from_le_bytes(self.fast_take(4)?.try_into().ok()?) as i64,
-            op::LONG1 if self.fast_byte()? == 8 => {
-                i64::from_le_bytes(self.fast_take(8)?.try_into().ok()?)
-            }
-            _ => return None,
-        })
+    fn fast_int(&mut self, data: &[u8]) -> Option<i64> {
+        match self.fast_op(data)?.arg {
+            Arg::Int(v) => Some(v),
+            Arg::Long(b) => Some(i64::from_le_bytes(b.try_into().ok()?)),
+            _ => None,
+        }
     }
 
     /// A tuple of ints: EMPTY_TUPLE, 1-3 ints and TUPLE1-3, or MARK ints TUPLE.
-    fn fast_int_tuple(&mut self) -> Option<Dims> {
-        match *self.data.get(self.pos)? {
+    fn fast_int_tuple(&mut self, data: &[u8]) -> Option<Dims> {
+        let mut out = Dims::new();
+        match *data.get(self.pos)? {
             op::EMPTY_TUPLE => {
-                self.pos += 1;
-                return Some(Dims::new());
+                self.fast_op(data)?;
+                return Some(out);
             }
             op::MARK => {
-                self.pos += 1;
-                let mut out = Dims::new();
-                while self.data.get(self.pos)? != &op::TUPLE {
-                    out.push(self.fast_int()?);
+                self.fast_op(data)?;
+                while *data.get(self.pos)? != op::TUPLE {
+                    out.push(self.fast_int(data)?);
                 }
-                self.pos += 1;
+                self.fast_op(data)?;
                 return Some(out);
             }
             _ => {}
         }
-        let mut out = Dims::new();
         loop {
-            match *self.data.get(self.pos)? {
-                op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
-                    let n = (self.data[self.pos] - op::TUPLE1 + 1) as usize;
-                    self.pos += 1;
-                    return (out.len() == n).then_some(out);
+            match *data.get(self.pos)? {
+                code @ (op::TUPLE1 | op::TUPLE2 | op::TUPLE3) => {
+                    self.fast_op(data)?;
+                    return (out.len() == (code - op::TUPLE1 + 1) as usize).then_some(out);
                 }
-                _ if out.len() < 3 => out.push(self.fast_int()?),
+                _ if out.len() < 3 => out.push(self.fast_int(data)?),
                 _ => return None,
             }
         }
     }
 
-    fn read_fast_tensor(&mut self) -> Option<Tensor> {
+    fn read_fast_tensor(&mut self, data: &[u8]) -> Option<Tensor> {
         // The persistent id: ('storage', <T>Storage, key, location, numel).
-        (self.fast_byte()? == op::MARK).then_some(())?;
-        let (s, e) = self.fast_string()?;
-        if &self.data[s..e] != b"storage" {
+        (self.fast_code(data)? == op::MARK).then_some(())?;
+        let (s, e) = self.fast_string(data)?;
+        if &data[s..e] != b"storage" {
             return None;
         }
-        let Item::StorageType(dtype) = self.fast_global()? else {
+        let Item::StorageType(dtype) = self.fast_global(data)? else {
             return None;
         };
-        let (key_start, key_end) = self.fast_string()?;
-        let (loc_start, loc_end) = self.fast_string()?;
-        let numel = self.fast_int()?;
-        (self.fast_byte()? == op::TUPLE && self.fast_byte()? == op::BINPERSID).then_some(())?;
+        let (key_start, key_end) = self.fast_string(data)?;
+        let (loc_start, loc_end) = self.fast_string(data)?;
+        let numel = self.fast_int(data)?;
+        (self.fast_code(data)? == op::TUPLE && self.fast_code(data)? == op::BINPERSID)
+            .then_some(())?;
         // Every storage of a file usually names the same location: parse it once.
-        let location = &self.data[loc_start..loc_end];
+        let location = &data[loc_start..loc_end];
         let location = match &self.last_location {
             Some((text, device)) if **text == *location => *device,
             _ => {
@@ -1487,7 +1402,7 @@ impl<'s> Unpickler<'s> {
             }
         };
         let numel = u64::try_from(numel).ok()?;
-        let key_bytes = &self.data[key_start..key_end];
+        let key_bytes = &data[key_start..key_end];
         let key = match std::str::from_utf8(key_bytes) {
             Ok(k) => std::borrow::Cow::Borrowed(k),
             Err(_) => String::from_utf8_lossy(key_bytes),
@@ -1502,21 +1417,22 @@ impl<'s> Unpickler<'s> {
         if storage.dtype.is_quantized() {
             return None;
         }
-        self.fast_put(|| Slot::Item(Item::Storage(storage.clone())))?;
+        self.fast_put(data, || Slot::Item(Item::Storage(storage.clone())))?;
         // offset, sizes, strides, requires_grad, the hooks placeholder.
-        let storage_offset = self.fast_int()?;
-        let sizes = self.fast_int_tuple()?;
-        let strides = self.fast_int_tuple()?;
-        let requires_grad = match self.fast_byte()? {
+        let storage_offset = self.fast_int(data)?;
+        let sizes = self.fast_int_tuple(data)?;
+        let strides = self.fast_int_tuple(data)?;
+        let requires_grad = match self.fast_code(data)? {
             op::NEWTRUE => true,
             op::NEWFALSE => false,
             _ => return None,
         };
-        let Item::Global(Global::OrderedDict) = self.fast_global()? else {
+        let Item::Global(Global::OrderedDict) = self.fast_global(data)? else {
             return None;
         };
-        let tail = [op::EMPTY_TUPLE, op::REDUCE, op::TUPLE, op::REDUCE];
-        (self.fast_take(4)? == tail).then_some(())?;
+        for want in [op::EMPTY_TUPLE, op::REDUCE, op::TUPLE, op::REDUCE] {
+            (self.fast_code(data)? == want).then_some(())?;
+        }
         let tensor = Tensor {
             storage,
             storage_offset,
