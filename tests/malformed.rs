@@ -163,13 +163,37 @@ fn huge_declared_sizes_do_not_allocate() {
     let pkl = b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpu\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x10tQK\x00(K\x01t(K\x01t\x89ccollections\nOrderedDict\n)Rt R.".to_vec();
     let v = check_bytes(common::replace_record(&linear(), "/data.pkl", pkl));
     assert_finding(&v, rules::STORAGE, "data.pkl");
-    // A memo id of 4 billion is a map key, not an allocation.
-    let v = check_bytes(common::replace_record(
-        &linear(),
-        "/data.pkl",
-        b"\x80\x02Nr\xff\xff\xff\xff.".to_vec(),
-    ));
-    assert!(!v.is_empty());
+    // A memo id of 4 billion is a map key, not an allocation: the value stored under it
+    // comes back (a dense table would need 4 billion slots first), and a fetch of an id
+    // never stored is its own error.
+    let mut storages =
+        |_: &ptconform::pickle::StorageRequest| -> Result<std::sync::Arc<ptconform::model::Storage>, String> {
+            Err("no storages".into())
+        };
+    let stored = bytes::Bytes::from_static(b"\x80\x02(K\x07r\xff\xff\xff\xffj\xff\xff\xff\xfft.");
+    let value = ptconform::pickle::unpickle(&stored, &mut storages)
+        .unwrap()
+        .value;
+    let ptconform::model::IValue::Tuple(t) = &value else {
+        panic!("{value:?}")
+    };
+    assert!(
+        matches!(
+            t.items[..],
+            [
+                ptconform::model::IValue::Int(7),
+                ptconform::model::IValue::Int(7)
+            ]
+        ),
+        "{value:?}"
+    );
+    let missing = bytes::Bytes::from_static(b"\x80\x02j\xfe\xff\xff\xff.");
+    let e = ptconform::pickle::unpickle(&missing, &mut storages).unwrap_err();
+    assert_eq!(
+        e.kind,
+        ptconform::pickle::PickleErrorKind::MissingMemo(0xffff_fffe),
+        "{e}"
+    );
     // Central directory claims a huge uncompressed size for a deflated record.
     let mut bytes = std::fs::read(linear()).unwrap();
     let archive = ZipArchiveReader::from_bytes(bytes.clone()).unwrap();

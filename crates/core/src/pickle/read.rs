@@ -1262,17 +1262,20 @@ impl<'s> Unpickler<'s> {
     }
 
     /// The next opcode, through the shared decoder (`data` is `self.data`).
+    #[inline(always)]
     fn fast_op<'d>(&mut self, data: &'d [u8]) -> Option<Op<'d>> {
         let o = ops::decode(data, self.pos).ok()?;
         self.pos = o.end;
         Some(o)
     }
 
+    #[inline(always)]
     fn fast_code(&mut self, data: &[u8]) -> Option<u8> {
         self.fast_op(data).map(|o| o.code)
     }
 
     /// An optional BINPUT/LONG_BINPUT of `slot`, recorded for the commit.
+    #[inline(always)]
     fn fast_put(&mut self, data: &[u8], slot: impl FnOnce() -> Slot) -> Option<()> {
         if !matches!(data.get(self.pos), Some(&(op::BINPUT | op::LONG_BINPUT))) {
             return Some(());
@@ -1285,6 +1288,7 @@ impl<'s> Unpickler<'s> {
     }
 
     /// A memo read, seeing this tensor's pending writes first.
+    #[inline(always)]
     fn fast_get(&self, id: u32) -> Option<&Slot> {
         match self.fast_puts.iter().rev().find(|(i, _)| *i == id) {
             Some((_, slot)) => Some(slot),
@@ -1294,6 +1298,7 @@ impl<'s> Unpickler<'s> {
 
     /// A string (BINUNICODE, optionally memoized, or a memo read of one) as its range in
     /// the pickle.
+    #[inline(always)]
     fn fast_string(&mut self, data: &[u8]) -> Option<(usize, usize)> {
         let o = self.fast_op(data)?;
         match (o.code, o.arg) {
@@ -1338,6 +1343,7 @@ impl<'s> Unpickler<'s> {
         }
     }
 
+    #[inline(always)]
     fn fast_int(&mut self, data: &[u8]) -> Option<i64> {
         match self.fast_op(data)?.arg {
             Arg::Int(v) => Some(v),
