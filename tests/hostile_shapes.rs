@@ -62,7 +62,7 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use ptconform::check::check_bytes;
@@ -89,16 +89,21 @@ fn record_bytes(src: &Path, record_suffix: &str) -> Vec<u8> {
     a.read(&name, true).unwrap().to_vec()
 }
 
-/// Checks `bytes`, timing it: a hostile input must not make `check` hang.
+/// Checks `bytes` under a watchdog: a hostile input must not make `check` hang. Not a
+/// speed goal (those are benchmarks and growth checks): two minutes is far beyond any
+/// input here, so only a check that would never end trips it, and it names itself
+/// instead of stalling the whole run.
 fn check(bytes: &[u8]) -> Vec<FormatError> {
-    let t0 = Instant::now();
-    let v = check_bytes(bytes);
-    assert!(
-        t0.elapsed() < Duration::from_secs(10),
-        "check took {:?}",
-        t0.elapsed()
-    );
-    v
+    let bytes = bytes.to_vec();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(check_bytes(&bytes));
+    });
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(v) => v,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("check hung (over 2 min)"),
+        Err(e) => panic!("check panicked: {e}"),
+    }
 }
 
 /// The first finding of `rule` whose record contains `record`.

@@ -277,3 +277,33 @@ pub fn archives_under(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// A growth check in place of a wall-clock limit: times `f(small)` and `f(large)` (best
+/// of three each, so a busy machine slows both) and fails when the large run costs more
+/// than `max_ratio` times the small one, plus 50 ms of timer noise. Linear work at
+/// `large = 10 * small` costs about 10x; the quadratic blow-ups these tests guard
+/// against cost 100x. Machine speed cancels out.
+pub fn assert_growth<R>(
+    what: &str,
+    small: usize,
+    large: usize,
+    max_ratio: f64,
+    f: impl Fn(usize) -> R,
+) {
+    let best = |n: usize| {
+        (0..3)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                std::hint::black_box(f(n));
+                t.elapsed()
+            })
+            .min()
+            .expect("three runs")
+    };
+    let (ts, tl) = (best(small), best(large));
+    let limit = ts.mul_f64(max_ratio) + std::time::Duration::from_millis(50);
+    assert!(
+        tl <= limit,
+        "{what}: size {large} took {tl:?}, size {small} took {ts:?}: more than {max_ratio}x"
+    );
+}
