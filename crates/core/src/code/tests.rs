@@ -609,7 +609,8 @@ fn mutated_files_never_panic() {
 /// a slow machine does not fail it.
 #[test]
 fn huge_inputs_take_linear_time() {
-    let shapes: [(&str, fn(usize) -> String); 9] = [
+    type Shape = (&'static str, fn(usize) -> String);
+    let shapes: [Shape; 9] = [
         ("nested brackets", |n| {
             format!("class A:\n  x : {}\n", "[".repeat(n))
         }),
