@@ -254,19 +254,34 @@ fn check_gelu_approximate(text: &str, at: &str, out: &mut Vec<FormatError>) {
     }
 }
 
-/// Deepest bracket nesting in TorchScript code that PyTorch's loader is known to
-/// survive comfortably. Its parser is recursive: 5,000 nested brackets in a method body
-/// crash `torch.jit.load` with SIGSEGV (corpus/torch-crashes), while ptconform keeps
-/// bodies as text and would otherwise accept the file.
+/// Deepest expression nesting in TorchScript code that PyTorch's loader is known to
+/// survive comfortably. Its parser and the passes after it recurse over the expression
+/// tree: 5,000 nested brackets in a method body crash `torch.jit.load` with SIGSEGV
+/// (corpus/torch-crashes), and so does a 12,000-term `x + x + ...` chain, a left-deep
+/// tree with no brackets at all (8,000 terms load). ptconform keeps bodies as text and
+/// would otherwise accept such files.
 pub const MAX_CODE_NESTING: usize = 1000;
 
-/// `code-nesting`: brackets (outside string literals) nested deeper than
-/// [`MAX_CODE_NESTING`].
+/// `code-nesting`: an expression whose tree is deeper than [`MAX_CODE_NESTING`],
+/// measured on the text as PyTorch's recursive parser builds it: each open bracket is a
+/// level, and so is each binary operator of a chain inside one bracket group (`a + b + c`
+/// is two levels; a comma or the end of a statement starts a new chain). Operators
+/// are counted per run of operator characters and per `and`/`or`/`not`/`is`/`in` word,
+/// outside string literals. A unary minus or an `=` is counted too: an over-count of a
+/// few levels per statement, far below the limit.
 fn check_code_nesting(text: &[u8], record: &str, out: &mut Vec<FormatError>) {
-    let (mut depth, mut max, mut at) = (0usize, 0usize, 0usize);
+    // `chains[d]`: operators so far in the innermost chain at bracket depth `d`;
+    // `levels` is the tree depth there: brackets plus every enclosing chain.
+    let mut chains: Vec<usize> = vec![0];
+    let mut levels = 0usize;
+    let (mut max, mut at) = (0usize, 0usize);
     let mut quote: Option<u8> = None;
     let mut escaped = false;
-    for (i, &c) in text.iter().enumerate() {
+    let mut in_operator = false;
+    let mut word_start: Option<usize> = None;
+    let mut i = 0;
+    while i <= text.len() {
+        let c = text.get(i).copied().unwrap_or(b'\n');
         if let Some(q) = quote {
             if escaped {
                 escaped = false;
@@ -275,19 +290,42 @@ fn check_code_nesting(text: &[u8], record: &str, out: &mut Vec<FormatError>) {
             } else if c == q {
                 quote = None;
             }
+            i += 1;
             continue;
         }
+        let is_word = c.is_ascii_alphanumeric() || c == b'_';
+        if is_word {
+            word_start.get_or_insert(i);
+        } else if let Some(start) = word_start.take() {
+            if matches!(&text[start..i], b"and" | b"or" | b"not" | b"is" | b"in") {
+                *chains.last_mut().expect("a chain per depth") += 1;
+                levels += 1;
+            }
+        }
+        let operator = b"+-*/%@&|^<>=!~".contains(&c);
+        if operator && !in_operator {
+            *chains.last_mut().expect("a chain per depth") += 1;
+            levels += 1;
+        }
+        in_operator = operator;
         match c {
             b'\'' | b'"' => quote = Some(c),
             b'(' | b'[' | b'{' => {
-                depth += 1;
-                if depth > max {
-                    (max, at) = (depth, i);
-                }
+                chains.push(0);
+                levels += 1;
             }
-            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b')' | b']' | b'}' if chains.len() > 1 => {
+                levels -= 1 + chains.pop().expect("more than one chain");
+            }
+            b',' => levels -= std::mem::take(chains.last_mut().expect("a chain per depth")),
+            // A statement ends at a newline outside brackets.
+            b'\n' | b';' if chains.len() == 1 => levels -= std::mem::take(&mut chains[0]),
             _ => {}
         }
+        if levels > max {
+            (max, at) = (levels, i.min(text.len().saturating_sub(1)));
+        }
+        i += 1;
     }
     if max > MAX_CODE_NESTING {
         out.push(FormatError::new(
@@ -295,7 +333,7 @@ fn check_code_nesting(text: &[u8], record: &str, out: &mut Vec<FormatError>) {
             record.to_string(),
             Some(at as u64),
             format!(
-                "brackets nested {max} deep (more than {MAX_CODE_NESTING}): PyTorch's recursive parser crashes on such code"
+                "expression nested {max} deep (brackets and operator chains; more than {MAX_CODE_NESTING}): PyTorch's recursive parser crashes on deep code (5,000 brackets, or a 12,000-term chain)"
             ),
         ));
     }
@@ -962,6 +1000,61 @@ mod tests {
             }));
         }
         (v, ty)
+    }
+
+    fn nesting_of(text: &str) -> Option<String> {
+        let mut out = Vec::new();
+        check_code_nesting(text.as_bytes(), "code/__torch__.py", &mut out);
+        out.pop().map(|e| e.message)
+    }
+
+    #[test]
+    fn operator_chains_count_as_nesting() {
+        let body = |terms: usize| {
+            format!(
+                "def forward(self, x: Tensor) -> Tensor:\n  return {}\n",
+                vec!["x"; terms].join(" + ")
+            )
+        };
+        assert_eq!(nesting_of(&body(900)), None);
+        let m = nesting_of(&body(1_200)).expect("a 1,200-term chain is flagged");
+        assert!(
+            m.contains("nested 1199 deep") || m.contains("nested 1200 deep"),
+            "{m}"
+        );
+        // Word operators are a chain too.
+        let words = format!(
+            "def f(a: bool) -> bool:\n  return {}\n",
+            vec!["a"; 1_100].join(" and ")
+        );
+        assert!(nesting_of(&words).is_some());
+        // Commas and statements start new chains: many short sums are shallow.
+        let args = format!(
+            "def f(x: int) -> int:\n  return g({})\n",
+            vec!["x + x"; 2_000].join(", ")
+        );
+        assert_eq!(nesting_of(&args), None);
+        let lines = "def f(x: int) -> int:\n".to_string() + &"  x = x + x + x\n".repeat(2_000);
+        assert_eq!(nesting_of(&lines), None);
+        // Operators inside string literals are text.
+        let text = format!("def f() -> str:\n  return \"{}\"\n", "+".repeat(5_000));
+        assert_eq!(nesting_of(&text), None);
+        // Brackets still count, and chains inside brackets add to them.
+        let deep = format!(
+            "def f(x: int) -> int:\n  return {}x{}\n",
+            "(".repeat(1_001),
+            ")".repeat(1_001)
+        );
+        assert!(nesting_of(&deep).is_some());
+        let mixed = format!(
+            "def f(x: int) -> int:\n  return {}x{}\n",
+            "(x + x + x + ".repeat(300),
+            ")".repeat(300)
+        );
+        assert!(
+            nesting_of(&mixed).is_some(),
+            "300 brackets each under 3 operators is 1,200 levels"
+        );
     }
 
     #[test]

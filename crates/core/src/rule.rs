@@ -105,7 +105,7 @@ rules! {
         "a storage record missing or too small, a view outside its storage, bad device";
     CodeSyntax = "code-syntax", Code, "a `code/` declaration that does not parse";
     CodeNesting = "code-nesting", Code,
-        "brackets nested more than 1,000 deep in code (PyTorch's recursive parser crashes on such files; see `corpus/torch-crashes/`)";
+        "an expression nested more than 1,000 deep in code, counting brackets and operator chains (PyTorch's recursive parser crashes on such files: 5,000 brackets, or a 12,000-term `x + x + ...`; see `corpus/torch-crashes/`)";
     CodeEncoding = "code-encoding", Code, "a `code/` file that is not UTF-8";
     TypeUnknown = "type-unknown", Model,
         "a class/enum used by the pickle but not defined in `code/`";
