@@ -296,11 +296,11 @@ fn check_code_nesting(text: &[u8], record: &str, out: &mut Vec<FormatError>) {
         let is_word = c.is_ascii_alphanumeric() || c == b'_';
         if is_word {
             word_start.get_or_insert(i);
-        } else if let Some(start) = word_start.take() {
-            if matches!(&text[start..i], b"and" | b"or" | b"not" | b"is" | b"in") {
-                *chains.last_mut().expect("a chain per depth") += 1;
-                levels += 1;
-            }
+        } else if let Some(start) = word_start.take()
+            && matches!(&text[start..i], b"and" | b"or" | b"not" | b"is" | b"in")
+        {
+            *chains.last_mut().expect("a chain per depth") += 1;
+            levels += 1;
         }
         let operator = b"+-*/%@&|^<>=!~".contains(&c);
         if operator && !in_operator {
