@@ -325,3 +325,88 @@ fn check_cli_exit_codes() {
     assert_eq!(code, 1);
     assert!(stdout.contains("zip-structure"), "{stdout}");
 }
+
+/// Field types that name their own class, directly or through another class: PyTorch
+/// defines a class's type from its field annotations before the class exists, so both
+/// files fail in `torch.jit.load` with "Unknown type name", and `check` says
+/// `type-unknown`. (A method signature naming its own class, as every `self:` does, is
+/// fine: it is compiled after the class.)
+#[test]
+fn field_types_naming_their_own_class_are_refused_as_pytorch_does() {
+    const LINEAR: &str = "__torch__.torch.nn.modules.linear.Linear";
+    let code_of = |rebuild_extra: Option<&str>, annotation: &str| {
+        let annotation = annotation.to_string();
+        let extra = rebuild_extra.map(str::to_string);
+        common::rebuild(
+            &linear(),
+            move |name, old| {
+                if name.ends_with("linear.py.debug_pkl") {
+                    return None; // its source ranges describe the old text
+                }
+                Some(if name.ends_with("linear.py") {
+                    String::from_utf8(old)
+                        .unwrap()
+                        .replace(
+                            "  _is_full_backward_hook : NoneType",
+                            &format!("  _is_full_backward_hook : {annotation}"),
+                        )
+                        .into_bytes()
+                } else {
+                    old
+                })
+            },
+            &extra
+                .as_deref()
+                .map(|text| vec![("archive/code/__torch__.py", text.as_bytes())])
+                .unwrap_or_default(),
+        )
+    };
+    let own = code_of(None, &format!("Optional[{LINEAR}]"));
+    let mutual = code_of(
+        Some(&format!(
+            "class A:\n  back : Optional[{LINEAR}]\n  def __init__(self: __torch__.A) -> NoneType:\n    self.back = None\n    return None\n"
+        )),
+        "Optional[__torch__.A]",
+    );
+    // The control: the same edit naming an unrelated defined class is fine.
+    let fine = code_of(
+        Some(
+            "class A:\n  n : int\n  def __init__(self: __torch__.A) -> NoneType:\n    self.n = 0\n    return None\n",
+        ),
+        "Optional[__torch__.A]",
+    );
+    for (what, bytes, cycle) in [
+        ("own class", &own, format!("{LINEAR} -> {LINEAR}")),
+        (
+            "through A",
+            &mutual,
+            format!("{LINEAR} -> __torch__.A -> {LINEAR}"),
+        ),
+    ] {
+        let v = check_bytes(bytes.clone());
+        let f = assert_finding(&v, rules::TYPE_UNKNOWN, "linear.py");
+        assert!(f.message.contains(&cycle), "{what}: {f}");
+    }
+    assert!(
+        check_bytes(fine.clone()).is_empty(),
+        "{:?}",
+        check_bytes(fine.clone())
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for (name, bytes) in [("own.pt", &own), ("mutual.pt", &mutual), ("fine.pt", &fine)] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        paths.push(p);
+    }
+    let script = "import sys, torch\nfor p in sys.argv[1:]:\n    try:\n        torch.jit.load(p)\n        print('loads')\n    except RuntimeError as e:\n        print('refused' if 'Unknown type name' in str(e) else 'other: ' + str(e)[:200])\n";
+    let args: Vec<&std::ffi::OsStr> = paths.iter().map(|p| p.as_os_str()).collect();
+    let Some(out) = common::torch_script(script, &args) else {
+        return;
+    };
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["refused", "refused", "loads"],
+        "PyTorch's verdicts on own / mutual / fine"
+    );
+}

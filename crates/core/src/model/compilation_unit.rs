@@ -58,6 +58,70 @@ impl CompilationUnit {
             .is_some_and(|c| c.kind == ClassKind::Module)
     }
 
+    /// A cycle of classes (or NamedTuples) whose attribute, constant or field types name
+    /// each other, or one that names itself: `[A, B, A]`. PyTorch defines a class's type
+    /// from its field annotations before the class exists, so such a file fails to load
+    /// with "Unknown type name" (method signatures may name their own class; they are
+    /// compiled after it). Iterative, each definition visited once.
+    pub fn field_type_cycle(&self) -> Option<Vec<QualifiedName>> {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mark {
+            Unseen,
+            Open,
+            Done,
+        }
+        let index = |n: &QualifiedName| {
+            self.definitions.get_index_of(n).filter(|&i| {
+                matches!(
+                    self.definitions[i],
+                    Definition::Class(_) | Definition::NamedTuple(_)
+                )
+            })
+        };
+        let edges: Vec<Vec<usize>> = self
+            .definitions
+            .values()
+            .map(|d| d.field_types().iter().filter_map(index).collect())
+            .collect();
+        let mut mark = vec![Mark::Unseen; edges.len()];
+        for start in 0..edges.len() {
+            if mark[start] != Mark::Unseen {
+                continue;
+            }
+            // (node, next edge to follow); the open path is the stack itself.
+            let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+            mark[start] = Mark::Open;
+            while let Some(&mut (node, ref mut next)) = path.last_mut() {
+                let Some(&to) = edges[node].get(*next) else {
+                    mark[node] = Mark::Done;
+                    path.pop();
+                    continue;
+                };
+                *next += 1;
+                match mark[to] {
+                    Mark::Unseen => {
+                        mark[to] = Mark::Open;
+                        path.push((to, 0));
+                    }
+                    Mark::Open => {
+                        let from = path
+                            .iter()
+                            .position(|&(n, _)| n == to)
+                            .expect("open is on the path");
+                        let mut cycle: Vec<QualifiedName> = path[from..]
+                            .iter()
+                            .map(|&(n, _)| self.definitions.get_index(n).expect("index").0.clone())
+                            .collect();
+                        cycle.push(cycle[0].clone());
+                        return Some(cycle);
+                    }
+                    Mark::Done => {}
+                }
+            }
+        }
+        None
+    }
+
     pub fn definitions(&self) -> impl Iterator<Item = &Definition> {
         self.definitions.values()
     }

@@ -177,6 +177,22 @@ pub fn validate_objects(m: &ScriptModule) -> Result<(), crate::error::FormatErro
     use super::{Definition, ObjectState};
     use crate::error::{FormatError, rules};
     let err = |rule, msg: String| FormatError::new(rule, "data.pkl", None, msg);
+    if let Some(cycle) = m.cu.field_type_cycle() {
+        let path = cycle
+            .iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>()
+            .join(" -> ");
+        let file = crate::model::types::qualifier_to_code_path(cycle[0].qualifier());
+        return Err(FormatError::new(
+            rules::TYPE_UNKNOWN,
+            file,
+            None,
+            format!(
+                "field types name their own class ({path}): PyTorch resolves them before the class exists and fails with \"Unknown type name\""
+            ),
+        ));
+    }
     let mut seen = rustc_hash::FxHashSet::default();
     let mut stack: Vec<&IValue> = Vec::new();
     let root = IValue::Object(m.root.clone());
