@@ -1883,3 +1883,34 @@ fn check_reports_malformed_flatbuffers() {
         );
     }
 }
+
+/// The zip side's extra-file name rule holds for flatbuffers too (`convert` turns each
+/// name into `extra/NAME`, `extra --out-dir` into a path), and a name may appear once.
+#[test]
+fn flatbuffer_extra_file_names_follow_the_zip_rule() {
+    let base = read(&corpus_bytes("linear.ptl")).unwrap();
+    let with_names = |names: &[&str]| {
+        let mut m = base.clone();
+        m.extra_files = names
+            .iter()
+            .map(|n| (n.to_string(), Bytes::from_static(b"x")))
+            .collect();
+        let b = ptconform::flatbuffer::write::write_flatbuffer(&m, &Default::default()).unwrap();
+        ptconform::check::check_flatbuffer(&Bytes::from(b))
+    };
+    assert!(with_names(&["a", "dir/b.txt"]).is_empty());
+    for (names, at, says) in [
+        (&["../escape"][..], 0, "escape"),
+        (&["/abs"][..], 0, "escape"),
+        (&["a//b"][..], 0, "empty path component"),
+        (&["ok", "ok"][..], 1, "a second extra file"),
+    ] {
+        let v = with_names(names);
+        let f = v
+            .iter()
+            .find(|f| f.rule == rules::EXTRA_NAME)
+            .unwrap_or_else(|| panic!("{names:?}: {v:?}"));
+        assert_eq!(f.location.record, format!("Module.extra_files[{at}].name"));
+        assert!(f.message.contains(says), "{names:?}: {f}");
+    }
+}

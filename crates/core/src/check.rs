@@ -202,6 +202,7 @@ pub fn check_flatbuffer(buf: &Bytes) -> Vec<FormatError> {
     check_enum_values(buf, &mut out);
     check_required_fields(buf, &mut out);
     if let Some(m) = &mobile {
+        check_flatbuffer_extra_names(&m.extra_files, &mut out);
         for (k, (q, text)) in m.jit_sources.iter().enumerate() {
             let at = format!("Module.jit_sources[{k}] ({q})");
             check_code_nesting(text.as_bytes(), &at, &mut out);
@@ -213,6 +214,31 @@ pub fn check_flatbuffer(buf: &Bytes) -> Vec<FormatError> {
         check_flatbuffer_objects(&m.module, &mut out);
     }
     out
+}
+
+/// `extra-file-name` for a flatbuffer's extra files: the zip rule (the name becomes
+/// `extra/NAME` when `convert` writes a zip, and a path under `extra --out-dir`), and no
+/// name twice (PyTorch's extra-files map keeps one of them; the zip side refuses a
+/// repeated entry as `zip-structure`).
+fn check_flatbuffer_extra_names(files: &[(String, Bytes)], out: &mut Vec<FormatError>) {
+    let mut seen = HashSet::new();
+    for (i, (name, _)) in files.iter().enumerate() {
+        let at = format!("Module.extra_files[{i}].name");
+        let problem = if is_unsafe_name(name) {
+            Some("extra file name is absolute or contains '..', '\\' or NUL: it would escape an extraction directory".to_string())
+        } else if name.contains("//") || name.ends_with('/') {
+            Some("extra file name has an empty path component".to_string())
+        } else if !seen.insert(name.as_str()) {
+            Some(format!(
+                "a second extra file named {name:?} (PyTorch keeps only one)"
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            out.push(FormatError::new(rules::EXTRA_NAME, at, None, message));
+        }
+    }
 }
 
 /// `flatbuffer-upgrader`: `torch.gelu(..., approximate=...)` in `jit_sources`.
