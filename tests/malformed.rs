@@ -410,3 +410,75 @@ fn field_types_naming_their_own_class_are_refused_as_pytorch_does() {
         "PyTorch's verdicts on own / mutual / fine"
     );
 }
+
+/// Unqualified type names: the ones TorchScript's parser knows load (and check ok), any
+/// other (`Optional[Nowhere]` holding None) is "Unknown type name" in PyTorch and
+/// `type-unknown` in `check`. Every name of the table is tried, against PyTorch too.
+#[test]
+fn unqualified_type_names_are_the_ones_pytorch_knows() {
+    let known: Vec<&str> = ptconform::model::types::BASE_TYPE_NAMES
+        .iter()
+        .copied()
+        // `Optional[None]` is an internal assert in PyTorch; bare `NoneType` is what
+        // linear.pt already declares.
+        .filter(|n| !matches!(*n, "None" | "NoneType"))
+        .collect();
+    let unknown = [
+        "Nowhere",
+        "Scalar",
+        "ScalarType",
+        "Layout",
+        "Storage",
+        "dict",
+        "QScheme",
+    ];
+    let file_for = |name: &str| {
+        let annotation = format!("  _is_full_backward_hook : Optional[{name}]");
+        common::rebuild(
+            &linear(),
+            move |record, old| {
+                if record.ends_with("linear.py.debug_pkl") {
+                    return None;
+                }
+                Some(if record.ends_with("linear.py") {
+                    String::from_utf8(old)
+                        .unwrap()
+                        .replace("  _is_full_backward_hook : NoneType", &annotation)
+                        .into_bytes()
+                } else {
+                    old
+                })
+            },
+            &[],
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for (name, is_known) in known
+        .iter()
+        .map(|n| (*n, true))
+        .chain(unknown.iter().map(|n| (*n, false)))
+    {
+        let bytes = file_for(name);
+        let v = check_bytes(bytes.clone());
+        if is_known {
+            assert!(v.is_empty(), "{name}: {v:?}");
+        } else {
+            let f = assert_finding(&v, rules::TYPE_UNKNOWN, "linear.py");
+            assert!(f.message.contains(&format!("{name:?}")), "{name}: {f}");
+        }
+        let p = dir.path().join(format!("{name}.pt"));
+        std::fs::write(&p, bytes).unwrap();
+        paths.push((name, is_known, p));
+    }
+    let script = "import sys, torch\nfor p in sys.argv[1:]:\n    try:\n        torch.jit.load(p)\n        print('loads')\n    except RuntimeError as e:\n        print('refused' if 'Unknown type name' in str(e) else 'other')\n";
+    let args: Vec<&std::ffi::OsStr> = paths.iter().map(|(_, _, p)| p.as_os_str()).collect();
+    let Some(out) = common::torch_script(script, &args) else {
+        return;
+    };
+    for ((name, is_known, _), verdict) in paths.iter().zip(out.lines()) {
+        let want = if *is_known { "loads" } else { "refused" };
+        assert_eq!(verdict, want, "PyTorch on Optional[{name}]");
+    }
+    assert_eq!(out.lines().count(), paths.len());
+}

@@ -193,6 +193,22 @@ pub fn validate_objects(m: &ScriptModule) -> Result<(), crate::error::FormatErro
             ),
         ));
     }
+    for def in m.cu.definitions() {
+        let mut unknown = Vec::new();
+        def.declared_types()
+            .for_each(|t| t.unknown_base_names(&mut unknown));
+        if let Some(name) = unknown.first() {
+            return Err(FormatError::new(
+                rules::TYPE_UNKNOWN,
+                crate::model::types::qualifier_to_code_path(def.name().qualifier()),
+                None,
+                format!(
+                    "{} names the type {name:?}, which TorchScript does not know (PyTorch: \"Unknown type name\")",
+                    def.name()
+                ),
+            ));
+        }
+    }
     let mut seen = rustc_hash::FxHashSet::default();
     let mut stack: Vec<&IValue> = Vec::new();
     let root = IValue::Object(m.root.clone());

@@ -97,6 +97,43 @@ pub struct TypeParseError {
     pub message: &'static str,
 }
 
+/// The unqualified type names TorchScript's type parser knows (PyTorch's base Python
+/// types table: `c10::DefaultTypeFactory::basePythonTypes`). Each was loaded by
+/// PyTorch 2.15 as `Optional[NAME]`; names outside it (`Scalar`, `ScalarType`, `Layout`,
+/// `Storage`, `dict`, ...) fail with "Unknown type name".
+pub const BASE_TYPE_NAMES: &[&str] = &[
+    "Tensor",
+    "LongTensor",
+    "DoubleTensor",
+    "FloatTensor",
+    "IntTensor",
+    "ShortTensor",
+    "HalfTensor",
+    "CharTensor",
+    "ByteTensor",
+    "BoolTensor",
+    "int",
+    "float",
+    "bool",
+    "complex",
+    "str",
+    "Device",
+    "Generator",
+    "Stream",
+    "number",
+    "None",
+    "NoneType",
+    "Any",
+    "Capsule",
+    "list",
+    "tuple",
+];
+
+/// Generic heads (`List[int]`); a bare head is left for the parser to judge.
+pub const GENERIC_TYPE_NAMES: &[&str] = &[
+    "List", "Dict", "Tuple", "Optional", "Union", "Future", "RRef", "Await", "Final",
+];
+
 /// Deepest type nesting accepted; keeps recursive printing and matching bounded.
 pub const MAX_TYPE_DEPTH: usize = 64;
 
@@ -159,6 +196,22 @@ impl TypeExpr {
     }
 
     /// Qualified class-like names mentioned anywhere in this type (`__torch__.*`).
+    /// Unqualified leaf names PyTorch's type parser does not know ([`BASE_TYPE_NAMES`];
+    /// generic heads are left to the parser): `Nowhere` in `Optional[Nowhere]`.
+    pub fn unknown_base_names<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            TypeExpr::Name(n)
+                if !n.contains('.')
+                    && !BASE_TYPE_NAMES.contains(&n.as_str())
+                    && !GENERIC_TYPE_NAMES.contains(&n.as_str()) =>
+            {
+                out.push(n)
+            }
+            TypeExpr::Generic(_, a) => a.iter().for_each(|t| t.unknown_base_names(out)),
+            _ => {}
+        }
+    }
+
     pub fn named_types(&self, out: &mut Vec<QualifiedName>) {
         match self {
             TypeExpr::Name(n) if n.contains('.') => out.push(QualifiedName::new(n.clone())),
@@ -434,6 +487,34 @@ impl Definition {
             i.methods.iter().for_each(|(_, s)| s.named_types(&mut out));
         }
         out
+    }
+
+    /// Every type annotation of the declaration: attribute, constant and NamedTuple field
+    /// types, then method (or interface method, or function) parameter and return types.
+    pub fn declared_types(&self) -> impl Iterator<Item = &TypeExpr> {
+        let fields: Vec<&TypeExpr> = match self {
+            Definition::Class(c) => c
+                .attributes
+                .iter()
+                .map(|a| &a.ty)
+                .chain(c.constants.iter().map(|k| &k.ty))
+                .collect(),
+            Definition::NamedTuple(n) => n.fields.iter().map(|(_, t)| t).collect(),
+            _ => Vec::new(),
+        };
+        let mut signatures: Vec<&Signature> =
+            self.methods().into_iter().map(|m| &m.signature).collect();
+        if let Definition::Interface(i) = self {
+            signatures.extend(i.methods.iter().map(|(_, s)| s));
+        }
+        fields
+            .into_iter()
+            .chain(signatures.into_iter().flat_map(|s| {
+                s.params
+                    .iter()
+                    .filter_map(|p| p.ty.as_ref())
+                    .chain(&s.returns)
+            }))
     }
 
     /// Named types of attributes, constants and NamedTuple fields, in text order.
