@@ -117,7 +117,7 @@ rules! {
     ModuleTree = "module-tree", Model,
         "the module tree is too large (shared-submodule blow-up)";
     ExtraFileName = "extra-file-name", Archive,
-        "a record or flatbuffer extra-file name that is absolute, has `..`, `\\`, NUL or empty components (or, in a flatbuffer, is used twice)";
+        "a record or flatbuffer extra-file name that is absolute, has `..`, `\\`, NUL or empty components (in a flatbuffer: absolute, `..`, `\\`, empty components, or used twice; a NUL is allowed, as PyTorch writes it)";
     Flatbuffer = "flatbuffer", Flatbuffer,
         "a flatbuffer field out of its domain that no precise `flatbuffer-*` rule covers: a cycle, a bad union tag or scalar type, a storage shorter than its tensor (the field is named)";
     FlatbufferIdentifier = "flatbuffer-identifier", Flatbuffer,
