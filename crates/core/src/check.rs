@@ -35,6 +35,18 @@ fn check_data(data: Bytes) -> Vec<FormatError> {
     }
 }
 
+/// What breaks the `extra-file-name` rule in a record or extra-file name, if anything:
+/// the shapes that escape an extraction directory, or an empty path component.
+fn name_problem(name: &str) -> Option<&'static str> {
+    if is_unsafe_name(name) {
+        Some("is absolute or contains '..', '\\' or NUL: it would escape an extraction directory")
+    } else if name.contains("//") || name.ends_with('/') {
+        Some("has an empty path component")
+    } else {
+        None
+    }
+}
+
 /// True when a record name could escape a directory it is extracted into.
 pub fn is_unsafe_name(name: &str) -> bool {
     if name.is_empty() || name.contains('\\') || name.contains('\0') {
@@ -59,19 +71,16 @@ pub fn check_archive(archive: &ZipArchiveReader) -> Vec<FormatError> {
                     archive.prefix()
                 ),
             )),
-            Some(n) if is_unsafe_name(n) => out.push(FormatError::new(
-                rules::EXTRA_NAME,
-                rec.full_name.clone(),
-                Some(rec.header_offset),
-                "record name is absolute or contains '..', '\\' or NUL: it would escape an extraction directory",
-            )),
-            Some(n) if n.contains("//") || n.ends_with('/') => out.push(FormatError::new(
-                rules::EXTRA_NAME,
-                rec.full_name.clone(),
-                Some(rec.header_offset),
-                "record name has an empty path component",
-            )),
-            Some(_) => {}
+            Some(n) => {
+                if let Some(why) = name_problem(n) {
+                    out.push(FormatError::new(
+                        rules::EXTRA_NAME,
+                        rec.full_name.clone(),
+                        Some(rec.header_offset),
+                        format!("record name {why}"),
+                    ));
+                }
+            }
         }
         if let Err(e) = archive.read_record(rec, true) {
             out.push(e);
@@ -226,10 +235,8 @@ fn check_flatbuffer_extra_names(files: &[(String, Bytes)], out: &mut Vec<FormatE
         let at = format!("Module.extra_files[{i}].name");
         // A NUL alone escapes nothing, and PyTorch writes and loads such names
         // (corpus/quirks/extra_files_nul_name.ptl): only the escaping shapes count here.
-        let problem = if is_unsafe_name(&name.replace('\0', "_")) {
-            Some("extra file name is absolute or contains '..' or '\\': it would escape an extraction directory".to_string())
-        } else if name.contains("//") || name.ends_with('/') {
-            Some("extra file name has an empty path component".to_string())
+        let problem = if let Some(why) = name_problem(&name.replace('\0', "_")) {
+            Some(format!("extra file name {why}"))
         } else if !seen.insert(name.as_str()) {
             Some(format!(
                 "a second extra file named {name:?} (PyTorch keeps only one)"
