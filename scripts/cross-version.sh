@@ -9,7 +9,7 @@
 #   scripts/cross-version.sh 2.3.1 2.4.1        # these releases
 #   REGEN=1 CASES=1000 scripts/cross-version.sh 2.5.1
 #
-# CI runs tests/cross_version.rs against the committed files only: every release's
+# CI runs tests/pytorch/cross_version.rs against the committed files only: every release's
 # archives read with their facts and re-save byte for byte; the release-specific PyTorch
 # tests there skip (saying so) without the older venvs.
 set -euo pipefail
@@ -30,4 +30,4 @@ for version in "$@"; do
         --torch "$py" --corpus /nonexistent
 done
 # The release tests run once, over every venv now present.
-cargo test --release --locked --test cross_version -- --nocapture
+cargo test --release --locked --test pytorch cross_version:: -- --nocapture

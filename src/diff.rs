@@ -1264,130 +1264,25 @@ fn sorted<'a>(v: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
-// ---------------------------------------------------------------------------------------
-// Unified diff
-// ---------------------------------------------------------------------------------------
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Op {
-    Equal,
-    Delete,
-    Insert,
-}
-
-/// Largest `n * m` (after trimming the common prefix and suffix) for which the LCS table
-/// is computed; beyond it the middle is shown as deleted and re-inserted.
-const LCS_CELLS: usize = 4_000_000;
-
-/// The edit script turning `a` into `b` (LCS-based): `(op, index in a, index in b)`.
-fn edit_script(a: &[&str], b: &[&str]) -> Vec<(Op, usize, usize)> {
-    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-    let suffix = a[prefix..]
-        .iter()
-        .rev()
-        .zip(b[prefix..].iter().rev())
-        .take_while(|(x, y)| x == y)
-        .count();
-    let am = &a[prefix..a.len() - suffix];
-    let bm = &b[prefix..b.len() - suffix];
-    let mut ops: Vec<(Op, usize, usize)> = (0..prefix).map(|i| (Op::Equal, i, i)).collect();
-    let (n, m) = (am.len(), bm.len());
-    if n.saturating_mul(m) <= LCS_CELLS {
-        // lcs[i][j] = LCS length of am[i..] and bm[j..].
-        let w = m + 1;
-        let mut lcs = vec![0u32; (n + 1) * w];
-        for i in (0..n).rev() {
-            for j in (0..m).rev() {
-                lcs[i * w + j] = if am[i] == bm[j] {
-                    lcs[(i + 1) * w + j + 1] + 1
-                } else {
-                    lcs[(i + 1) * w + j].max(lcs[i * w + j + 1])
-                };
-            }
-        }
-        let (mut i, mut j) = (0, 0);
-        while i < n || j < m {
-            if i < n && j < m && am[i] == bm[j] {
-                ops.push((Op::Equal, prefix + i, prefix + j));
-                i += 1;
-                j += 1;
-            } else if i < n && (j == m || lcs[(i + 1) * w + j] >= lcs[i * w + j + 1]) {
-                ops.push((Op::Delete, prefix + i, prefix + j));
-                i += 1;
-            } else {
-                ops.push((Op::Insert, prefix + i, prefix + j));
-                j += 1;
-            }
-        }
-    } else {
-        ops.extend((0..n).map(|i| (Op::Delete, prefix + i, prefix)));
-        ops.extend((0..m).map(|j| (Op::Insert, prefix + n, prefix + j)));
-    }
-    ops.extend((0..suffix).map(|k| (Op::Equal, a.len() - suffix + k, b.len() - suffix + k)));
-    ops
-}
+/// Largest number of seconds spent looking for the shortest line diff of one text; past
+/// it `similar` settles for a longer (still correct) one, so two huge unrelated code
+/// files cannot stall `diff`.
+const TEXT_DIFF_SECONDS: u64 = 2;
 
 /// A unified diff of two texts by lines (`---`/`+++` headers, `@@` hunks with
-/// `context` lines around each change); empty when the texts are equal.
+/// `context` lines around each change); empty when the texts are equal. The `similar`
+/// crate does the work (Myers' algorithm, GNU diff's hunk format).
 pub fn unified_diff(a: &str, b: &str, a_name: &str, b_name: &str, context: usize) -> String {
     if a == b {
         return String::new();
     }
-    let al: Vec<&str> = a.lines().collect();
-    let bl: Vec<&str> = b.lines().collect();
-    let ops = edit_script(&al, &bl);
-    let mut out = format!("--- {a_name}\n+++ {b_name}\n");
-    let changed: Vec<usize> = ops
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| o.0 != Op::Equal)
-        .map(|(k, _)| k)
-        .collect();
-    if changed.is_empty() {
-        // Only the final newline differs.
-        out.push_str("@@ (the texts differ only in line endings or a final newline) @@\n");
-        return out;
-    }
-    // Group changes into hunks: changes closer than 2*context lines share a hunk.
-    let mut k = 0;
-    while k < changed.len() {
-        let start = changed[k].saturating_sub(context);
-        let mut end = changed[k];
-        while k + 1 < changed.len() && changed[k + 1] <= end + 2 * context + 1 {
-            k += 1;
-            end = changed[k];
-        }
-        let end = (end + context + 1).min(ops.len());
-        let hunk = &ops[start..end];
-        let a_start = hunk[0].1;
-        let b_start = hunk[0].2;
-        let a_len = hunk.iter().filter(|o| o.0 != Op::Insert).count();
-        let b_len = hunk.iter().filter(|o| o.0 != Op::Delete).count();
-        let range = |s: usize, l: usize| {
-            if l == 0 {
-                format!("{s},0")
-            } else if l == 1 {
-                format!("{}", s + 1)
-            } else {
-                format!("{},{l}", s + 1)
-            }
-        };
-        let _ = writeln!(
-            out,
-            "@@ -{} +{} @@",
-            range(a_start, a_len),
-            range(b_start, b_len)
-        );
-        for (op, i, j) in hunk {
-            let _ = match op {
-                Op::Equal => writeln!(out, " {}", al[*i]),
-                Op::Delete => writeln!(out, "-{}", al[*i]),
-                Op::Insert => writeln!(out, "+{}", bl[*j]),
-            };
-        }
-        k += 1;
-    }
-    out
+    similar::TextDiff::configure()
+        .timeout(std::time::Duration::from_secs(TEXT_DIFF_SECONDS))
+        .diff_lines(a, b)
+        .unified_diff()
+        .context_radius(context)
+        .header(a_name, b_name)
+        .to_string()
 }
 
 #[cfg(test)]
@@ -1404,6 +1299,13 @@ mod tests {
             "--- a/x\n+++ b/x\n@@ -3,3 +3,3 @@\n c\n-d\n+D\n e\n@@ -8 +8,2 @@\n h\n+I\n"
         );
         assert_eq!(unified_diff(a, a, "a", "b", 3), "");
+    }
+
+    #[test]
+    fn unified_diff_shows_a_missing_final_newline() {
+        let d = unified_diff("x\ny\n", "x\ny", "a", "b", 3);
+        assert!(d.starts_with("--- a\n+++ b\n@@ -1,2 +1,2 @@\n"), "{d}");
+        assert!(d.contains("No newline at end of file"), "{d}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The cargo-fuzz targets. Each `fuzz_targets/<name>.rs` is one line over
 //! [`ptconform_gen::fuzz_support`], where the targets are listed once
 //! ([`TARGETS`](ptconform_gen::fuzz_support::TARGETS)) and run under `cargo test` too
-//! (`tests/fuzz_targets.rs`). The tests here keep every other list of targets (this
+//! (`tests/generator/fuzz_targets.rs`). The tests here keep every other list of targets (this
 //! crate's binaries, `.ci/fuzz`, the ClusterFuzzLite build, the README) equal to it.
 
 /// libFuzzer's custom mutator for a load target: half of the mutations are structure-aware

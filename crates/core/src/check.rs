@@ -1,7 +1,7 @@
 //! `check`: conformance rules over an archive. Each violation names a stable rule id
 //! (see the README), the record and, where known, the byte offset.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Component, Path};
 use std::sync::Arc;
 
@@ -9,14 +9,11 @@ use bytes::Bytes;
 
 use crate::error::{Error, FormatError, rules};
 use crate::flatbuffer::generated::mobile_bytecode as fb;
-use crate::flatbuffer::read::ObjectKind;
-use crate::flatbuffer::{MobileModule, is_flatbuffer, read_flatbuffer};
-use crate::model::{
-    CompilationUnit, Definition, IValue, Object, ObjectState, ScriptModule, Tensor, TypeExpr,
-};
+use crate::flatbuffer::{is_flatbuffer, read_flatbuffer};
+use crate::model::{IValue, Tensor};
 use crate::pickle;
 use crate::release::Release;
-use crate::zip_archive::read::read_pickle;
+use crate::zip_archive::load::read_pickle;
 use crate::zip_archive::{LoadOptions, ZipArchiveReader, load_archive};
 
 /// Result of checking one file (zip archive or mobile flatbuffer, detected from the
@@ -165,12 +162,7 @@ pub fn check_archive(archive: &ZipArchiveReader) -> Vec<FormatError> {
         if let Ok(pickle::Unpickled { end, .. }) = read_pickle(archive, name, dir, &options) {
             let len = archive.record(name).map_or(0, |r| r.size as usize);
             if end < len {
-                out.push(FormatError::new(
-                    rules::PICKLE_TRAILING,
-                    name,
-                    Some(end as u64),
-                    format!("{} bytes after STOP (PyTorch ignores them)", len - end),
-                ));
+                out.push(pickle::read::trailing_data(name, end, len));
             }
         }
     }
@@ -181,7 +173,7 @@ pub fn check_archive(archive: &ZipArchiveReader) -> Vec<FormatError> {
     if let Err(e) = crate::zip_archive::bytecode::read_mobile_bytecode(archive, true) {
         out.push(e);
     }
-    check_attribute_types(&module, &mut out);
+    crate::model::module::attribute_findings(&module, &mut out);
     out
 }
 
@@ -219,8 +211,8 @@ pub fn check_flatbuffer(buf: &Bytes) -> Vec<FormatError> {
         }
     }
     if let Some(m) = mobile {
-        check_object_types(&m, &mut out);
-        check_flatbuffer_objects(&m.module, &mut out);
+        crate::flatbuffer::object_types::declared_attribute_findings(&m, &mut out);
+        crate::flatbuffer::object_types::object_findings(&m.module, &mut out);
     }
     out
 }
@@ -602,319 +594,6 @@ fn check_enum_values(buf: &[u8], out: &mut Vec<FormatError>) {
     }
 }
 
-/// `ObjectType`s whose attribute names (in slot order) differ from the class of the same
-/// name declared in `jit_sources`.
-fn check_object_types(m: &MobileModule, out: &mut Vec<FormatError>) {
-    for (i, t) in m.object_types.iter().enumerate() {
-        if !matches!(t.kind, ObjectKind::ClassWithField | ObjectKind::Unset) {
-            continue;
-        }
-        let Some(Definition::Class(class)) = m.module.cu.get_str(&t.type_name) else {
-            continue;
-        };
-        let declared: Vec<&str> = class.attributes.iter().map(|a| a.name.as_str()).collect();
-        if declared != t.attr_names {
-            out.push(FormatError::new(
-                rules::FLATBUFFER_TYPES,
-                format!("Module.object_types[{i}]"),
-                None,
-                format!(
-                    "ObjectType {} names attributes {:?} but the class declared in jit_sources has {declared:?} (PyTorch's flatbuffer writer merges distinct classes that share a qualified name)",
-                    t.type_name, t.attr_names
-                ),
-            ));
-        }
-    }
-}
-
-/// Walks every object from the root (each once, named by its attribute path from
-/// `Module.state_obj`), comparing values with the types declared in `jit_sources` and the
-/// value kinds of objects of one class with each other.
-fn check_flatbuffer_objects(m: &ScriptModule, out: &mut Vec<FormatError>) {
-    // Per (class, slot): the first non-None value seen and where.
-    let mut first_seen: HashMap<(String, String), (IValue, String)> = HashMap::new();
-    let mut reported: HashSet<(String, String)> = HashSet::new();
-    let mut seen = HashSet::new();
-    let mut containers = HashSet::new();
-    let mut stack: Vec<(Arc<Object>, String)> =
-        vec![(m.root.clone(), "Module.state_obj".to_string())];
-    let mut children = Vec::new();
-    while let Some((o, path)) = stack.pop() {
-        if !seen.insert(Arc::as_ptr(&o) as usize) {
-            continue;
-        }
-        let class = m.cu.class(&o.class);
-        let ObjectState::Attributes(attrs) = &o.state else {
-            if let ObjectState::SetState(s) = &o.state {
-                push_objects(
-                    s,
-                    &format!("{path}.__getstate__()"),
-                    &mut stack,
-                    &mut containers,
-                );
-            }
-            continue;
-        };
-        for (slot, (name, value)) in attrs.iter().enumerate() {
-            let n = name.to_string_lossy();
-            let at = format!("{path}.{n}");
-            let decl = class.and_then(|c| c.attribute_in_slot(slot, &n));
-            if let Some(decl) = decl
-                && !value_matches(value, &decl.ty, &m.cu, 0)
-            {
-                out.push(declared_type_violation(
-                    &o.class, &n, &decl.ty, value, &at, &m.cu,
-                ));
-            }
-            if !matches!(value, IValue::None) {
-                let key = (o.class.as_str().to_string(), n.clone());
-                match first_seen.get(&key) {
-                    None => {
-                        first_seen.insert(key, (value.clone(), at.clone()));
-                    }
-                    Some((first, first_at)) => {
-                        let both_declared_ok = decl.is_some_and(|d| {
-                            value_matches(first, &d.ty, &m.cu, 0)
-                                && value_matches(value, &d.ty, &m.cu, 0)
-                        });
-                        if first.kind_name() != value.kind_name()
-                            && !both_declared_ok
-                            && reported.insert(key)
-                        {
-                            out.push(FormatError::new(
-                                rules::FLATBUFFER_TYPES,
-                                at.clone(),
-                                None,
-                                format!(
-                                    "objects of {} hold a {} here but a {} at {first_at}: one class's attribute has one type, so distinct classes sharing this name were merged into one ObjectType",
-                                    o.class,
-                                    value.kind_name(),
-                                    first.kind_name()
-                                ),
-                            ));
-                        }
-                    }
-                }
-            }
-            push_objects(value, &at, &mut children, &mut containers);
-        }
-        // Visit in slot order (pre-order), so findings name the later object.
-        stack.extend(children.drain(..).rev());
-    }
-}
-
-/// A value that does not match its declared type. An object of another class where a
-/// class is declared is what PyTorch's writer produces for colliding names (the
-/// declarations in `jit_sources` are mangled, `object_types` are not).
-fn declared_type_violation(
-    class: &crate::model::QualifiedName,
-    attr: &str,
-    ty: &TypeExpr,
-    value: &IValue,
-    at: &str,
-    cu: &CompilationUnit,
-) -> FormatError {
-    let declared = ty.unwrap_optional();
-    if let (Some(Definition::Class(_)), IValue::Object(o)) = (cu.get_str(declared.head()), value) {
-        return FormatError::new(
-            rules::FLATBUFFER_TYPES,
-            at,
-            None,
-            format!(
-                "{class}.{attr} is declared {ty} in jit_sources but holds an object of ObjectType {}: PyTorch's flatbuffer writer gives all classes of one qualified name one ObjectType (without ___torch_mangle_N), so distinct classes were merged",
-                o.class
-            ),
-        );
-    }
-    FormatError::new(
-        rules::ATTRIBUTE_TYPE,
-        at,
-        None,
-        format!(
-            "{class}.{attr} is declared {ty} but holds a {}",
-            value.kind_name()
-        ),
-    )
-}
-
-/// Pushes the objects directly inside `v` (itself, or inside containers) with `path`.
-fn push_objects(
-    v: &IValue,
-    path: &str,
-    stack: &mut Vec<(Arc<Object>, String)>,
-    containers: &mut HashSet<usize>,
-) {
-    let mut objects = Vec::new();
-    collect_objects(v, &mut objects, containers);
-    stack.extend(objects.into_iter().map(|o| (o, path.to_string())));
-}
-
-/// Compares every object attribute with its declared type. PyTorch's loader does not do
-/// this (it accepts a bool in an `int` slot), so a mismatch is a conformance finding.
-fn check_attribute_types(m: &ScriptModule, out: &mut Vec<FormatError>) {
-    let mut seen = HashSet::new();
-    let mut containers = HashSet::new();
-    let mut stack = vec![m.root.clone()];
-    while let Some(o) = stack.pop() {
-        if !seen.insert(Arc::as_ptr(&o) as usize) {
-            continue;
-        }
-        let Some(class) = m.cu.class(&o.class) else {
-            continue;
-        };
-        if let ObjectState::Attributes(attrs) = &o.state {
-            for (slot, (name, value)) in attrs.iter().enumerate() {
-                let n = name.to_string_lossy();
-                if let Some(decl) = class.attribute_in_slot(slot, &n)
-                    && !value_matches(value, &decl.ty, &m.cu, 0)
-                {
-                    out.push(FormatError::new(
-                        rules::ATTRIBUTE_TYPE,
-                        "data.pkl",
-                        None,
-                        format!(
-                            "{}.{n} is declared {} but holds a {}",
-                            o.class,
-                            decl.ty,
-                            value.kind_name()
-                        ),
-                    ));
-                }
-                collect_objects(value, &mut stack, &mut containers);
-            }
-            let missing: Vec<&str> = class
-                .attributes
-                .iter()
-                .filter(|a| !attrs.iter().any(|(n, _)| n.as_bytes() == a.name.as_bytes()))
-                .map(|a| a.name.as_str())
-                .collect();
-            if !missing.is_empty() {
-                out.push(FormatError::new(
-                    rules::OBJECT_ATTRIBUTES,
-                    "data.pkl",
-                    None,
-                    format!("{} object lacks declared attributes {missing:?}", o.class),
-                ));
-            }
-        }
-    }
-}
-
-/// The objects inside `v` (not looking into them). Each tuple, list and dict is opened
-/// once per walk (`containers` holds the ones already opened): values that share
-/// children form a DAG whose tree can be exponentially large.
-fn collect_objects(v: &IValue, out: &mut Vec<Arc<Object>>, containers: &mut HashSet<usize>) {
-    let mut stack = vec![v];
-    while let Some(v) = stack.pop() {
-        match v {
-            IValue::Object(o) => out.push(o.clone()),
-            other => {
-                if other.identity().is_none_or(|id| containers.insert(id)) {
-                    stack.extend(other.children());
-                }
-            }
-        }
-    }
-}
-
-/// Whether `v` can be a value of type `t` (containers checked element-wise).
-pub fn value_matches(v: &IValue, t: &TypeExpr, cu: &CompilationUnit, depth: usize) -> bool {
-    matches_memo(v, t, cu, depth, &mut HashMap::new())
-}
-
-/// [`value_matches`], each (container, type) pair decided once: a container shared by
-/// many parents (a DAG) is compared with a given type only the first time.
-fn matches_memo(
-    v: &IValue,
-    t: &TypeExpr,
-    cu: &CompilationUnit,
-    depth: usize,
-    memo: &mut HashMap<(usize, usize), bool>,
-) -> bool {
-    if depth > 2000 {
-        return true;
-    }
-    let key = v
-        .identity()
-        .filter(|_| matches!(v, IValue::List(_) | IValue::Dict(_) | IValue::Tuple(_)))
-        .map(|id| (id, t as *const TypeExpr as usize));
-    if let Some(k) = key {
-        if let Some(&known) = memo.get(&k) {
-            return known;
-        }
-        // A value reached again while it is being decided (a cycle) is taken as a match
-        // here; its first visit decides.
-        memo.insert(k, true);
-    }
-    let result = matches_uncached(v, t, cu, depth, memo);
-    if let Some(k) = key {
-        memo.insert(k, result);
-    }
-    result
-}
-
-fn matches_uncached(
-    v: &IValue,
-    t: &TypeExpr,
-    cu: &CompilationUnit,
-    depth: usize,
-    memo: &mut HashMap<(usize, usize), bool>,
-) -> bool {
-    let mut value_matches = |v: &IValue, t: &TypeExpr, cu: &CompilationUnit, depth: usize| {
-        matches_memo(v, t, cu, depth, memo)
-    };
-    let args = t.args();
-    match (t.head(), v) {
-        ("Any", _) => true,
-        ("Optional", IValue::None) => true,
-        ("Optional", _) | ("Final", _) => args
-            .first()
-            .is_none_or(|a| value_matches(v, a, cu, depth + 1)),
-        ("NoneType", IValue::None) => true,
-        ("Tensor", IValue::Tensor(_)) => true,
-        ("int", IValue::Int(_)) => true,
-        ("float", IValue::Double(_)) => true,
-        ("bool", IValue::Bool(_)) => true,
-        ("str", IValue::String(_)) => true,
-        ("complex", IValue::Complex(..)) => true,
-        ("Device", IValue::Device(_)) => true,
-        ("List", IValue::List(l)) => args
-            .first()
-            .is_none_or(|a| l.items.iter().all(|x| value_matches(x, a, cu, depth + 1))),
-        ("Dict", IValue::Dict(d)) => match args {
-            [k, val] => d.entries.iter().all(|(dk, dv)| {
-                value_matches(dk, k, cu, depth + 1) && value_matches(dv, val, cu, depth + 1)
-            }),
-            _ => true,
-        },
-        ("Tuple", IValue::Tuple(tu)) => {
-            matches!(t, TypeExpr::EmptyTuple) && tu.items.is_empty()
-                || (tu.items.len() == args.len()
-                    && tu
-                        .items
-                        .iter()
-                        .zip(args)
-                        .all(|(x, a)| value_matches(x, a, cu, depth + 1)))
-        }
-        (name, _) if name.contains('.') => match cu.get_str(name) {
-            Some(Definition::Class(_)) => {
-                matches!(v, IValue::Object(o) if o.class.as_str() == name)
-            }
-            Some(Definition::Interface(_)) => matches!(v, IValue::Object(_)),
-            Some(Definition::Enum(_)) => {
-                matches!(v, IValue::Enum(e) if e.enum_type.as_str() == name)
-            }
-            Some(Definition::NamedTuple(nt)) => {
-                matches!(v, IValue::Tuple(tu) if tu.items.len() == nt.fields.len()
-                    && tu.items.iter().zip(&nt.fields).all(|(x, (_, ft))| value_matches(x, ft, cu, depth + 1)))
-            }
-            // Custom C++ classes and unknown names: nothing to compare against.
-            _ => true,
-        },
-        _ => false,
-    }
-}
-
 /// [`check_file`] for a reader of PyTorch `release`: also what that release reads
 /// differently from 2.15 (see [`release_violations`]).
 pub fn check_file_for(path: &Path, release: Release) -> Result<Vec<FormatError>, Error> {
@@ -1021,21 +700,6 @@ pub fn check_bytes(data: &[u8]) -> Vec<FormatError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::List;
-
-    /// A list holding its child twice, 64 levels deep: a 2^64-node tree over 65 lists.
-    fn shared_lists(levels: usize) -> (IValue, TypeExpr) {
-        let mut v = IValue::Int(1);
-        let mut ty = TypeExpr::Name("int".into());
-        for _ in 0..levels {
-            ty = TypeExpr::Generic("List".into(), vec![ty]);
-            v = IValue::List(Arc::new(List {
-                elem_type: TypeExpr::Name("int".into()),
-                items: vec![v.clone(), v],
-            }));
-        }
-        (v, ty)
-    }
 
     fn nesting_of(text: &str) -> Option<String> {
         let mut out = Vec::new();
@@ -1090,24 +754,5 @@ mod tests {
             nesting_of(&mixed).is_some(),
             "300 brackets each under 3 operators is 1,200 levels"
         );
-    }
-
-    #[test]
-    fn shared_children_are_compared_once() {
-        let (v, ty) = shared_lists(64);
-        let cu = CompilationUnit::default();
-        assert!(value_matches(&v, &ty, &cu, 0));
-        // A mismatch deep inside is still found.
-        let (v, _) = shared_lists(64);
-        let (_, wrong) = shared_lists(63);
-        assert!(!value_matches(&v, &wrong, &cu, 0));
-    }
-
-    #[test]
-    fn shared_children_are_opened_once_when_collecting_objects() {
-        let (v, _) = shared_lists(64);
-        let mut out = Vec::new();
-        collect_objects(&v, &mut out, &mut HashSet::new());
-        assert!(out.is_empty());
     }
 }

@@ -123,6 +123,7 @@ pub mod rules {
     pub const FLATBUFFER_OPCODE: Rule = Rule::FlatbufferOpcode;
     pub const CONVERT_NEEDS_BYTECODE: Rule = Rule::ConvertNeedsBytecode;
     pub const FLATBUFFER_TYPES: Rule = Rule::FlatbufferObjectTypes;
+    pub const FLATBUFFER_UNREPRESENTABLE: Rule = Rule::FlatbufferUnrepresentable;
     pub const FLATBUFFER_MISSING: Rule = Rule::FlatbufferMissingField;
     pub const FLATBUFFER_ENUM: Rule = Rule::FlatbufferEnum;
     pub const FLATBUFFER_UPGRADER: Rule = Rule::FlatbufferUpgrader;

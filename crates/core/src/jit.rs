@@ -7,12 +7,13 @@ use std::path::Path;
 
 use bytes::Bytes;
 
-use crate::error::{FormatError, Result, rules};
+use crate::error::{FormatError, Result};
 use crate::flatbuffer::generated::mobile_bytecode as fb;
 use crate::flatbuffer::{MobileModule, is_flatbuffer, read_flatbuffer};
 use crate::model::bytecode::{ModuleInfo, Operator};
 use crate::model::{Device, ScriptModule};
-use crate::zip_archive::read::{load_archive_with, open_with_crate, worth_opening_early};
+use crate::zip_archive::load::load_archive_with;
+use crate::zip_archive::read::{open_with_crate, worth_opening_early};
 use crate::zip_archive::{ExtraFilesMap, LoadOptions, ZipArchiveReader};
 
 /// The serialization format of a file, decided from its bytes.
@@ -140,17 +141,15 @@ pub fn get_model_extra_files_from_buffer(
             if archive.has_record("bytecode.pkl") {
                 Ok(())
             } else {
-                Err(no_bytecode_error().into())
+                Err(no_bytecode_error(&archive).into())
             }
         }
     }
 }
 
-fn no_bytecode_error() -> FormatError {
-    FormatError::new(
-        rules::RECORD_MISSING,
+fn no_bytecode_error(archive: &ZipArchiveReader) -> FormatError {
+    archive.missing_record(
         "bytecode.pkl",
-        None,
         "file not found: bytecode.pkl (a torch.jit.save archive holds no mobile bytecode; \
          only mobile files, flatbuffers or zips saved for the lite interpreter, have it)",
     )
@@ -168,7 +167,7 @@ pub fn get_model_info(buffer: &[u8]) -> Result<ModuleInfo> {
     let archive = ZipArchiveReader::from_bytes(Bytes::copy_from_slice(buffer))?;
     match crate::zip_archive::bytecode::read_mobile_bytecode(&archive, false)? {
         Some(b) => Ok(b.module_info(archive.version()?.0)),
-        None => Err(no_bytecode_error().into()),
+        None => Err(no_bytecode_error(&archive).into()),
     }
 }
 

@@ -59,7 +59,7 @@ impl Release {
 /// save and load back). Where no corpus release lies between the last without and the
 /// first with a dtype, the first with it is named: a release in the gap is treated as
 /// lacking it (generated files avoid it, `check --for-pytorch` warns), never the other
-/// way round. `tests/cross_version.rs` checks the table against every release's corpus.
+/// way round. `tests/pytorch/cross_version.rs` checks the table against every release's corpus.
 fn first_release_with(dtype: ScalarType) -> Release {
     use ScalarType::*;
     match dtype {

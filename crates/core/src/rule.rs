@@ -142,6 +142,8 @@ rules! {
         "a mobile zip's `bytecode.pkl` (or `mobile_debug_handles.pkl`) that is not the lite interpreter's structure: an unknown opcode, an operator or constant index out of range, a missing or mistyped field (`torch.jit.load` ignores the record; `_load_for_lite_interpreter` fails)";
     ConvertNeedsBytecode = "convert-needs-bytecode", Convert,
         "`convert` to a flatbuffer or mobile zip from an archive without mobile bytecode (only compiling its code would give it)";
+    FlatbufferUnrepresentable = "flatbuffer-unrepresentable", Convert,
+        "writing a flatbuffer (`convert`, `roundtrip`, `gen`) of a model it cannot hold: sparse or meta tensors, a quantization scheme or number beyond its 32-bit fields, over 2 GiB of data, values that unfold past its limit (was `flatbuffer`)";
 }
 
 impl Rule {
@@ -159,7 +161,8 @@ impl Rule {
             | Rule::FlatbufferVerifier
             | Rule::FlatbufferIndex
             | Rule::FlatbufferOpcode
-            | Rule::ConvertNeedsBytecode => "flatbuffer",
+            | Rule::ConvertNeedsBytecode
+            | Rule::FlatbufferUnrepresentable => "flatbuffer",
             other => other.id(),
         }
     }

@@ -10,6 +10,7 @@
 
 pub mod builder;
 pub mod generated;
+pub mod object_types;
 pub mod read;
 pub mod support;
 pub mod write;

@@ -688,14 +688,7 @@ fn parse_jit_sources(
         )?;
         let names = defs.iter().map(|d| d.name().clone()).collect();
         for d in defs {
-            if let Err(name) = cu.define(d) {
-                return Err(FormatError::new(
-                    rules::TYPE_REDEFINED,
-                    format!("Module.jit_sources[{k}]"),
-                    None,
-                    format!("{name} is defined twice"),
-                ));
-            }
+            cu.define_in(d, format!("Module.jit_sources[{k}]"))?;
         }
         cu.files.push(SourceFile {
             qualifier: qualifier.clone(),
@@ -1258,16 +1251,11 @@ impl<'a> Reader<'a> {
                 let attrs = o.attrs();
                 let count = attrs.map_or(0, |v| v.len());
                 if count != ty.attr_names.len() {
-                    return Err(FormatError::new(
-                        rules::FLATBUFFER_TYPES,
+                    return Err(super::object_types::attribute_count_mismatch(
                         format!("{here}.Object.attrs"),
                         at,
-                        format!(
-                            "object of {} has {} attributes but its ObjectType names {} (PyTorch's flatbuffer writer merges distinct classes that share a name; torch.jit.load crashes on such files)",
-                            ty.type_name,
-                            count,
-                            ty.attr_names.len()
-                        ),
+                        &ty,
+                        count,
                     ));
                 }
                 let values = self.items(attrs, idx, ".Object.attrs")?;
@@ -1484,8 +1472,7 @@ impl<'a> Reader<'a> {
             sparse: None,
         };
         tensor.check_view().map_err(|message| {
-            FormatError::new(
-                rules::STORAGE,
+            crate::model::tensor::storage_error(
                 format!("{field}.storage_location_index"),
                 at,
                 format!("storage {}: {message}", t.storage_location_index()),

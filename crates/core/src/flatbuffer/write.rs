@@ -63,7 +63,12 @@ mod tag {
 }
 
 fn unsupported(what: impl Into<String>, message: impl Into<String>) -> Error {
-    Error::Format(FormatError::new(rules::FLATBUFFER, what, None, message))
+    Error::Format(FormatError::new(
+        rules::FLATBUFFER_UNREPRESENTABLE,
+        what,
+        None,
+        message,
+    ))
 }
 
 /// The key of PyTorch's ivalue cache (an `unordered_map` over `IValue::hash` and

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use indexmap::IndexMap;
 
 use super::{ClassDef, ClassKind, Definition, QualifiedName};
+use crate::error::{FormatError, rules};
 
 /// One `code/` file as read: its qualifier, text, optional `.debug_pkl`, and the names it
 /// defines in file order.
@@ -23,9 +24,67 @@ pub struct CompilationUnit {
     pub files: Vec<SourceFile>,
 }
 
+/// The finding for a type that something names and no definition provides (PyTorch:
+/// "Unknown type name"): the one constructor of `type-unknown`.
+pub fn unknown_type(record: impl Into<String>, message: impl Into<String>) -> FormatError {
+    FormatError::new(rules::TYPE_UNKNOWN, record, None, message)
+}
+
 impl CompilationUnit {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Whether every type the definitions name can be resolved as PyTorch's importer
+    /// resolves them: no field type naming its own class (directly or through others),
+    /// no unqualified name outside TorchScript's base types.
+    pub fn check_type_names(&self) -> Result<(), FormatError> {
+        if let Some(cycle) = self.field_type_cycle() {
+            let path = cycle
+                .iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(" -> ");
+            let file = crate::model::types::qualifier_to_code_path(cycle[0].qualifier());
+            return Err(unknown_type(
+                file,
+                format!(
+                    "field types name their own class ({path}): PyTorch resolves them before the class exists and fails with \"Unknown type name\""
+                ),
+            ));
+        }
+        for def in self.definitions() {
+            let mut unknown = Vec::new();
+            def.declared_types()
+                .for_each(|t| t.unknown_base_names(&mut unknown));
+            if let Some(name) = unknown.first() {
+                return Err(unknown_type(
+                    crate::model::types::qualifier_to_code_path(def.name().qualifier()),
+                    format!(
+                        "{} names the type {name:?}, which TorchScript does not know (PyTorch: \"Unknown type name\")",
+                        def.name()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`define`](Self::define), a second definition of a name being the finding
+    /// `type-redefined` on `record` (the file that defines it again).
+    pub fn define_in(
+        &mut self,
+        def: Definition,
+        record: impl Into<String>,
+    ) -> Result<(), FormatError> {
+        self.define(def).map_err(|name| {
+            FormatError::new(
+                rules::TYPE_REDEFINED,
+                record,
+                None,
+                format!("{name} is defined twice"),
+            )
+        })
     }
 
     /// Adds a definition; a second definition of the same name is refused (returning

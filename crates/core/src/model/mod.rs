@@ -11,6 +11,7 @@ pub mod module;
 pub mod setstate;
 pub mod tensor;
 pub mod torchbind;
+pub mod type_match;
 pub mod types;
 pub mod value;
 

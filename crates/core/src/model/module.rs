@@ -7,7 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use indexmap::IndexMap;
 
-use super::{CompilationUnit, IValue, Object, ObjectState, QualifiedName, Str, Tensor};
+use super::{CompilationUnit, IValue, Object, ObjectState, QualifiedName, Str, Tensor, type_match};
+use crate::error::FormatError;
 
 #[derive(Clone, Debug)]
 pub struct ScriptModule {
@@ -174,41 +175,11 @@ pub const MAX_MODULE_PATHS: usize = 1_000_000;
 /// defined class, each pickled attribute is declared by it, each enum value is a member;
 /// and that the module tree stays of bounded size.
 pub fn validate_objects(m: &ScriptModule) -> Result<(), crate::error::FormatError> {
+    use super::compilation_unit::unknown_type;
     use super::{Definition, ObjectState};
     use crate::error::{FormatError, rules};
     let err = |rule, msg: String| FormatError::new(rule, "data.pkl", None, msg);
-    if let Some(cycle) = m.cu.field_type_cycle() {
-        let path = cycle
-            .iter()
-            .map(|n| n.as_str())
-            .collect::<Vec<_>>()
-            .join(" -> ");
-        let file = crate::model::types::qualifier_to_code_path(cycle[0].qualifier());
-        return Err(FormatError::new(
-            rules::TYPE_UNKNOWN,
-            file,
-            None,
-            format!(
-                "field types name their own class ({path}): PyTorch resolves them before the class exists and fails with \"Unknown type name\""
-            ),
-        ));
-    }
-    for def in m.cu.definitions() {
-        let mut unknown = Vec::new();
-        def.declared_types()
-            .for_each(|t| t.unknown_base_names(&mut unknown));
-        if let Some(name) = unknown.first() {
-            return Err(FormatError::new(
-                rules::TYPE_UNKNOWN,
-                crate::model::types::qualifier_to_code_path(def.name().qualifier()),
-                None,
-                format!(
-                    "{} names the type {name:?}, which TorchScript does not know (PyTorch: \"Unknown type name\")",
-                    def.name()
-                ),
-            ));
-        }
-    }
+    m.cu.check_type_names()?;
     let mut seen = rustc_hash::FxHashSet::default();
     let mut stack: Vec<&IValue> = Vec::new();
     let root = IValue::Object(m.root.clone());
@@ -246,8 +217,8 @@ pub fn validate_objects(m: &ScriptModule) -> Result<(), crate::error::FormatErro
                 let class = match m.cu.get(&o.class) {
                     Some(Definition::Class(c)) => c,
                     Some(other) => {
-                        return Err(err(
-                            rules::TYPE_UNKNOWN,
+                        return Err(unknown_type(
+                            "data.pkl",
                             format!(
                                 "object of {} which is a {}, not a class",
                                 o.class,
@@ -256,8 +227,8 @@ pub fn validate_objects(m: &ScriptModule) -> Result<(), crate::error::FormatErro
                         ));
                     }
                     None => {
-                        return Err(err(
-                            rules::TYPE_UNKNOWN,
+                        return Err(unknown_type(
+                            "data.pkl",
                             format!("class {} is not defined", o.class),
                         ));
                     }
@@ -298,8 +269,8 @@ pub fn validate_objects(m: &ScriptModule) -> Result<(), crate::error::FormatErro
             IValue::Enum(e) => match m.cu.get(&e.enum_type) {
                 Some(Definition::Enum(_)) => {}
                 _ => {
-                    return Err(err(
-                        rules::TYPE_UNKNOWN,
+                    return Err(unknown_type(
+                        "data.pkl",
                         format!("enum {} is not defined", e.enum_type),
                     ));
                 }
@@ -331,4 +302,67 @@ pub fn validate_objects(m: &ScriptModule) -> Result<(), crate::error::FormatErro
         stack.extend(m.children(&o).map(|(_, c)| c));
     }
     Ok(())
+}
+
+/// Compares every object attribute with its declared type. PyTorch's loader does not do
+/// this (it accepts a bool in an `int` slot), so a mismatch is a conformance finding.
+pub fn attribute_findings(m: &ScriptModule, out: &mut Vec<FormatError>) {
+    let mut seen = HashSet::new();
+    let mut containers = std::collections::HashSet::new();
+    let mut stack = vec![m.root.clone()];
+    while let Some(o) = stack.pop() {
+        if !seen.insert(Arc::as_ptr(&o) as usize) {
+            continue;
+        }
+        let Some(class) = m.cu.class(&o.class) else {
+            continue;
+        };
+        if let ObjectState::Attributes(attrs) = &o.state {
+            for (slot, (name, value)) in attrs.iter().enumerate() {
+                let n = name.to_string_lossy();
+                if let Some(decl) = class.attribute_in_slot(slot, &n)
+                    && !type_match::value_matches(value, &decl.ty, &m.cu, 0)
+                {
+                    out.push(attribute_type_error(
+                        &o.class, &n, &decl.ty, value, "data.pkl",
+                    ));
+                }
+                type_match::collect_objects(value, &mut stack, &mut containers);
+            }
+            let missing: Vec<&str> = class
+                .attributes
+                .iter()
+                .filter(|a| !attrs.iter().any(|(n, _)| n.as_bytes() == a.name.as_bytes()))
+                .map(|a| a.name.as_str())
+                .collect();
+            if !missing.is_empty() {
+                out.push(FormatError::new(
+                    crate::error::rules::OBJECT_ATTRIBUTES,
+                    "data.pkl",
+                    None,
+                    format!("{} object lacks declared attributes {missing:?}", o.class),
+                ));
+            }
+        }
+    }
+}
+
+/// The finding for attribute `attr` of a `class` object holding `value`, which is not of
+/// its declared type `ty`.
+pub fn attribute_type_error(
+    class: &QualifiedName,
+    attr: &str,
+    ty: &super::TypeExpr,
+    value: &IValue,
+    record: impl Into<String>,
+) -> FormatError {
+    FormatError::new(
+        crate::error::rules::ATTRIBUTE_TYPE,
+        record,
+        None,
+        format!(
+            "{class}.{attr} is declared {ty} but holds a {}",
+            value.kind_name()
+        ),
+    )
 }

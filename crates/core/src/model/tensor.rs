@@ -5,6 +5,18 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{Device, ScalarType};
+use crate::error::{FormatError, rules};
+
+/// The finding for a storage or view that does not hold together (a storage record
+/// missing or short for its `numel`, a view outside its storage), the same rule whichever
+/// format the tensor came from.
+pub fn storage_error(
+    record: impl Into<String>,
+    offset: Option<u64>,
+    message: impl Into<String>,
+) -> FormatError {
+    FormatError::new(rules::STORAGE, record, offset, message)
+}
 
 /// One storage: the unit that owns tensor bytes and that several tensors may view.
 /// `data` borrows from the archive's memory map (or the caller's buffer) whenever the

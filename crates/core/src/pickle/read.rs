@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::error::{FormatError, rules};
+
 use super::opcodes as op;
 use super::ops::{self, Arg, Op};
 use crate::model::{
@@ -40,6 +42,50 @@ pub struct PickleError {
     /// Offset of the opcode that failed, from the start of the pickle.
     pub offset: u64,
     pub kind: PickleErrorKind,
+}
+
+impl PickleError {
+    /// This error as a finding on `record`, under the rule for its kind: the one place
+    /// that maps pickle failures to rule ids (the loader, `check` and `dump` all use it).
+    pub fn in_record(self, record: &str) -> FormatError {
+        let message = self.kind.to_string();
+        let rule = match self.kind {
+            PickleErrorKind::UnknownOpcode(_) | PickleErrorKind::ForeignOpcode(_) => {
+                rules::PICKLE_OPCODE
+            }
+            PickleErrorKind::ForbiddenGlobal { .. }
+            | PickleErrorKind::BadGlobal(_)
+            | PickleErrorKind::UnsupportedGlobal(..) => rules::PICKLE_GLOBAL,
+            PickleErrorKind::TooDeep(_) => rules::PICKLE_DEPTH,
+            // Storages and views are the tensor model's rule, whichever format held them.
+            PickleErrorKind::Storage { .. } | PickleErrorKind::View(_) => {
+                return crate::model::tensor::storage_error(record, Some(self.offset), message);
+            }
+            _ => rules::PICKLE_STRUCTURE,
+        };
+        FormatError::new(rule, record, Some(self.offset), message)
+    }
+}
+
+/// The finding for `len - end` bytes after the STOP at `end` of `record` (PyTorch
+/// ignores them).
+pub fn trailing_data(record: &str, end: usize, len: usize) -> FormatError {
+    FormatError::new(
+        rules::PICKLE_TRAILING,
+        record,
+        Some(end as u64),
+        format!("{} bytes after STOP (PyTorch ignores them)", len - end),
+    )
+}
+
+/// The finding for a well-formed pickle whose value is not what `record` must hold.
+pub fn unexpected_value(record: &str, expected: &str, found: &IValue) -> FormatError {
+    FormatError::new(
+        rules::PICKLE_STRUCTURE,
+        record,
+        None,
+        format!("expected {expected}, found {}", found.kind_name()),
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

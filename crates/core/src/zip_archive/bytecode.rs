@@ -18,7 +18,8 @@ use crate::model::bytecode::{
 };
 use crate::model::{IValue, QualifiedName};
 
-use super::read::{LoadOptions, ZipArchiveReader, read_pickle};
+use super::load::{LoadOptions, read_pickle};
+use super::read::ZipArchiveReader;
 
 /// The bytecode of a mobile zip.
 #[derive(Clone, Debug)]

@@ -1,7 +1,7 @@
 //! The PyTorch failures in `corpus/torch-crashes/README.md`, reproduced against the
 //! pinned PyTorch (skipped visibly without it), with ptconform's side of each.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -3,7 +3,7 @@
 //! and flags the `flatbuffer_bugs/` files it can detect, `extra` gives the bytes back,
 //! and the format is detected as PyTorch does it.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -169,7 +169,7 @@ fn info_refuses_zip_archives_with_a_clear_message() {
             && stderr.contains("a torch.jit.save archive holds no mobile bytecode"),
         "{stderr}"
     );
-    // A mobile zip (one with bytecode.pkl) has info (tests/models.rs compares it with
+    // A mobile zip (one with bytecode.pkl) has info (tests/pytorch/models.rs compares it with
     // PyTorch's), but it is not a flatbuffer.
     let mobile = common::mobile_zip(&pt);
     let err = jit::get_flatbuffer_module_info(&mobile).unwrap_err();
@@ -460,7 +460,11 @@ fn get_model_extra_files_from_buffer_follows_pytorch() {
     let mut map = ExtraFilesMap::new();
     map.insert("foo".into(), Bytes::from_static(b"x"));
     let err = jit::get_model_extra_files_from_buffer(&zip, &mut map).unwrap_err();
-    assert_eq!(err.as_format().unwrap().location.record, "bytecode.pkl");
+    // Named as every zip record is in findings: under the archive's top-level folder.
+    assert_eq!(
+        err.as_format().unwrap().location.record,
+        "extra_files/bytecode.pkl"
+    );
     assert!(err.to_string().contains("bytecode.pkl"), "{err}");
     assert_eq!(&map["foo"][..], b"x");
 

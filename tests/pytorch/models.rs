@@ -4,7 +4,7 @@
 //! saved by two writers) compares equal. The whole set (~18 GB) is checked by
 //! `oracle/check_models.py` against `~/.cache/ptconform/models`.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use serde_json::Value;

@@ -1,6 +1,6 @@
 //! The load API: zero-copy storages, extra files and map_location as PyTorch 2.15.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use ptconform::jit::{load, load_from_buffer};

@@ -4,7 +4,7 @@
 //! level (PyTorch made and loaded every one of them; `quirks/` and `flatbuffer_bugs/`
 //! hold the ones with findings, checked below by rule).
 
-mod common;
+use crate::common;
 
 const KEYS: &[&str] = &[
     "format",

@@ -3,7 +3,7 @@
 //! by PyTorch (the `torch.jit.load`ed halves of the collision tests), they come from
 //! `corpus/`; the archives PyTorch wrote for the whole scenario are the expected output.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use ptconform::jit::{load, load_from_buffer};
@@ -197,7 +197,7 @@ fn test_save_load_with_extra_files() {
 
     // Non-existent file 'bar': PyTorch's test expects RuntimeError, but only because its
     // buffer was already read to the end. With a fresh buffer PyTorch 2.15 returns b""
-    // for the missing name (see tests/load_api.rs), and so do we.
+    // for the missing name (see tests/formats/load_api.rs), and so do we.
     extra.insert("bar".into(), Bytes::from_static(b"x"));
     load_from_buffer(buffer.clone(), None, Some(&mut extra)).unwrap();
     assert_eq!(&extra["bar"][..], b"");

@@ -2,7 +2,7 @@
 //! any), every crash ever found (kept there as regression inputs), and a few hundred
 //! deterministic random inputs.
 
-mod common;
+use crate::common;
 
 use ptconform::fuzz_support::TARGETS;
 

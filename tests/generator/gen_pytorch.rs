@@ -2,7 +2,7 @@
 //! and PyTorch reports the facts the generator predicted (skipped visibly without the
 //! venv; CI runs it). Also `ptconform gen`: deterministic, with the facts beside each file.
 
-mod common;
+use crate::common;
 
 use ptconform::convert::Format;
 use ptconform::generator::{Config, case_from_seed, write_case};

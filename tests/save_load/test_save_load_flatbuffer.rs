@@ -4,7 +4,7 @@
 //! Rust what the Python test does with them, and where the test runs a module, real
 //! PyTorch runs what ptconform wrote (skipped visibly without the venv).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

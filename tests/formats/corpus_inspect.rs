@@ -1,6 +1,6 @@
 //! `inspect --json` must equal what PyTorch reported for every corpus archive.
 
-mod common;
+use crate::common;
 
 use ptconform::inspect;
 use ptconform::model::Device;

@@ -1,7 +1,7 @@
 //! Load → save reproduces every PyTorch-made corpus archive byte for byte, the `zip` crate
 //! reads what we write, and real PyTorch loads it with the same facts.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use ptconform::roundtrip::roundtrip_zip;

@@ -1,7 +1,7 @@
 //! Bad inputs get a clear verdict (rule, record, offset), never a panic, hang or
 //! unbounded allocation.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 //! PyTorch venv, by running `forward` with `torch.jit.load` (zip and flatbuffer, which
 //! compile the source) and with the lite interpreter (flatbuffer bytecode).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! The `conform` campaign (library entry; the CLI runs the same function).
 
-mod common;
+use crate::common;
 
 use ptconform::conform::{Options, run};
 use ptconform::convert::Format;

@@ -3,7 +3,7 @@
 //! each result with `torch.jit.load` and the lite interpreter, its forward outputs equal
 //! to the original file's.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -6,7 +6,7 @@
 //! offsets found by walking the raw flatbuffer (`Raw` below), and small modules built
 //! with the `flatbuffers` builder (`Spec` below), whose untweaked form reads fine.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! API, colliding class names in both name modes, conversion, and real PyTorch loading and
 //! running what ptconform writes.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -59,7 +59,7 @@
 //! `byteorder` (the record is not read), `torch.load`'s `constants.pkl` dispatch and
 //! `weights_only`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;
@@ -69,7 +69,7 @@ use ptconform::check::check_bytes;
 use ptconform::error::{FormatError, rules};
 
 // ---------------------------------------------------------------------------------
-// Helpers (copied from tests/malformed.rs, which is not shared)
+// Helpers (copied from tests/hostile/malformed.rs, which is not shared)
 
 fn linear() -> std::path::PathBuf {
     common::corpus("linear.pt")

@@ -1,0 +1,260 @@
+//! The pickle disassembler: `pickletools.dis`-like, one line per opcode from the one
+//! opcode decoder ([`ptconform_core::pickle::ops`]), memo ids and storages resolved.
+
+use super::*;
+
+/// What the disassembler knows about a stack item (enough to resolve persistent ids).
+/// Strings and tuples are shared, not copied: a memoized string fetched by a million
+/// `BINGET`s costs a million pointers, not a million copies.
+#[derive(Clone, Debug)]
+enum Sym {
+    Mark,
+    Str(std::sync::Arc<[u8]>),
+    Int(i64),
+    Global(String),
+    Tuple(std::sync::Arc<[Sym]>),
+    Other,
+}
+
+fn pop_to_mark(stack: &mut Vec<Sym>) -> Vec<Sym> {
+    match stack.iter().rposition(|s| matches!(s, Sym::Mark)) {
+        Some(i) => {
+            let items = stack.split_off(i + 1);
+            stack.pop();
+            items
+        }
+        None => std::mem::take(stack),
+    }
+}
+
+fn pop_n(stack: &mut Vec<Sym>, n: usize) -> Vec<Sym> {
+    let at = stack.len().saturating_sub(n);
+    stack.split_off(at)
+}
+
+fn sym_short(s: &Sym) -> String {
+    match s {
+        Sym::Str(b) => show_bytes(b),
+        Sym::Global(g) => format!("global {g}"),
+        Sym::Int(i) => i.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// `storage data/0 float numel 6 cpu (record 24 bytes)` for a persistent id tuple.
+fn describe_persid(archive: &ZipArchiveReader, dir: &str, pid: &Sym) -> String {
+    let Sym::Tuple(items) = pid else {
+        return "persistent id is not a tuple".into();
+    };
+    match &items[..] {
+        [
+            Sym::Str(tag),
+            Sym::Global(g),
+            Sym::Str(key),
+            Sym::Str(loc),
+            Sym::Int(numel),
+        ] if &tag[..] == b"storage" => {
+            let key = String::from_utf8_lossy(key);
+            let class = g.strip_prefix("torch ").unwrap_or(g);
+            let dtype = ScalarType::from_storage_name(class)
+                .map(|t| t.name().to_string())
+                .unwrap_or_else(|| format!("?{class}"));
+            let record = format!("{dir}/{key}");
+            let rec = match archive.record(&record) {
+                Some(r) => format!("record {} bytes", r.size),
+                None => "record missing".to_string(),
+            };
+            format!(
+                "storage {record} {dtype} numel {numel} {} ({rec})",
+                String::from_utf8_lossy(loc)
+            )
+        }
+        _ => format!(
+            "persistent id ({})",
+            items.iter().map(sym_short).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// A `pickletools.dis`-like listing: `offset: OPCODE argument`, indented by MARK depth,
+/// memo ids on BINPUT/BINGET, persistent ids resolved to their storage records.
+pub(super) fn disassemble(
+    archive: &ZipArchiveReader,
+    data: &[u8],
+    storage_dir: &str,
+    r: &Record,
+    out: &mut String,
+    problems: &mut Vec<FormatError>,
+) {
+    let mut stack: Vec<Sym> = Vec::new();
+    // Each memo entry with its short description, made once (a long string's summary
+    // hashes it; a file may fetch it a million times).
+    let mut memo: HashMap<u64, (Sym, String)> = HashMap::new();
+    let width = data.len().to_string().len().max(4);
+    // The listing says it in the disassembler's words; the finding is the reader's own.
+    let mut fail = |out: &mut String, at: usize, msg: String, finding: FormatError| {
+        let _ = writeln!(out, "  {at:>width$}: !! {msg}");
+        problems.push(finding);
+    };
+    let mut walk = ops::ops(data);
+    while let Some(next) = walk.next() {
+        let o = match next {
+            Ok(o) => o,
+            Err(e) => {
+                let at = e.offset as usize;
+                let finding = e.clone().in_record(&r.full_name);
+                let msg = match e.kind {
+                    PickleErrorKind::NoStop => "pickle ends without STOP".to_string(),
+                    PickleErrorKind::ForeignOpcode(n) => format!(
+                        "opcode {n} ({:#04x}) is not in the TorchScript dialect",
+                        data[at]
+                    ),
+                    PickleErrorKind::UnknownOpcode(c) => format!("unknown opcode {c:#04x}"),
+                    kind => format!("{}: {kind}", op::name(data[at]).unwrap_or("?")),
+                };
+                return fail(out, at, msg, finding);
+            }
+        };
+        let code = o.code;
+        let depth = stack.iter().filter(|s| matches!(s, Sym::Mark)).count();
+        let name = op::name(code).unwrap_or("?");
+        let arg: String = match (code, o.arg) {
+            (_, Arg::Proto(v)) => v.to_string(),
+            (_, Arg::Global { module, name }) => {
+                let g = format!(
+                    "{} {}",
+                    String::from_utf8_lossy(module),
+                    String::from_utf8_lossy(name)
+                );
+                let shown = format!("{g:?}");
+                stack.push(Sym::Global(g));
+                shown
+            }
+            (op::BINPUT | op::LONG_BINPUT, Arg::Memo(id)) => {
+                let id = u64::from(id);
+                let v = stack.last().cloned().unwrap_or(Sym::Other);
+                let short = sym_short(&v);
+                memo.insert(id, (v, short));
+                format!("memo {id}")
+            }
+            (_, Arg::Memo(id)) => {
+                let id = u64::from(id);
+                match memo.get(&id) {
+                    Some((v, short)) => {
+                        stack.push(v.clone());
+                        if short.is_empty() {
+                            format!("memo {id}")
+                        } else {
+                            format!("memo {id} = {short}")
+                        }
+                    }
+                    None => {
+                        stack.push(Sym::Other);
+                        format!("memo {id} (never stored)")
+                    }
+                }
+            }
+            (_, Arg::Str(s)) => {
+                stack.push(Sym::Str(s.into()));
+                show_bytes(s)
+            }
+            (_, Arg::Int(v)) => {
+                stack.push(Sym::Int(v));
+                v.to_string()
+            }
+            (_, Arg::Long(b)) => {
+                let n = b.len();
+                if n <= 8 && n > 0 {
+                    let fill = if b[n - 1] & 0x80 != 0 { 0xff } else { 0 };
+                    let mut w = [fill; 8];
+                    w[..n].copy_from_slice(b);
+                    let v = i64::from_le_bytes(w);
+                    stack.push(Sym::Int(v));
+                    format!("{v} ({n} bytes)")
+                } else {
+                    stack.push(Sym::Other);
+                    format!("<{n} bytes: {}>", hex(b))
+                }
+            }
+            (_, Arg::Float(v)) => {
+                stack.push(Sym::Other);
+                format!("{v:?}")
+            }
+            (op::MARK, _) => {
+                stack.push(Sym::Mark);
+                String::new()
+            }
+            (op::EMPTY_TUPLE, _) => {
+                stack.push(Sym::Tuple(Vec::new().into()));
+                String::new()
+            }
+            (op::TUPLE1 | op::TUPLE2 | op::TUPLE3, _) => {
+                let n = (code - op::TUPLE1 + 1) as usize;
+                let items = pop_n(&mut stack, n);
+                stack.push(Sym::Tuple(items.into()));
+                String::new()
+            }
+            (op::TUPLE, _) => {
+                let items = pop_to_mark(&mut stack);
+                stack.push(Sym::Tuple(items.into()));
+                String::new()
+            }
+            (op::LIST | op::DICT, _) => {
+                pop_to_mark(&mut stack);
+                stack.push(Sym::Other);
+                String::new()
+            }
+            (op::EMPTY_LIST | op::EMPTY_DICT | op::NEWTRUE | op::NEWFALSE | op::NONE, _) => {
+                stack.push(Sym::Other);
+                String::new()
+            }
+            (op::APPEND | op::BUILD, _) => {
+                stack.pop();
+                String::new()
+            }
+            (op::SETITEM, _) => {
+                pop_n(&mut stack, 2);
+                String::new()
+            }
+            (op::APPENDS | op::SETITEMS, _) => {
+                pop_to_mark(&mut stack);
+                String::new()
+            }
+            (op::NEWOBJ | op::REDUCE, _) => {
+                let args = pop_n(&mut stack, 2);
+                stack.push(Sym::Other);
+                match args.first() {
+                    Some(Sym::Global(g)) => format!("({g})"),
+                    _ => String::new(),
+                }
+            }
+            (op::BINPERSID, _) => {
+                let pid = stack.pop().unwrap_or(Sym::Other);
+                stack.push(Sym::Other);
+                describe_persid(archive, storage_dir, &pid)
+            }
+            // STOP (the decoder yields no other argument-less opcode).
+            _ => String::new(),
+        };
+        let indent = "  ".repeat(depth.min(32));
+        let line = if arg.is_empty() {
+            format!("{indent}{name}")
+        } else {
+            format!("{indent}{name:<12} {arg}")
+        };
+        let _ = writeln!(out, "  {:>width$}: {}", o.offset, line.trim_end());
+        if code == op::STOP {
+            let end = walk.position();
+            if end < data.len() {
+                let finding = pickle::read::trailing_data(&r.full_name, end, data.len());
+                fail(
+                    out,
+                    end,
+                    format!("{} bytes after STOP", data.len() - end),
+                    finding,
+                );
+            }
+            return;
+        }
+    }
+}
