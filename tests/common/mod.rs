@@ -23,6 +23,24 @@ pub fn corpus_archives() -> Vec<PathBuf> {
     v
 }
 
+/// Every PyTorch 2.15 `.pt` of the corpus, subfolders included (`corpus/torch-*/` holds
+/// other releases and PyTorch's own crashes: not 2.15 writer output), sorted.
+pub fn corpus_2_15_archives() -> Vec<PathBuf> {
+    let v: Vec<PathBuf> = archives_under(&repo().join("corpus"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "pt"))
+        .filter(|p| {
+            !p.components().any(|c| {
+                c.as_os_str()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with("torch-"))
+            })
+        })
+        .collect();
+    assert!(!v.is_empty(), "corpus/ holds no .pt archives");
+    v
+}
+
 pub fn corpus(name: &str) -> PathBuf {
     repo().join("corpus").join(name)
 }

@@ -7,9 +7,12 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod code_reprint;
 mod corpus_inspect;
+mod flatbuffer_foo;
 mod flatbuffer_read;
 mod flatbuffer_write;
 mod load_api;
 mod mobile_convert;
 mod roundtrip;
+mod zip_rebuild;

@@ -12,3 +12,4 @@ mod gen_coverage;
 mod gen_method;
 mod gen_properties;
 mod gen_pytorch;
+mod mutate;

@@ -1,4 +1,4 @@
-//! The mobile flatbuffer format (`PTMF`, ../shared/spec/flatbuffer.md): a flatbuffer
+//! The mobile flatbuffer format (`PTMF`, spec/flatbuffer.md): a flatbuffer
 //! with root table `Module` and file identifier `PTMF`, written by
 //! `torch.jit.save_jit_module_to_flatbuffer` and read by the mobile runtime.
 //!
