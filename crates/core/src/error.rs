@@ -69,7 +69,7 @@ pub enum Error {
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
-        /// The file that was read or written, as given by the caller.
+        /// The path of the file read or written, as shown in the message.
         path: String,
         /// The operating system's error.
         #[source]
