@@ -99,7 +99,8 @@ pub struct Instruction {
     pub op: OpCode,
     /// The count operand (`N`): e.g. how many values an `OPN` or `LIST_CONSTRUCT` takes.
     pub n: u16,
-    /// The index or offset operand (`X`): into the operator, constant or type table, or a jump distance.
+    /// The index or offset operand (`X`): into the operator, constant or type table, or a
+    /// jump distance.
     pub x: i32,
 }
 
@@ -157,7 +158,8 @@ pub struct BytecodeFunction {
     pub operators: Vec<Operator>,
     /// The constant table that `LOADC` indexes.
     pub constants: Vec<IValue>,
-    /// The type table (type strings) that `LIST_CONSTRUCT`, `CREATE_OBJECT` and others index.
+    /// The type table (type strings) that `LIST_CONSTRUCT`, `CREATE_OBJECT` and others
+    /// index.
     pub type_annotations: Vec<String>,
     /// Number of registers the function uses (`register_size`).
     pub register_size: i32,
@@ -194,9 +196,11 @@ pub struct ModuleInfo {
     pub operator_version: u32,
     /// Qualified names of every bytecode function.
     pub function_names: std::collections::BTreeSet<String>,
-    /// Plain type names found in the functions' type annotations (`List`, `Tensor`, `NamedTuple`, ...).
+    /// Plain type names found in the functions' type annotations (`List`, `Tensor`,
+    /// `NamedTuple`, ...).
     pub type_names: std::collections::BTreeSet<String>,
-    /// Each operator's full name (`name.overload`) and its call's argument count, -1 when not recorded.
+    /// Each operator's full name (`name.overload`) and its call's argument count, -1 when
+    /// not recorded.
     pub opname_to_num_args: std::collections::BTreeMap<String, i32>,
 }
 

@@ -334,7 +334,8 @@ impl ModuleBuilder {
             || self.extra_defs.iter().any(|d| d.name() == n)
     }
 
-    /// The module: the class and the other definitions in one new compilation unit, the instance as its root (no constants, no extra files).
+    /// The module: the class and the other definitions in one new compilation unit, the
+    /// instance as its root (no constants, no extra files).
     pub fn build(self) -> ScriptModule {
         let mut cu = self.cu;
         let _ = cu.define(Definition::Class(self.class.clone()));

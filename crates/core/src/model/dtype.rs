@@ -9,7 +9,10 @@ macro_rules! scalar_types {
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum ScalarType {
             $(
-                #[doc = concat!("`torch.", $name, "`: number ", stringify!($num), ", storage class `", $storage, "`.")]
+                #[doc = concat!(
+                    "`torch.", $name, "`: number ", stringify!($num),
+                    ", storage class `", $storage, "`."
+                )]
                 $variant = $num,
             )*
         }
@@ -106,7 +109,8 @@ scalar_types! {
 }
 
 impl ScalarType {
-    /// Whether this is a quantized type (`qint8`, `quint8`, `qint32`, `quint4x2`, `quint2x4`).
+    /// Whether this is a quantized type (`qint8`, `quint8`, `qint32`, `quint4x2`,
+    /// `quint2x4`).
     pub fn is_quantized(self) -> bool {
         matches!(
             self,

@@ -9,7 +9,8 @@ use indexmap::IndexMap;
 
 use super::{CompilationUnit, IValue, Object, ObjectState, QualifiedName, Str, Tensor};
 
-/// A loaded TorchScript module: the root object, the compilation unit declaring its classes, constants and extra files.
+/// A loaded TorchScript module: the root object, the compilation unit declaring its
+/// classes, constants and extra files.
 #[derive(Clone, Debug)]
 pub struct ScriptModule {
     /// The root module object (`data.pkl`'s value).

@@ -11,7 +11,8 @@ use super::{Device, ScalarType};
 /// record was stored uncompressed; it is empty for meta storages.
 #[derive(Debug)]
 pub struct Storage {
-    /// The element type (from the pickled `<Name>Storage` class or flatbuffer `TensorMetadata.scalar_type`).
+    /// The element type (from the pickled `<Name>Storage` class or flatbuffer
+    /// `TensorMetadata.scalar_type`).
     pub dtype: ScalarType,
     /// Where the storage lives (the pickled location string, e.g. `cpu`).
     pub device: Device,
@@ -80,7 +81,8 @@ impl QScheme {
     }
 }
 
-/// A quantized tensor's quantizer parameters (`_rebuild_qtensor`'s tuple, flatbuffer `QuantizedSchema`).
+/// A quantized tensor's quantizer parameters (`_rebuild_qtensor`'s tuple, flatbuffer
+/// `QuantizedSchema`).
 #[derive(Clone, Debug)]
 pub enum Quantization {
     /// `(qscheme, scale, zero_point)`: one scale and zero point for the tensor.
@@ -120,7 +122,8 @@ pub struct Tensor {
     pub sizes: Dims,
     /// In elements.
     pub strides: Dims,
-    /// The `requires_grad` flag (`_rebuild_tensor_v2`'s argument, flatbuffer `TensorMetadata.requires_grad`).
+    /// The `requires_grad` flag (`_rebuild_tensor_v2`'s argument, flatbuffer
+    /// `TensorMetadata.requires_grad`).
     pub requires_grad: bool,
     /// The conjugate bit (a lazily conjugated view).
     pub conj: bool,

@@ -160,7 +160,8 @@ impl TypeExpr {
         TypeExpr::Generic("Dict".into(), vec![k, v])
     }
 
-    /// Parses an annotation as the `code/` files and type tags spell it (`Dict[str, List[int]]`, `Tuple[()]`), at most [`MAX_TYPE_DEPTH`] deep.
+    /// Parses an annotation as the `code/` files and type tags spell it
+    /// (`Dict[str, List[int]]`, `Tuple[()]`), at most [`MAX_TYPE_DEPTH`] deep.
     pub fn parse(text: &str) -> Result<Self, TypeParseError> {
         // A bare name (most annotations: `Tensor`, `int`, `__torch__.M`) is itself: the
         // same result as the parser's, without it.
@@ -224,7 +225,8 @@ impl TypeExpr {
         }
     }
 
-    /// Appends the qualified names (those with a dot, `__torch__.M`) mentioned anywhere in this type, in text order.
+    /// Appends the qualified names (those with a dot, `__torch__.M`) mentioned anywhere in
+    /// this type, in text order.
     pub fn named_types(&self, out: &mut Vec<QualifiedName>) {
         match self {
             TypeExpr::Name(n) if n.contains('.') => out.push(QualifiedName::new(n.clone())),
@@ -409,9 +411,11 @@ pub struct ClassDef {
     pub parameters: Vec<String>,
     /// `__buffers__` (modules only).
     pub buffers: Vec<String>,
-    /// `__forward_pre_hooks__`: names of the methods run before `forward`; `None` when the class does not list them.
+    /// `__forward_pre_hooks__`: names of the methods run before `forward`; `None` when the
+    /// class does not list them.
     pub forward_pre_hooks: Option<Vec<String>>,
-    /// `__forward_hooks__`: names of the methods run after `forward`; `None` when the class does not list them.
+    /// `__forward_hooks__`: names of the methods run after `forward`; `None` when the class
+    /// does not list them.
     pub forward_hooks: Option<Vec<String>>,
     /// The attribute slots, in slot (pickled) order.
     pub attributes: Vec<AttributeDecl>,
@@ -463,7 +467,8 @@ impl ClassDef {
     }
 }
 
-/// An interface (`class X(Interface):` or `class X(ModuleInterface):`): method signatures without bodies.
+/// An interface (`class X(Interface):` or `class X(ModuleInterface):`): method signatures
+/// without bodies.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InterfaceDef {
     /// The qualified name.
@@ -592,7 +597,8 @@ impl Definition {
         }
     }
 
-    /// What kind of definition this is (`module`, `class`, `interface`, `namedtuple`, `enum`, `function`), for messages.
+    /// What kind of definition this is (`module`, `class`, `interface`, `namedtuple`,
+    /// `enum`, `function`), for messages.
     pub fn kind_name(&self) -> &'static str {
         match self {
             Definition::Class(c) if c.kind == ClassKind::Module => "module",

@@ -105,7 +105,8 @@ pub struct Tuple {
 /// How a list's element type was recorded in the pickle.
 #[derive(Clone, Debug)]
 pub struct List {
-    /// The element type: from `restore_type_tag`'s `List[T]` or a `build_intlist`-style builder; `Any` for a plain pickle list.
+    /// The element type: from `restore_type_tag`'s `List[T]` or a `build_intlist`-style
+    /// builder; `Any` for a plain pickle list.
     pub elem_type: TypeExpr,
     /// The items, in order.
     pub items: Vec<IValue>,

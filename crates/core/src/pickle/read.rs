@@ -78,7 +78,8 @@ pub enum PickleErrorKind {
     /// A `GLOBAL` whose names are not UTF-8 or not a well-formed qualified name.
     #[error("malformed GLOBAL: {0}")]
     BadGlobal(&'static str),
-    /// A known PyTorch global that never occurs in a TorchScript archive (the name, and why).
+    /// A known PyTorch global that never occurs in a TorchScript archive (the name, and
+    /// why).
     #[error("unsupported global {0}: {1}")]
     UnsupportedGlobal(String, &'static str),
     /// A `BINGET` of a memo id never stored.
@@ -100,14 +101,16 @@ pub enum PickleErrorKind {
         /// What it is.
         found: String,
     },
-    /// A malformed construct: arguments of the wrong shape for an allow-listed global, a bad
+    /// A malformed construct: arguments of the wrong shape for an allow-listed global, a
+    /// bad
     /// persistent id or type tag, an odd `SETITEMS` (the message says which).
     #[error("{0}")]
     Invalid(String),
     /// Values nested deeper than the limit (the limit).
     #[error("values nested deeper than {0} levels")]
     TooDeep(u32),
-    /// A list, dict or object changed (the operation) after it was already shared elsewhere.
+    /// A list, dict or object changed (the operation) after it was already shared
+    /// elsewhere.
     #[error("{0} of a container after it was shared elsewhere")]
     SharedMutation(&'static str),
     /// Other than exactly one value on the stack at `STOP` (how many).
@@ -116,7 +119,8 @@ pub enum PickleErrorKind {
     /// The data ended before `STOP`.
     #[error("no STOP opcode before the end of data")]
     NoStop,
-    /// A storage the persistent id names cannot be had: bad location, negative `numel`, or the record is missing or too small.
+    /// A storage the persistent id names cannot be had: bad location, negative `numel`, or
+    /// the record is missing or too small.
     #[error("storage {key:?}: {message}")]
     Storage {
         /// The storage key (the record `data/<key>`).
@@ -297,7 +301,8 @@ fn type_err(op: &'static str, expected: &'static str, found: &Item) -> PickleErr
 }
 
 impl<'s> Unpickler<'s> {
-    /// A reader of `data`; `storages` resolves each persistent id to a storage (or a message).
+    /// A reader of `data`; `storages` resolves each persistent id to a storage (or a
+    /// message).
     pub fn new(
         data: Bytes,
         storages: &'s mut dyn FnMut(&StorageRequest) -> Result<Arc<Storage>, String>,
