@@ -347,7 +347,7 @@ impl AnnotationParser<'_, '_> {
 }
 
 /// Adds the type names PyTorch's `get_flatbuffer_module_info` reports for one
-/// `type_annotations` string (see [`AnnotationParser`]).
+/// `type_annotations` string (see `AnnotationParser`).
 pub fn collect_type_names(
     text: &str,
     names: &mut std::collections::BTreeSet<String>,
