@@ -44,7 +44,7 @@ pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     replace(tmp, path)
 }
 
-/// [`write`] with its failure as the crate's [`Error::Io`](crate::Error::Io) naming `path`.
+/// [`write()`] with its failure as the crate's [`Error::Io`](crate::Error::Io) naming `path`.
 pub fn write_file(path: &Path, bytes: &[u8]) -> crate::Result<()> {
     write(path, bytes).map_err(|e| crate::Error::io(path.display().to_string(), e))
 }

@@ -55,6 +55,9 @@ pub fn is_unsafe_name(name: &str) -> bool {
         || name.starts_with('/')
 }
 
+/// Every violation in an opened zip archive: container and record-name rules first (a
+/// damaged container stops there), then the version text, the load, and the code files the
+/// load did not need.
 pub fn check_archive(archive: &ZipArchiveReader) -> Vec<FormatError> {
     let mut out = Vec::new();
     for rec in archive.records() {

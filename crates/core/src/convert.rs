@@ -24,6 +24,8 @@ use crate::zip_archive::{ExtraFilesMap, LoadOptions, ZipArchiveReader, load_arch
 pub use crate::jit::FileFormat as Format;
 
 impl Format {
+    /// The format of `data`, detected from its bytes as PyTorch does (`PTMF` at offset 4:
+    /// flatbuffer; otherwise zip).
     pub fn of(data: &[u8]) -> Format {
         crate::jit::file_format(data)
     }
@@ -43,8 +45,11 @@ impl Format {
 /// flatbuffer or another mobile zip) can become.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
+    /// A TorchScript zip archive (`torch.jit.save`).
     Zip,
+    /// A zip archive with mobile bytecode (`_save_for_lite_interpreter`).
     MobileZip,
+    /// A mobile flatbuffer (`save_jit_module_to_flatbuffer`).
     Flatbuffer,
 }
 
@@ -126,7 +131,10 @@ fn operators_of(m: &MobileModule) -> Vec<String> {
 /// writers it reproduces (`None`: the latest; a zip re-saved as a zip keeps its own).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
+    /// How the flatbuffer writer names classes that share a qualified name.
     pub names: NameMode,
+    /// The PyTorch release whose writers to reproduce; `None` for the latest (or, zip to
+    /// zip, the source's own).
     pub release: Option<Release>,
 }
 

@@ -30,8 +30,11 @@ pub use crate::rule::Rule;
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("{rule}: {location}: {message}")]
 pub struct FormatError {
+    /// The conformance rule the input breaks (what `check` prints first).
     pub rule: Rule,
+    /// The record and byte offset where the problem was found.
     pub location: Location,
+    /// What is wrong, in one line, for a reader of `check`'s output.
     pub message: String,
 }
 
@@ -42,6 +45,7 @@ impl FormatError {
         self
     }
 
+    /// An error under `rule` in `record` (empty for the container) at `offset`.
     pub fn new(
         rule: Rule,
         record: impl Into<String>,
@@ -59,19 +63,25 @@ impl FormatError {
     }
 }
 
+/// Any failure of the crate's API: the file system, or input that does not conform.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
+        /// The path of the file read or written, as shown in the message.
         path: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// The input breaks a conformance rule.
     #[error(transparent)]
     Format(#[from] FormatError),
 }
 
 impl Error {
+    /// An [`Error::Io`] on `path`.
     pub fn io(path: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
@@ -79,6 +89,7 @@ impl Error {
         }
     }
 
+    /// The [`FormatError`], if this is one (`None` for I/O failures).
     pub fn as_format(&self) -> Option<&FormatError> {
         match self {
             Error::Format(f) => Some(f),
@@ -87,46 +98,84 @@ impl Error {
     }
 }
 
+/// The crate's result type, with [`Error`] by default.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The rules under their old constant names (`rules::ZIP_CRC` is [`Rule::ZipCrc`]).
 pub mod rules {
     pub use crate::rule::Rule;
+    /// [`Rule::ZipStructure`] (`zip-structure`).
     pub const ZIP_STRUCTURE: Rule = Rule::ZipStructure;
+    /// [`Rule::ZipCrc`] (`zip-crc`).
     pub const ZIP_CRC: Rule = Rule::ZipCrc;
+    /// [`Rule::ZipCompression`] (`zip-compression`).
     pub const ZIP_COMPRESSION: Rule = Rule::ZipCompression;
+    /// [`Rule::ZipPrefix`] (`zip-prefix`).
     pub const ZIP_PREFIX: Rule = Rule::ZipPrefix;
+    /// [`Rule::RecordMissing`] (`record-missing`).
     pub const RECORD_MISSING: Rule = Rule::RecordMissing;
+    /// [`Rule::RecordSize`] (`record-size`).
     pub const RECORD_SIZE: Rule = Rule::RecordSize;
+    /// [`Rule::LegacyFormat`] (`legacy-format`).
     pub const LEGACY_FORMAT: Rule = Rule::LegacyFormat;
+    /// [`Rule::Version`] (`version`).
     pub const VERSION: Rule = Rule::Version;
+    /// [`Rule::VersionText`] (`version-text`).
     pub const VERSION_TEXT: Rule = Rule::VersionText;
+    /// [`Rule::PickleOpcode`] (`pickle-opcode`).
     pub const PICKLE_OPCODE: Rule = Rule::PickleOpcode;
+    /// [`Rule::PickleGlobal`] (`pickle-global`).
     pub const PICKLE_GLOBAL: Rule = Rule::PickleGlobal;
+    /// [`Rule::PickleStructure`] (`pickle-structure`).
     pub const PICKLE_STRUCTURE: Rule = Rule::PickleStructure;
+    /// [`Rule::PickleDepth`] (`pickle-depth`).
     pub const PICKLE_DEPTH: Rule = Rule::PickleDepth;
+    /// [`Rule::PickleTrailingData`] (`pickle-trailing-data`).
     pub const PICKLE_TRAILING: Rule = Rule::PickleTrailingData;
+    /// [`Rule::Storage`] (`storage`).
     pub const STORAGE: Rule = Rule::Storage;
+    /// [`Rule::CodeSyntax`] (`code-syntax`).
     pub const CODE_SYNTAX: Rule = Rule::CodeSyntax;
+    /// [`Rule::CodeNesting`] (`code-nesting`).
     pub const CODE_NESTING: Rule = Rule::CodeNesting;
+    /// [`Rule::CodeEncoding`] (`code-encoding`).
     pub const CODE_ENCODING: Rule = Rule::CodeEncoding;
+    /// [`Rule::TypeUnknown`] (`type-unknown`).
     pub const TYPE_UNKNOWN: Rule = Rule::TypeUnknown;
+    /// [`Rule::TypeRedefined`] (`type-redefined`).
     pub const TYPE_REDEFINED: Rule = Rule::TypeRedefined;
+    /// [`Rule::ObjectAttributes`] (`object-attributes`).
     pub const OBJECT_ATTRIBUTES: Rule = Rule::ObjectAttributes;
+    /// [`Rule::AttributeType`] (`attribute-type`).
     pub const ATTRIBUTE_TYPE: Rule = Rule::AttributeType;
+    /// [`Rule::ModuleTree`] (`module-tree`).
     pub const MODULE_TREE: Rule = Rule::ModuleTree;
+    /// [`Rule::ExtraFileName`] (`extra-file-name`).
     pub const EXTRA_NAME: Rule = Rule::ExtraFileName;
+    /// [`Rule::Flatbuffer`] (`flatbuffer`).
     pub const FLATBUFFER: Rule = Rule::Flatbuffer;
+    /// [`Rule::FlatbufferIdentifier`] (`flatbuffer-identifier`).
     pub const FLATBUFFER_IDENTIFIER: Rule = Rule::FlatbufferIdentifier;
+    /// [`Rule::FlatbufferVerifier`] (`flatbuffer-verifier`).
     pub const FLATBUFFER_VERIFIER: Rule = Rule::FlatbufferVerifier;
+    /// [`Rule::FlatbufferIndex`] (`flatbuffer-index`).
     pub const FLATBUFFER_INDEX: Rule = Rule::FlatbufferIndex;
+    /// [`Rule::FlatbufferOpcode`] (`flatbuffer-opcode`).
     pub const FLATBUFFER_OPCODE: Rule = Rule::FlatbufferOpcode;
+    /// [`Rule::ConvertNeedsBytecode`] (`convert-needs-bytecode`).
     pub const CONVERT_NEEDS_BYTECODE: Rule = Rule::ConvertNeedsBytecode;
+    /// [`Rule::FlatbufferObjectTypes`] (`flatbuffer-object-types`).
     pub const FLATBUFFER_TYPES: Rule = Rule::FlatbufferObjectTypes;
+    /// [`Rule::FlatbufferUnrepresentable`] (`flatbuffer-unrepresentable`).
     pub const FLATBUFFER_UNREPRESENTABLE: Rule = Rule::FlatbufferUnrepresentable;
+    /// [`Rule::FlatbufferMissingField`] (`flatbuffer-missing-field`).
     pub const FLATBUFFER_MISSING: Rule = Rule::FlatbufferMissingField;
+    /// [`Rule::FlatbufferEnum`] (`flatbuffer-enum`).
     pub const FLATBUFFER_ENUM: Rule = Rule::FlatbufferEnum;
+    /// [`Rule::FlatbufferUpgrader`] (`flatbuffer-upgrader`).
     pub const FLATBUFFER_UPGRADER: Rule = Rule::FlatbufferUpgrader;
+    /// [`Rule::ReleaseDtype`] (`release-dtype`).
     pub const RELEASE_DTYPE: Rule = Rule::ReleaseDtype;
+    /// [`Rule::MobileBytecode`] (`mobile-bytecode`).
     pub const MOBILE_BYTECODE: Rule = Rule::MobileBytecode;
 }

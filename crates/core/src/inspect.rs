@@ -17,6 +17,7 @@ fn tensor_fact(name: &str, t: &Tensor) -> Value {
     })
 }
 
+/// The SHA-256 of `data`, as lower-case hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(data);

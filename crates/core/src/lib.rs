@@ -6,6 +6,8 @@
 //! ([`pickle`], [`code`], [`zip_archive`], [`flatbuffer`]) sit on its sides, [`jit`] is the
 //! load API and [`check`] the conformance rules. Nothing here knows a command line.
 
+#![warn(missing_docs)]
+
 pub mod atomic_file;
 pub mod check;
 pub mod code;

@@ -15,7 +15,9 @@ use crate::model::ScalarType;
 /// bytes (the writers change between minors only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Release {
+    /// The major version (`2` in 2.15).
     pub major: u16,
+    /// The minor version (`15` in 2.15).
     pub minor: u16,
 }
 
@@ -25,6 +27,7 @@ impl Release {
     /// The release ptconform writes by default.
     pub const LATEST: Release = Release::new(2, 15);
 
+    /// The release `major.minor` (not checked against the supported range).
     pub const fn new(major: u16, minor: u16) -> Release {
         Release { major, minor }
     }
@@ -108,8 +111,10 @@ impl<'de> serde::Deserialize<'de> for Release {
 /// Why a release string was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ReleaseError {
+    /// Not `MAJOR.MINOR` or `MAJOR.MINOR.PATCH` (the text given).
     #[error("`{0}` is not a PyTorch version (expected MAJOR.MINOR or MAJOR.MINOR.PATCH)")]
     Syntax(String),
+    /// A well-formed release outside the supported range.
     #[error("PyTorch {0} is not supported (ptconform reproduces {first} to {last})", first = Release::OLDEST, last = Release::LATEST)]
     Unsupported(Release),
 }

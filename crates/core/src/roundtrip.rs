@@ -22,9 +22,14 @@ pub struct Difference {
     pub file_offset: u64,
 }
 
+/// A zip archive loaded and saved again, with where the two first differ.
 pub struct RoundTrip {
+    /// The archive as read.
     pub original: Bytes,
+    /// The archive as re-saved.
     pub rewritten: Vec<u8>,
+    /// Where `rewritten` first differs from `original`; `None` when they are
+    /// byte-identical.
     pub difference: Option<Difference>,
 }
 
@@ -55,6 +60,7 @@ pub fn extra_files_in_insertion_order(
     Ok(map)
 }
 
+/// A zip re-saved as the release that wrote it would ([`roundtrip_zip_as`] with `None`).
 pub fn roundtrip_zip(original: Bytes) -> Result<RoundTrip> {
     roundtrip_zip_as(original, None)
 }

@@ -1,6 +1,6 @@
 //! The conformance rules: one variant per kind of failure, each with a stable id (what
 //! `check` prints, `FILE: RULE: message`), the layer of the format it belongs to and a
-//! one-line summary. The README's rule table is this list (x//! equal).
+//! one-line summary. The README's rule table is this list, a test keeps the two equal.
 
 use std::fmt;
 
@@ -141,7 +141,7 @@ rules! {
     MobileBytecode = "mobile-bytecode", MobileBytecode,
         "a mobile zip's `bytecode.pkl` (or `mobile_debug_handles.pkl`) that is not the lite interpreter's structure: an unknown opcode, an operator or constant index out of range, a missing or mistyped field (`torch.jit.load` ignores the record; `_load_for_lite_interpreter` fails)";
     ConvertNeedsBytecode = "convert-needs-bytecode", Convert,
-        "`convert` to a flatbuffer or mobile zip from an archive without mobile bytecode (only compiling its code would give it)";
+        "`convert` to a flatbuffer or mobile zip from an archive without mobile bytecode (only compiling its code would give it; was `flatbuffer`)";
     FlatbufferUnrepresentable = "flatbuffer-unrepresentable", Convert,
         "writing a flatbuffer (`convert`, `roundtrip`, `gen`) of a model it cannot hold: sparse or meta tensors, a quantization scheme or number beyond its 32-bit fields, over 2 GiB of data, values that unfold past its limit (was `flatbuffer`)";
 }

@@ -13,11 +13,17 @@ pub const MAX_LITERAL_DEPTH: usize = 64;
 /// A constant value written as a literal.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Literal {
+    /// `None`.
     None,
+    /// `True` or `False`.
     Bool(bool),
+    /// An integer literal (may also stand for an integral float, see [`Literal::as_f64`]).
     Int(i64),
+    /// A float literal (`2.`, `0.10000000000000001`, `inf`).
     Float(f64),
+    /// A string literal, unescaped.
     Str(String),
+    /// A parenthesized tuple of literals (`(1, 2)`, `(1,)`, `()`).
     Tuple(Vec<Literal>),
 }
 

@@ -30,6 +30,7 @@ pub use print::print_source;
 pub struct CodeError {
     /// 1-based line number.
     pub line: usize,
+    /// What is wrong on that line.
     pub message: String,
 }
 

@@ -25,6 +25,8 @@ fn padding(size: usize, align: usize) -> usize {
     (!size).wrapping_add(1) & (align - 1)
 }
 
+/// A flatbuffer under construction, back to front, with C++ `FlatBufferBuilder`'s
+/// alignment, vtable sharing and string sharing.
 #[derive(Default)]
 pub struct Builder {
     /// The bytes in reverse order: `rev[0]` is the last byte of the final buffer.
@@ -41,6 +43,7 @@ pub struct Builder {
 }
 
 impl Builder {
+    /// An empty builder.
     pub fn new() -> Self {
         Builder {
             minalign: 1,
@@ -48,6 +51,7 @@ impl Builder {
         }
     }
 
+    /// Bytes written so far (the location the next finished object gets).
     pub fn size(&self) -> usize {
         self.rev.len()
     }
@@ -104,6 +108,7 @@ impl Builder {
         self.push_scalar(rel.to_le_bytes())
     }
 
+    /// `CreateString`: `s` with a NUL terminator and its length prefix (not shared).
     pub fn create_string(&mut self, s: &[u8]) -> Loc {
         self.pre_align(s.len() + 1, UOFFSET);
         self.pad(1);
@@ -141,26 +146,31 @@ impl Builder {
         self.end_vector(len)
     }
 
+    /// A vector of `u32`s (`[uint]`).
     pub fn create_vector_u32(&mut self, v: &[u32]) -> Loc {
         let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
         self.create_vector_raw(&bytes, v.len(), 4)
     }
 
+    /// A vector of `i32`s (`[int]`).
     pub fn create_vector_i32(&mut self, v: &[i32]) -> Loc {
         let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
         self.create_vector_raw(&bytes, v.len(), 4)
     }
 
+    /// A vector of `i64`s (`[long]`), 8-byte aligned unless empty.
     pub fn create_vector_i64(&mut self, v: &[i64]) -> Loc {
         let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
         self.create_vector_raw(&bytes, v.len(), 8)
     }
 
+    /// A vector of `f64`s (`[double]`), 8-byte aligned unless empty.
     pub fn create_vector_f64(&mut self, v: &[f64]) -> Loc {
         let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
         self.create_vector_raw(&bytes, v.len(), 8)
     }
 
+    /// A vector of offsets to finished objects (`[Table]`, `[string]`), in the order given.
     pub fn create_vector_offsets(&mut self, v: &[Loc]) -> Loc {
         self.start_vector(v.len() * UOFFSET, UOFFSET);
         for &target in v.iter().rev() {
@@ -182,6 +192,7 @@ impl Builder {
         Loc(self.size() as u32)
     }
 
+    /// `StartTable`: begins a table; add its fields, then [`Builder::end_table`].
     pub fn start_table(&mut self) {
         self.fields.clear();
         self.max_voffset = 0;
@@ -203,18 +214,23 @@ impl Builder {
         self.track_field(slot, loc);
     }
 
+    /// A `uint` field in vtable slot `slot`, left out when it equals `default`.
     pub fn add_u32(&mut self, slot: u16, v: u32, default: u32) {
         self.add_scalar(slot, v.to_le_bytes(), default.to_le_bytes());
     }
 
+    /// An `int` field in vtable slot `slot`, left out when it equals `default`.
     pub fn add_i32(&mut self, slot: u16, v: i32, default: i32) {
         self.add_scalar(slot, v.to_le_bytes(), default.to_le_bytes());
     }
 
+    /// A `ubyte` (or `bool`, or `ubyte` enum) field in vtable slot `slot`, left out when it
+    /// equals `default`.
     pub fn add_u8(&mut self, slot: u16, v: u8, default: u8) {
         self.add_scalar(slot, [v], [default]);
     }
 
+    /// A `double` field in vtable slot `slot`, left out when it equals `default`.
     pub fn add_f64(&mut self, slot: u16, v: f64, default: f64) {
         self.add_scalar(slot, v.to_le_bytes(), default.to_le_bytes());
     }

@@ -43,17 +43,27 @@ pub fn is_flatbuffer(data: &[u8]) -> bool {
 /// The `TypeType` of an `ObjectType`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ObjectKind {
+    /// `UNSET`: read like `CLASS_WITH_FIELD` (also what unknown values become).
     Unset,
+    /// `CLASS_WITH_FIELD`: the object's `attrs` are its attributes, named by `attr_names`.
     ClassWithField,
+    /// `CUSTOM_CLASS`: a TorchBind object; its `state` goes to the C++ class's
+    /// `__setstate__`.
     CustomClass,
+    /// `CLASS_WITH_SETSTATE`: the object's `state` goes to its `setstate_func`.
     ClassWithSetstate,
+    /// `NON_OBJ`: not an object type; objects of it are refused.
     NonObj,
 }
 
+/// One entry of `Module.object_types`: a class as the flatbuffer's objects refer to it.
 #[derive(Clone, Debug)]
 pub struct ObjectTypeInfo {
+    /// `ObjectType.type_name`: the qualified class name.
     pub type_name: String,
+    /// `ObjectType.type`: how objects of this type hold their state.
     pub kind: ObjectKind,
+    /// `ObjectType.attr_names`: attribute names in slot order (for `CLASS_WITH_FIELD`).
     pub attr_names: Vec<String>,
 }
 
@@ -63,22 +73,29 @@ pub struct MobileModule {
     /// The module in the shared model: root object, the types of `jit_sources`, tensor
     /// constants (`jit_constants`), and all extra files.
     pub module: ScriptModule,
+    /// `Module.bytecode_version`.
     pub bytecode_version: u32,
+    /// `Module.operator_version`.
     pub operator_version: u32,
     /// The root module's methods, in method order.
     pub methods: Vec<Arc<BytecodeFunction>>,
     /// Every function among the mobile ivalues (what module info reports on).
     pub functions: Vec<Arc<BytecodeFunction>>,
+    /// `Module.object_types`, in file order (what `Object.type_index` indexes).
     pub object_types: Vec<ObjectTypeInfo>,
     /// Extra files in file order.
     pub extra_files: Vec<(String, Bytes)>,
     /// `(qualifier, source)` in file order.
     pub jit_sources: Vec<(String, String)>,
+    /// `Module.mobile_ivalue_size`: how many of the leading `ivalues` are the mobile
+    /// module's (0: all of them).
     pub mobile_ivalue_size: u32,
+    /// Number of `Module.storage_data` entries.
     pub storage_count: usize,
 }
 
 impl MobileModule {
+    /// What PyTorch's `get_flatbuffer_module_info` reports for this file.
     pub fn module_info(&self) -> ModuleInfo {
         ModuleInfo::new(
             self.bytecode_version,

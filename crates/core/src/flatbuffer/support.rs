@@ -20,21 +20,28 @@ use super::generated::mobile_bytecode::{
 /// The tags of the struct members, left out of the derived schema and so not generated.
 #[allow(non_upper_case_globals)]
 impl IValueUnion {
+    /// Tag of the `Int` struct (`long`).
     pub const Int: Self = Self(1);
+    /// Tag of the `Bool` struct.
     pub const Bool: Self = Self(2);
+    /// Tag of the `Double` struct.
     pub const Double: Self = Self(3);
+    /// Tag of the `ComplexDouble` struct (real, imag).
     pub const ComplexDouble: Self = Self(4);
 }
 
 /// A struct member of `IValueUnion`.
 pub trait StructVariant: Push + Verifiable + for<'a> Follow<'a, Inner = &'a Self> {
+    /// The member's `IValueUnion` tag.
     const TAG: IValueUnion;
+    /// The struct's schema name, for messages.
     const NAME: &'static str;
     /// Alignment in the buffer, checked as PyTorch's C++ verifier does (the Rust
     /// verifier does not check struct alignment).
     const ALIGN: usize;
     /// The Rust value it carries.
     type Value;
+    /// The carried value.
     fn value(&self) -> Self::Value;
 }
 
@@ -148,14 +155,17 @@ pub fn read_struct_union<T: StructVariant>(iv: &IValue<'_>) -> Option<T::Value> 
     Some(s.value())
 }
 
+/// The `Int` an `IValue` holds, if it holds a verified one.
 pub fn read_int(iv: &IValue<'_>) -> Option<i64> {
     read_struct_union::<Int>(iv)
 }
 
+/// The `Bool` an `IValue` holds, if it holds a verified one.
 pub fn read_bool(iv: &IValue<'_>) -> Option<bool> {
     read_struct_union::<Bool>(iv)
 }
 
+/// The `Double` an `IValue` holds, if it holds a verified one.
 pub fn read_double(iv: &IValue<'_>) -> Option<f64> {
     read_struct_union::<Double>(iv)
 }

@@ -37,8 +37,10 @@ pub enum NameMode {
     PyTorch,
 }
 
+/// How [`write_flatbuffer`] writes.
 #[derive(Clone, Debug, Default)]
 pub struct WriteOptions {
+    /// How classes that share a qualified name are named ([`NameMode::Unique`] by default).
     pub names: NameMode,
 }
 

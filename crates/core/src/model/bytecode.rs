@@ -9,19 +9,28 @@ macro_rules! opcodes {
         /// opcode list (the flatbuffer `Instruction.op`); `name()` is the `bytecode.pkl`
         /// spelling.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum OpCode { $( $variant = $num, )* }
+        pub enum OpCode {
+            $(
+                #[doc = concat!("`", $name, "` (number ", stringify!($num), ").")]
+                $variant = $num,
+            )*
+        }
 
         impl OpCode {
+            /// Every opcode, in number order.
             pub const ALL: &'static [OpCode] = &[ $( OpCode::$variant, )* ];
 
+            /// The opcode's name as `bytecode.pkl` spells it (`OP`, `GET_ATTR`, `__IS__`).
             pub fn name(self) -> &'static str {
                 match self { $( OpCode::$variant => $name, )* }
             }
 
+            /// The opcode numbered `n` (flatbuffer `Instruction.op`), if any.
             pub fn from_number(n: i64) -> Option<Self> {
                 match n { $( $num => Some(OpCode::$variant), )* _ => None }
             }
 
+            /// The opcode with this `bytecode.pkl` name, if any.
             pub fn from_name(s: &str) -> Option<Self> {
                 match s { $( $name => Some(OpCode::$variant), )* _ => None }
             }
@@ -86,8 +95,12 @@ opcodes! {
 /// One instruction: opcode, `n` (count operand) and `x` (index or offset operand).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Instruction {
+    /// The opcode.
     pub op: OpCode,
+    /// The count operand (`N`): e.g. how many values an `OPN` or `LIST_CONSTRUCT` takes.
     pub n: u16,
+    /// The index or offset operand (`X`): into the operator, constant or type table, or a
+    /// jump distance.
     pub x: i32,
 }
 
@@ -95,8 +108,11 @@ pub struct Instruction {
 /// arguments passed at the call site (`None` = not recorded, the runtime's default -1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Operator {
+    /// The operator's name (`aten::linear`).
     pub name: String,
+    /// The overload name, empty for the default overload.
     pub overload_name: String,
+    /// How many arguments the call site passes, if recorded.
     pub num_args: Option<i32>,
 }
 
@@ -114,26 +130,40 @@ impl Operator {
 /// A schema argument or return: name, type string and default value.
 #[derive(Clone, Debug)]
 pub struct Arg {
+    /// The argument's name.
     pub name: String,
+    /// The argument's type as a string (`Tensor`, `Optional[int]`).
     pub type_str: String,
+    /// The default value, if the argument has one.
     pub default_value: Option<IValue>,
 }
 
+/// A bytecode function's schema: its arguments and returns.
 #[derive(Clone, Debug, Default)]
 pub struct FunctionSchema {
+    /// The arguments in order, `self` first for methods.
     pub arguments: Vec<Arg>,
+    /// The returns in order.
     pub returns: Vec<Arg>,
 }
 
 /// A bytecode function.
 #[derive(Clone, Debug)]
 pub struct BytecodeFunction {
+    /// The function's qualified name (`__torch__.M.forward`).
     pub qualified_name: QualifiedName,
+    /// The instructions, in execution order.
     pub instructions: Vec<Instruction>,
+    /// The operator table that `OP` and `OPN` index.
     pub operators: Vec<Operator>,
+    /// The constant table that `LOADC` indexes.
     pub constants: Vec<IValue>,
+    /// The type table (type strings) that `LIST_CONSTRUCT`, `CREATE_OBJECT` and others
+    /// index.
     pub type_annotations: Vec<String>,
+    /// Number of registers the function uses (`register_size`).
     pub register_size: i32,
+    /// The schema, when the file records one.
     pub schema: Option<FunctionSchema>,
     /// One debug handle per instruction (a process-wide counter in PyTorch).
     pub debug_handles: Vec<i64>,
@@ -160,10 +190,17 @@ mod tests {
 /// What PyTorch's `get_flatbuffer_module_info` reports.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ModuleInfo {
+    /// The file's bytecode version (flatbuffer `Module.bytecode_version`).
     pub bytecode_version: u32,
+    /// The file's operator version (flatbuffer `Module.operator_version`).
     pub operator_version: u32,
+    /// Qualified names of every bytecode function.
     pub function_names: std::collections::BTreeSet<String>,
+    /// Plain type names found in the functions' type annotations (`List`, `Tensor`,
+    /// `NamedTuple`, ...).
     pub type_names: std::collections::BTreeSet<String>,
+    /// Each operator's full name (`name.overload`) and its call's argument count, -1 when
+    /// not recorded.
     pub opname_to_num_args: std::collections::BTreeMap<String, i32>,
 }
 
@@ -310,7 +347,7 @@ impl AnnotationParser<'_, '_> {
 }
 
 /// Adds the type names PyTorch's `get_flatbuffer_module_info` reports for one
-/// `type_annotations` string (see [`AnnotationParser`]).
+/// `type_annotations` string (see `AnnotationParser`).
 pub fn collect_type_names(
     text: &str,
     names: &mut std::collections::BTreeSet<String>,

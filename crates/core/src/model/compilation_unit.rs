@@ -11,12 +11,17 @@ use crate::error::{FormatError, rules};
 /// defines in file order.
 #[derive(Clone, Debug)]
 pub struct SourceFile {
+    /// The file's qualifier (`__torch__.pkgx.mods` for `code/__torch__/pkgx/mods.py`).
     pub qualifier: String,
+    /// The file's text, exactly as stored.
     pub text: String,
+    /// The matching `code/....py.debug_pkl` record's bytes, if the archive has one.
     pub debug_pkl: Option<Bytes>,
+    /// The qualified names the file defines, in file order.
     pub definitions: Vec<QualifiedName>,
 }
 
+/// Every named type and function of an archive's `code/`, by qualified name.
 #[derive(Clone, Debug, Default)]
 pub struct CompilationUnit {
     definitions: IndexMap<QualifiedName, Definition>,
@@ -31,6 +36,7 @@ pub fn unknown_type(record: impl Into<String>, message: impl Into<String>) -> Fo
 }
 
 impl CompilationUnit {
+    /// An empty compilation unit.
     pub fn new() -> Self {
         Self::default()
     }
@@ -97,14 +103,17 @@ impl CompilationUnit {
         Ok(())
     }
 
+    /// The definition of `name`, if any.
     pub fn get(&self, name: &QualifiedName) -> Option<&Definition> {
         self.definitions.get(name)
     }
 
+    /// The definition of the dotted name `name`, if any.
     pub fn get_str(&self, name: &str) -> Option<&Definition> {
         self.definitions.get(&QualifiedName::new(name))
     }
 
+    /// The class `name`, if it is defined and is a class (module or script class).
     pub fn class(&self, name: &QualifiedName) -> Option<&ClassDef> {
         match self.definitions.get(name) {
             Some(Definition::Class(c)) => Some(c),
@@ -112,6 +121,7 @@ impl CompilationUnit {
         }
     }
 
+    /// Whether `name` is a defined `nn.Module` class.
     pub fn is_module_class(&self, name: &QualifiedName) -> bool {
         self.class(name)
             .is_some_and(|c| c.kind == ClassKind::Module)
@@ -181,14 +191,17 @@ impl CompilationUnit {
         None
     }
 
+    /// Every definition, in the order it was defined.
     pub fn definitions(&self) -> impl Iterator<Item = &Definition> {
         self.definitions.values()
     }
 
+    /// Number of definitions.
     pub fn len(&self) -> usize {
         self.definitions.len()
     }
 
+    /// Whether nothing is defined.
     pub fn is_empty(&self) -> bool {
         self.definitions.is_empty()
     }

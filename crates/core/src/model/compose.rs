@@ -23,6 +23,7 @@ fn rename_name(n: &QualifiedName, r: &Renames) -> QualifiedName {
     r.get(n).cloned().unwrap_or_else(|| n.clone())
 }
 
+/// `t` with every qualified name in `r` replaced by its new name.
 pub fn rename_type(t: &TypeExpr, r: &Renames) -> TypeExpr {
     match t {
         TypeExpr::Name(n) => TypeExpr::Name(
@@ -248,10 +249,12 @@ impl ModuleBuilder {
         b
     }
 
+    /// The class being built, to edit directly (hooks, constants, ...).
     pub fn class_mut(&mut self) -> &mut ClassDef {
         &mut self.class
     }
 
+    /// Adds an attribute slot of type `ty` holding `value`.
     pub fn attribute(&mut self, name: &str, ty: TypeExpr, value: IValue) -> &mut Self {
         self.class.attributes.push(AttributeDecl {
             name: name.into(),
@@ -261,11 +264,13 @@ impl ModuleBuilder {
         self
     }
 
+    /// Adds a `Tensor` attribute listed in `__parameters__`.
     pub fn parameter(&mut self, name: &str, value: IValue) -> &mut Self {
         self.class.parameters.push(name.into());
         self.attribute(name, TypeExpr::name("Tensor"), value)
     }
 
+    /// Adds a `Tensor` attribute listed in `__buffers__`.
     pub fn buffer(&mut self, name: &str, value: IValue) -> &mut Self {
         self.class.buffers.push(name.into());
         self.attribute(name, TypeExpr::name("Tensor"), value)
@@ -329,6 +334,8 @@ impl ModuleBuilder {
             || self.extra_defs.iter().any(|d| d.name() == n)
     }
 
+    /// The module: the class and the other definitions in one new compilation unit, the
+    /// instance as its root (no constants, no extra files).
     pub fn build(self) -> ScriptModule {
         let mut cu = self.cu;
         let _ = cu.define(Definition::Class(self.class.clone()));

@@ -31,15 +31,19 @@ const DEVICE_TYPES: &[&str] = &[
 /// device is `Copy` (loaders make one per storage).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Device {
+    /// The device type (`cpu`, `cuda`, `meta`, ...), one of PyTorch's device-type names.
     pub kind: &'static str,
+    /// The device index (`0` in `cuda:0`), `None` when the string has none.
     pub index: Option<i16>,
 }
 
+/// A string [`Device::parse`] refuses (the string is kept for the message).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid device string {0:?}")]
 pub struct DeviceParseError(pub String);
 
 impl Device {
+    /// The `cpu` device.
     pub fn cpu() -> Self {
         Device {
             kind: "cpu",
@@ -47,6 +51,7 @@ impl Device {
         }
     }
 
+    /// The `meta` device (storages without data).
     pub fn meta() -> Self {
         Device {
             kind: "meta",
@@ -54,10 +59,12 @@ impl Device {
         }
     }
 
+    /// Whether this is the `meta` device.
     pub fn is_meta(&self) -> bool {
         self.kind == "meta"
     }
 
+    /// Whether this is the `cpu` device (any index).
     pub fn is_cpu(&self) -> bool {
         self.kind == "cpu"
     }

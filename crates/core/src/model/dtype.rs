@@ -7,7 +7,15 @@ macro_rules! scalar_types {
     ($( $variant:ident = $num:literal, $name:literal, $storage:literal, $size:literal; )*) => {
         /// A tensor element type, numbered as PyTorch's `ScalarType`.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum ScalarType { $( $variant = $num, )* }
+        pub enum ScalarType {
+            $(
+                #[doc = concat!(
+                    "`torch.", $name, "`: number ", stringify!($num),
+                    ", storage class `", $storage, "`."
+                )]
+                $variant = $num,
+            )*
+        }
 
         impl ScalarType {
             /// Every scalar type, in `ScalarType` number order.
@@ -33,14 +41,17 @@ macro_rules! scalar_types {
                 self as i8
             }
 
+            /// The scalar type numbered `n` (flatbuffer `scalar_type`), if any.
             pub fn from_number(n: i64) -> Option<Self> {
                 match n { $( $num => Some(ScalarType::$variant), )* _ => None }
             }
 
+            /// The scalar type of a storage class name (`FloatStorage`), if any.
             pub fn from_storage_name(s: &str) -> Option<Self> {
                 match s { $( $storage => Some(ScalarType::$variant), )* _ => None }
             }
 
+            /// The scalar type of a dtype name without `torch.` (`float32`), if any.
             pub fn from_name(s: &str) -> Option<Self> {
                 match s { $( $name => Some(ScalarType::$variant), )* _ => None }
             }
@@ -98,6 +109,8 @@ scalar_types! {
 }
 
 impl ScalarType {
+    /// Whether this is a quantized type (`qint8`, `quint8`, `qint32`, `quint4x2`,
+    /// `quint2x4`).
     pub fn is_quantized(self) -> bool {
         matches!(
             self,
@@ -109,6 +122,7 @@ impl ScalarType {
         )
     }
 
+    /// Whether this is a complex type.
     pub fn is_complex(self) -> bool {
         matches!(
             self,

@@ -53,6 +53,7 @@ pub struct NameUniquer {
 }
 
 impl NameUniquer {
+    /// A uniquer that has assigned no names yet.
     pub fn new() -> Self {
         Self::default()
     }

@@ -10,9 +10,13 @@ use indexmap::IndexMap;
 use super::{CompilationUnit, IValue, Object, ObjectState, QualifiedName, Str, Tensor, type_match};
 use crate::error::FormatError;
 
+/// A loaded TorchScript module: the root object, the compilation unit declaring its
+/// classes, constants and extra files.
 #[derive(Clone, Debug)]
 pub struct ScriptModule {
+    /// The root module object (`data.pkl`'s value).
     pub root: Arc<Object>,
+    /// The classes, functions and source files of `code/`.
     pub cu: Arc<CompilationUnit>,
     /// Tensor constants referenced from code as `CONSTANTS.cN` (`constants.pkl`).
     pub constants: Vec<IValue>,
@@ -26,17 +30,23 @@ pub struct ScriptModule {
 /// A submodule as `named_modules()` reports it.
 #[derive(Clone, Debug)]
 pub struct NamedModule {
+    /// The dotted attribute path from the root (`""` for the root, `layer.0`).
     pub name: String,
+    /// The submodule's object.
     pub object: Arc<Object>,
 }
 
+/// A parameter or buffer as `named_parameters()` / `named_buffers()` report it.
 #[derive(Clone, Debug)]
 pub struct NamedTensor {
+    /// The dotted path from the root (`layer.0.weight`).
     pub name: String,
+    /// The tensor.
     pub tensor: Arc<Tensor>,
 }
 
 impl ScriptModule {
+    /// The root module's class.
     pub fn qualified_name(&self) -> &QualifiedName {
         &self.root.class
     }

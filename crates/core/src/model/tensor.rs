@@ -23,14 +23,19 @@ pub fn storage_error(
 /// record was stored uncompressed; it is empty for meta storages.
 #[derive(Debug)]
 pub struct Storage {
+    /// The element type (from the pickled `<Name>Storage` class or flatbuffer
+    /// `TensorMetadata.scalar_type`).
     pub dtype: ScalarType,
+    /// Where the storage lives (the pickled location string, e.g. `cpu`).
     pub device: Device,
     /// Number of elements of the whole storage (the pickled `numel`).
     pub numel: u64,
+    /// The storage bytes (`data/<key>` in a zip, `storage_data` in a flatbuffer).
     pub data: Bytes,
 }
 
 impl Storage {
+    /// Size in bytes: `numel` times the element size (saturating).
     pub fn nbytes(&self) -> u64 {
         self.numel.saturating_mul(self.dtype.element_size())
     }
@@ -39,14 +44,20 @@ impl Storage {
 /// Quantizer schemes, numbered as PyTorch's `QScheme`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum QScheme {
+    /// `torch.per_tensor_affine`: one scale and zero point.
     PerTensorAffine = 0,
+    /// `torch.per_channel_affine`: a scale and zero point per channel.
     PerChannelAffine = 1,
+    /// `torch.per_tensor_symmetric`.
     PerTensorSymmetric = 2,
+    /// `torch.per_channel_symmetric`.
     PerChannelSymmetric = 3,
+    /// `torch.per_channel_affine_float_qparams`: per-channel, floating-point zero points.
     PerChannelAffineFloatQparams = 4,
 }
 
 impl QScheme {
+    /// Every scheme, in number order.
     pub const ALL: [QScheme; 5] = [
         QScheme::PerTensorAffine,
         QScheme::PerChannelAffine,
@@ -55,6 +66,7 @@ impl QScheme {
         QScheme::PerChannelAffineFloatQparams,
     ];
 
+    /// The name without `torch.` (`per_tensor_affine`).
     pub fn name(self) -> &'static str {
         match self {
             QScheme::PerTensorAffine => "per_tensor_affine",
@@ -65,10 +77,12 @@ impl QScheme {
         }
     }
 
+    /// The scheme with this name (as [`QScheme::name`] gives it), if any.
     pub fn from_name(s: &str) -> Option<Self> {
         QScheme::ALL.iter().copied().find(|q| q.name() == s)
     }
 
+    /// Whether the scheme has a scale and zero point per channel.
     pub fn is_per_channel(self) -> bool {
         matches!(
             self,
@@ -79,17 +93,28 @@ impl QScheme {
     }
 }
 
+/// A quantized tensor's quantizer parameters (`_rebuild_qtensor`'s tuple, flatbuffer
+/// `QuantizedSchema`).
 #[derive(Clone, Debug)]
 pub enum Quantization {
+    /// `(qscheme, scale, zero_point)`: one scale and zero point for the tensor.
     PerTensor {
+        /// A per-tensor scheme.
         scheme: QScheme,
+        /// The scale (an int in the pickle is read as a float).
         scale: f64,
+        /// The zero point.
         zero_point: i64,
     },
+    /// `(qscheme, scales, zero_points, axis)`: parameters per channel along `axis`.
     PerChannel {
+        /// A per-channel scheme.
         scheme: QScheme,
+        /// One scale per channel (a 1-d tensor).
         scales: Arc<Tensor>,
+        /// One zero point per channel (a 1-d tensor).
         zero_points: Arc<Tensor>,
+        /// The channel dimension.
         axis: i64,
     },
 }
@@ -101,17 +126,22 @@ pub type Dims = smallvec::SmallVec<[i64; 4]>;
 /// A strided view of a storage.
 #[derive(Clone, Debug)]
 pub struct Tensor {
+    /// The storage viewed, shared with every other tensor of that storage.
     pub storage: Arc<Storage>,
     /// In elements.
     pub storage_offset: i64,
+    /// The size of each dimension.
     pub sizes: Dims,
     /// In elements.
     pub strides: Dims,
+    /// The `requires_grad` flag (`_rebuild_tensor_v2`'s argument, flatbuffer
+    /// `TensorMetadata.requires_grad`).
     pub requires_grad: bool,
     /// The conjugate bit (a lazily conjugated view).
     pub conj: bool,
     /// The negative bit (a lazily negated view).
     pub neg: bool,
+    /// The quantizer parameters, for a quantized tensor (`_rebuild_qtensor`).
     pub quantization: Option<Quantization>,
     /// Set for a sparse tensor: its layout and component tensors. The tensor itself then
     /// has the sparse sizes, no strides, offset 0, and its values' storage (so dtype and
@@ -131,6 +161,7 @@ pub enum SparseLayout {
 }
 
 impl SparseLayout {
+    /// The layout with this `c10::Layout` number, if it can be written.
     pub fn from_number(n: i64) -> Option<Self> {
         match n {
             1 => Some(SparseLayout::Coo),
@@ -139,6 +170,7 @@ impl SparseLayout {
         }
     }
 
+    /// The name without `torch.` (`sparse_coo`).
     pub fn name(self) -> &'static str {
         match self {
             SparseLayout::Coo => "sparse_coo",
@@ -158,19 +190,24 @@ impl SparseLayout {
 /// A sparse tensor's layout and dense component tensors, in pickle order.
 #[derive(Clone, Debug)]
 pub struct Sparse {
+    /// The sparse layout (the pickled `c10::Layout` number).
     pub layout: SparseLayout,
+    /// The component tensors, as many as [`SparseLayout::components`] says.
     pub components: Vec<Arc<Tensor>>,
 }
 
 impl Tensor {
+    /// The element type (the storage's).
     pub fn dtype(&self) -> ScalarType {
         self.storage.dtype
     }
 
+    /// The device (the storage's).
     pub fn device(&self) -> &Device {
         &self.storage.device
     }
 
+    /// Number of elements: the product of `sizes` (negative sizes count as 0, saturating).
     pub fn numel(&self) -> u64 {
         self.sizes
             .iter()

@@ -11,6 +11,7 @@ pub const MANGLE_PREFIX: &str = "___torch_mangle_";
 pub struct QualifiedName(String);
 
 impl QualifiedName {
+    /// The name `s`, taken as it is (not checked).
     pub fn new(s: impl Into<String>) -> Self {
         QualifiedName(s.into())
     }
@@ -24,6 +25,7 @@ impl QualifiedName {
         }
     }
 
+    /// The dotted name.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -38,6 +40,7 @@ impl QualifiedName {
         self.0.rsplit_once('.').map(|(_, n)| n).unwrap_or(&self.0)
     }
 
+    /// The dot-separated atoms, first to last.
     pub fn atoms(&self) -> impl Iterator<Item = &str> {
         self.0.split('.')
     }
@@ -89,11 +92,15 @@ pub enum TypeExpr {
     EmptyTuple,
 }
 
+/// A type annotation [`TypeExpr::parse`] refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid type {text:?} at column {column}: {message}")]
 pub struct TypeParseError {
+    /// The whole annotation text.
     pub text: String,
+    /// Byte offset into `text` where parsing stopped.
     pub column: usize,
+    /// What was expected there.
     pub message: &'static str,
 }
 
@@ -138,18 +145,23 @@ pub const GENERIC_TYPE_NAMES: &[&str] = &[
 pub const MAX_TYPE_DEPTH: usize = 64;
 
 impl TypeExpr {
+    /// The bare name `s`.
     pub fn name(s: &str) -> Self {
         TypeExpr::Name(s.to_string())
     }
 
+    /// `List[elem]`.
     pub fn list(elem: TypeExpr) -> Self {
         TypeExpr::Generic("List".into(), vec![elem])
     }
 
+    /// `Dict[k, v]`.
     pub fn dict(k: TypeExpr, v: TypeExpr) -> Self {
         TypeExpr::Generic("Dict".into(), vec![k, v])
     }
 
+    /// Parses an annotation as the `code/` files and type tags spell it
+    /// (`Dict[str, List[int]]`, `Tuple[()]`), at most [`MAX_TYPE_DEPTH`] deep.
     pub fn parse(text: &str) -> Result<Self, TypeParseError> {
         // A bare name (most annotations: `Tensor`, `int`, `__torch__.M`) is itself: the
         // same result as the parser's, without it.
@@ -178,6 +190,7 @@ impl TypeExpr {
         }
     }
 
+    /// The type arguments (`[int]` for `List[int]`); empty for a bare name.
     pub fn args(&self) -> &[TypeExpr] {
         match self {
             TypeExpr::Generic(_, a) => a,
@@ -212,6 +225,8 @@ impl TypeExpr {
         }
     }
 
+    /// Appends the qualified names (those with a dot, `__torch__.M`) mentioned anywhere in
+    /// this type, in text order.
     pub fn named_types(&self, out: &mut Vec<QualifiedName>) {
         match self {
             TypeExpr::Name(n) if n.contains('.') => out.push(QualifiedName::new(n.clone())),
@@ -314,6 +329,7 @@ impl TypeParser<'_> {
 /// A parameter of a method or function signature.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Param {
+    /// The parameter name.
     pub name: String,
     /// `None` only for the unannotated `self` of interface methods.
     pub ty: Option<TypeExpr>,
@@ -321,9 +337,12 @@ pub struct Param {
     pub default: Option<String>,
 }
 
+/// A method or function signature: `def f(self, x: int = 2) -> Tensor`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Signature {
+    /// The parameters in order, `self` included.
     pub params: Vec<Param>,
+    /// The return annotation (after `->`), if written.
     pub returns: Option<TypeExpr>,
 }
 
@@ -344,12 +363,15 @@ impl Signature {
 /// A method of a class, or a free function: signature plus the body kept as text.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MethodDef {
+    /// The method's name (unqualified).
     pub name: String,
+    /// Parameters and return type.
     pub signature: Signature,
     /// The body lines exactly as in the file, with their indentation and `\n` endings.
     pub body: String,
 }
 
+/// Whether a class is an `nn.Module` or a plain TorchScript class.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClassKind {
     /// `class X(Module):` — an `nn.Module` compiled to TorchScript.
@@ -361,30 +383,45 @@ pub enum ClassKind {
 /// One attribute slot of a class, in slot order (which is the pickled order).
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttributeDecl {
+    /// The attribute name.
     pub name: String,
+    /// The declared type (the class body's `name : TYPE`).
     pub ty: TypeExpr,
 }
 
 /// A `NAME : Final[TYPE] = LITERAL` constant; the literal is kept as text.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConstantDecl {
+    /// The constant's name.
     pub name: String,
+    /// The declared type (`Final[...]`).
     pub ty: TypeExpr,
+    /// The value's literal text, as printed (`3`, `"x"`, `(1, 2)`).
     pub literal: String,
 }
 
+/// A class declared in `code/`: a module or a TorchScript class.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClassDef {
+    /// The qualified name (`__torch__.M`).
     pub name: QualifiedName,
+    /// Module or plain class (`class X(Module):` or `class X:`).
     pub kind: ClassKind,
     /// `__parameters__` (modules only).
     pub parameters: Vec<String>,
     /// `__buffers__` (modules only).
     pub buffers: Vec<String>,
+    /// `__forward_pre_hooks__`: names of the methods run before `forward`; `None` when the
+    /// class does not list them.
     pub forward_pre_hooks: Option<Vec<String>>,
+    /// `__forward_hooks__`: names of the methods run after `forward`; `None` when the class
+    /// does not list them.
     pub forward_hooks: Option<Vec<String>>,
+    /// The attribute slots, in slot (pickled) order.
     pub attributes: Vec<AttributeDecl>,
+    /// The `Final` constants, in text order.
     pub constants: Vec<ConstantDecl>,
+    /// The methods, in text order.
     pub methods: Vec<MethodDef>,
 }
 
@@ -404,6 +441,7 @@ impl ClassDef {
         }
     }
 
+    /// The attribute slot called `name`, if declared.
     pub fn attribute(&self, name: &str) -> Option<&AttributeDecl> {
         self.attributes.iter().find(|a| a.name == name)
     }
@@ -418,6 +456,7 @@ impl ClassDef {
         }
     }
 
+    /// The method called `name`, if defined.
     pub fn method(&self, name: &str) -> Option<&MethodDef> {
         self.methods.iter().find(|m| m.name == name)
     }
@@ -428,44 +467,62 @@ impl ClassDef {
     }
 }
 
+/// An interface (`class X(Interface):` or `class X(ModuleInterface):`): method signatures
+/// without bodies.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InterfaceDef {
+    /// The qualified name.
     pub name: QualifiedName,
     /// `ModuleInterface` (true) or `Interface` (false).
     pub is_module_interface: bool,
+    /// Method names and signatures, in text order.
     pub methods: Vec<(String, Signature)>,
 }
 
+/// A NamedTuple class (`class X(NamedTuple):`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct NamedTupleDef {
+    /// The qualified name.
     pub name: QualifiedName,
+    /// Field names and types, in declaration order.
     pub fields: Vec<(String, TypeExpr)>,
 }
 
+/// A TorchScript enum (`class X(Enum):`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct EnumDef {
+    /// The qualified name.
     pub name: QualifiedName,
     /// Member name and value literal text (`"a"`, `1`, `2.5`).
     pub members: Vec<(String, String)>,
 }
 
+/// A free function (a `def` at the top level of a `code/` file).
 #[derive(Clone, Debug, PartialEq)]
 pub struct FunctionDef {
+    /// The qualified name: the file's qualifier plus the function name.
     pub name: QualifiedName,
+    /// The signature and body.
     pub def: MethodDef,
 }
 
 /// Anything with a qualified name that `code/` can declare.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Definition {
+    /// A module or TorchScript class.
     Class(ClassDef),
+    /// An interface or module interface.
     Interface(InterfaceDef),
+    /// A NamedTuple class.
     NamedTuple(NamedTupleDef),
+    /// An enum class.
     Enum(EnumDef),
+    /// A free function.
     Function(FunctionDef),
 }
 
 impl Definition {
+    /// The qualified name declared.
     pub fn name(&self) -> &QualifiedName {
         match self {
             Definition::Class(c) => &c.name,
@@ -540,6 +597,8 @@ impl Definition {
         }
     }
 
+    /// What kind of definition this is (`module`, `class`, `interface`, `namedtuple`,
+    /// `enum`, `function`), for messages.
     pub fn kind_name(&self) -> &'static str {
         match self {
             Definition::Class(c) if c.kind == ClassKind::Module => "module",

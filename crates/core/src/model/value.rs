@@ -13,14 +13,17 @@ use super::{Device, QualifiedName, Tensor, TypeExpr};
 pub struct Str(pub Bytes);
 
 impl Str {
+    /// The raw bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 
+    /// Length in bytes.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// Whether the string has no bytes.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -30,6 +33,7 @@ impl Str {
         std::str::from_utf8(&self.0).ok()
     }
 
+    /// The text, with invalid UTF-8 replaced by U+FFFD.
     pub fn to_string_lossy(&self) -> String {
         String::from_utf8_lossy(&self.0).into_owned()
     }
@@ -61,23 +65,38 @@ impl fmt::Debug for Str {
 /// is part of the model, as it is in PyTorch's object graph and in the pickle memo.
 #[derive(Clone, Debug)]
 pub enum IValue {
+    /// `None`.
     None,
+    /// A `bool`.
     Bool(bool),
+    /// An `int` (TorchScript ints are 64-bit).
     Int(i64),
+    /// A `float` (64-bit).
     Double(f64),
+    /// A `complex`: real and imaginary parts.
     Complex(f64, f64),
+    /// A `str`.
     String(Str),
+    /// A `torch.device`.
     Device(Device),
+    /// A tensor (a view of a shared storage).
     Tensor(Arc<Tensor>),
+    /// A tuple, possibly a NamedTuple instance.
     Tuple(Arc<Tuple>),
+    /// A list with its element type.
     List(Arc<List>),
+    /// A dict with its key and value types.
     Dict(Arc<Dict>),
+    /// An instance of a module or script class.
     Object(Arc<Object>),
+    /// A member of a TorchScript enum.
     Enum(Arc<EnumValue>),
 }
 
+/// A tuple's items (pickle `TUPLE*`, flatbuffer `Tuple`).
 #[derive(Clone, Debug)]
 pub struct Tuple {
+    /// The items, in order.
     pub items: Vec<IValue>,
     /// Set when the tuple is known to be a NamedTuple instance of this type.
     pub named: Option<QualifiedName>,
@@ -86,18 +105,25 @@ pub struct Tuple {
 /// How a list's element type was recorded in the pickle.
 #[derive(Clone, Debug)]
 pub struct List {
+    /// The element type: from `restore_type_tag`'s `List[T]` or a `build_intlist`-style
+    /// builder; `Any` for a plain pickle list.
     pub elem_type: TypeExpr,
+    /// The items, in order.
     pub items: Vec<IValue>,
 }
 
+/// A dict, with the key and value types its `restore_type_tag` gave (`Any` without one).
 #[derive(Clone, Debug)]
 pub struct Dict {
+    /// The key type (`K` of `Dict[K, V]`).
     pub key_type: TypeExpr,
+    /// The value type (`V` of `Dict[K, V]`).
     pub value_type: TypeExpr,
     /// In insertion order.
     pub entries: Vec<(IValue, IValue)>,
 }
 
+/// An object's state as pickled: its attributes, or what `__setstate__` receives.
 #[derive(Clone, Debug)]
 pub enum ObjectState {
     /// Attribute name/value pairs in slot order.
@@ -109,11 +135,14 @@ pub enum ObjectState {
 /// An instance of a module class or script class.
 #[derive(Clone, Debug)]
 pub struct Object {
+    /// The object's class (pickle `GLOBAL` / flatbuffer `ObjectType.type_name`).
     pub class: QualifiedName,
+    /// The attributes, or the `__setstate__` state.
     pub state: ObjectState,
 }
 
 impl Object {
+    /// The attributes in slot order; empty for an object restored by `__setstate__`.
     pub fn attributes(&self) -> &[(Str, IValue)] {
         match &self.state {
             ObjectState::Attributes(a) => a,
@@ -121,6 +150,7 @@ impl Object {
         }
     }
 
+    /// The attribute called `name`, if the object has one.
     pub fn attribute(&self, name: &str) -> Option<&IValue> {
         self.attributes()
             .iter()
@@ -132,11 +162,14 @@ impl Object {
 /// A member of a TorchScript enum, identified by its value.
 #[derive(Clone, Debug)]
 pub struct EnumValue {
+    /// The enum class.
     pub enum_type: QualifiedName,
+    /// The member's value (an int, float or str).
     pub value: IValue,
 }
 
 impl IValue {
+    /// The value's kind as TorchScript names it (`int`, `Tensor`, `Object`), for messages.
     pub fn kind_name(&self) -> &'static str {
         match self {
             IValue::None => "None",
@@ -155,6 +188,7 @@ impl IValue {
         }
     }
 
+    /// The object, if this is one.
     pub fn as_object(&self) -> Option<&Arc<Object>> {
         match self {
             IValue::Object(o) => Some(o),
@@ -162,6 +196,7 @@ impl IValue {
         }
     }
 
+    /// The tensor, if this is one.
     pub fn as_tensor(&self) -> Option<&Arc<Tensor>> {
         match self {
             IValue::Tensor(t) => Some(t),

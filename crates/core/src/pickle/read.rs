@@ -19,8 +19,10 @@ use crate::model::{
 /// recursive walk (and dropping the value) stays well inside a thread's stack.
 pub const DEFAULT_MAX_DEPTH: u32 = 1000;
 
+/// Limits and switches of one read.
 #[derive(Clone, Debug)]
 pub struct ReadOptions {
+    /// Deepest container nesting accepted ([`DEFAULT_MAX_DEPTH`] by default).
     pub max_depth: u32,
     /// Decode tensors in PyTorch's usual opcode shape directly (see `tensor_fast_path`);
     /// off, every tensor goes through the general machine. Same result either way.
@@ -36,11 +38,13 @@ impl Default for ReadOptions {
     }
 }
 
+/// A pickle that the reader refuses, with the offset of the failing opcode.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("pickle offset {offset}: {kind}")]
 pub struct PickleError {
     /// Offset of the opcode that failed, from the start of the pickle.
     pub offset: u64,
+    /// What went wrong.
     pub kind: PickleErrorKind,
 }
 
@@ -88,50 +92,88 @@ pub fn unexpected_value(record: &str, expected: &str, found: &IValue) -> FormatE
     )
 }
 
+/// The ways a pickle can fail to read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PickleErrorKind {
+    /// The data ended inside an opcode's argument (what was being read).
     #[error("unexpected end of data while reading {0}")]
     Truncated(&'static str),
+    /// The first opcode is not `PROTO`.
     #[error("the pickle must start with PROTO 2")]
     MissingProto,
+    /// A protocol other than 2.
     #[error("unsupported pickle protocol {0} (only 2 is accepted)")]
     Protocol(u8),
+    /// A byte that is no pickle opcode at all.
     #[error("unknown opcode 0x{0:02x}")]
     UnknownOpcode(u8),
+    /// A Python pickle opcode outside TorchScript's dialect (its `pickletools` name).
     #[error("opcode {0} is valid Python pickle but not part of TorchScript's dialect")]
     ForeignOpcode(&'static str),
+    /// A `LONG1` whose length is not 8.
     #[error("LONG1 must have length 8, got {0}")]
     Long1Length(u8),
+    /// A global outside the allow-list (never resolved).
     #[error("global {module}.{name} is not allowed (not a TorchScript type or known constructor)")]
-    ForbiddenGlobal { module: String, name: String },
+    ForbiddenGlobal {
+        /// The global's module (`os`).
+        module: String,
+        /// The global's name (`system`).
+        name: String,
+    },
+    /// A `GLOBAL` whose names are not UTF-8 or not a well-formed qualified name.
     #[error("malformed GLOBAL: {0}")]
     BadGlobal(&'static str),
+    /// A known PyTorch global that never occurs in a TorchScript archive (the name, and
+    /// why).
     #[error("unsupported global {0}: {1}")]
     UnsupportedGlobal(String, &'static str),
+    /// A `BINGET` of a memo id never stored.
     #[error("memo id {0} is not defined")]
     MissingMemo(u32),
+    /// An opcode needed more items than the stack holds.
     #[error("stack underflow")]
     StackUnderflow,
+    /// An opcode needed a `MARK` and none is on the stack.
     #[error("no MARK on the stack")]
     NoMark,
+    /// An opcode's operand of the wrong kind.
     #[error("{op}: expected {expected}, found {found}")]
     Type {
+        /// The opcode (or construct, such as `REDUCE`).
         op: &'static str,
+        /// What the operand should be.
         expected: &'static str,
+        /// What it is.
         found: String,
     },
+    /// A malformed construct: arguments of the wrong shape for an allow-listed global, a
+    /// bad
+    /// persistent id or type tag, an odd `SETITEMS` (the message says which).
     #[error("{0}")]
     Invalid(String),
+    /// Values nested deeper than the limit (the limit).
     #[error("values nested deeper than {0} levels")]
     TooDeep(u32),
+    /// A list, dict or object changed (the operation) after it was already shared
+    /// elsewhere.
     #[error("{0} of a container after it was shared elsewhere")]
     SharedMutation(&'static str),
+    /// Other than exactly one value on the stack at `STOP` (how many).
     #[error("{0} values on the stack at STOP (expected exactly 1)")]
     StackAtStop(usize),
+    /// The data ended before `STOP`.
     #[error("no STOP opcode before the end of data")]
     NoStop,
+    /// A storage the persistent id names cannot be had: bad location, negative `numel`, or
+    /// the record is missing or too small.
     #[error("storage {key:?}: {message}")]
-    Storage { key: String, message: String },
+    Storage {
+        /// The storage key (the record `data/<key>`).
+        key: String,
+        /// Why the storage was refused.
+        message: String,
+    },
     /// A tensor view that does not fit its storage (or is not a view at all).
     #[error("{0}")]
     View(String),
@@ -141,9 +183,13 @@ pub enum PickleErrorKind {
 /// `location`. The caller maps keys to records (`data/<key>`, `constants/<key>`).
 #[derive(Debug, Clone)]
 pub struct StorageRequest<'a> {
+    /// The element type, from the persistent id's `<Name>Storage` class.
     pub dtype: ScalarType,
+    /// The storage key, the record's name under `data/` (or `constants/`).
     pub key: &'a str,
+    /// The device, parsed from the persistent id's location string (`cpu`).
     pub location: Device,
+    /// Number of elements of the whole storage.
     pub numel: u64,
 }
 
@@ -274,6 +320,7 @@ pub struct Unpickler<'s> {
 /// The result of reading a pickle.
 #[derive(Debug)]
 pub struct Unpickled {
+    /// The pickle's value (what was on the stack at STOP).
     pub value: IValue,
     /// Offset just past STOP.
     pub end: usize,
@@ -300,6 +347,8 @@ fn type_err(op: &'static str, expected: &'static str, found: &Item) -> PickleErr
 }
 
 impl<'s> Unpickler<'s> {
+    /// A reader of `data`; `storages` resolves each persistent id to a storage (or a
+    /// message).
     pub fn new(
         data: Bytes,
         storages: &'s mut dyn FnMut(&StorageRequest) -> Result<Arc<Storage>, String>,

@@ -36,14 +36,17 @@ pub enum MemoPolicy {
 /// The pickle bytes as a list of chunks (large strings are shared, not copied).
 #[derive(Clone, Debug, Default)]
 pub struct PickleBytes {
+    /// The chunks, in order; their concatenation is the pickle.
     pub chunks: Vec<Bytes>,
 }
 
 impl PickleBytes {
+    /// Total length in bytes.
     pub fn len(&self) -> u64 {
         self.chunks.iter().map(|c| c.len() as u64).sum()
     }
 
+    /// Whether there are no bytes.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -93,6 +96,8 @@ impl std::io::Read for ChunkReader<'_> {
 /// Maps an in-memory type name to the name written for this save (mangling).
 pub type NameMap<'a> = &'a dyn Fn(&QualifiedName) -> QualifiedName;
 
+/// Writes values in TorchScript's pickle dialect, with PyTorch's memo decisions, storage
+/// keys and type tags.
 pub struct Pickler<'a> {
     cur: Vec<u8>,
     chunks: Vec<Bytes>,
@@ -124,6 +129,8 @@ pub struct Pickler<'a> {
 }
 
 impl<'a> Pickler<'a> {
+    /// A pickler after `PROTO 2`; `is_module` says which classes are modules, `name_map`
+    /// gives each class its name in this save.
     pub fn new(is_module: &'a dyn Fn(&QualifiedName) -> bool, name_map: NameMap<'a>) -> Self {
         let mut cur = Vec::with_capacity(4096);
         cur.extend_from_slice(&[op::PROTO, 2]);
@@ -206,6 +213,8 @@ impl<'a> Pickler<'a> {
         }
     }
 
+    /// Storage keys get `suffix` after their index (`".storage"` for a mobile zip's
+    /// constants).
     pub fn with_key_suffix(mut self, suffix: &'static str) -> Self {
         self.key_suffix = suffix;
         self
@@ -267,6 +276,8 @@ impl<'a> Pickler<'a> {
         self.cur.extend_from_slice(&v.to_be_bytes());
     }
 
+    /// Writes `s` as `BINUNICODE` (`BINUNICODE8` past 4 GiB) and memoizes it, or a `BINGET`
+    /// of the same string written before.
     pub fn string(&mut self, s: &Bytes) {
         let long = s.len() >= SHARED_CHUNK_MIN;
         let known = if long {
@@ -358,6 +369,7 @@ impl<'a> Pickler<'a> {
         }
     }
 
+    /// Writes `v` (without `STOP`), memoizing and sharing as the policy says.
     pub fn value(&mut self, v: &IValue) {
         match v {
             IValue::None => self.cur.push(op::NONE),

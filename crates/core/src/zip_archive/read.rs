@@ -25,8 +25,11 @@ pub const MIN_SUPPORTED_VERSION: u64 = 1;
 /// Compression method of a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
+    /// Method 0: the bytes as they are (PyTorch stores every record this way).
     Stored,
+    /// Method 8: deflate (other writers; PyTorch reads it through miniz).
     Deflated,
+    /// Any other method number, which miniz cannot extract.
     Other(u16),
 }
 
@@ -38,12 +41,20 @@ pub struct Record {
     /// Where the name relative to the prefix starts in `full_name` (`None` for entries
     /// outside the prefix folder): one string per record, not two.
     name_start: Option<usize>,
+    /// File offset of the entry's local header.
     pub header_offset: u64,
+    /// File offset of the entry's data (after the local header, its name and extra field).
     pub data_offset: u64,
+    /// Bytes of data in the file (zip64 values when the directory has them).
     pub compressed_size: u64,
+    /// Bytes once inflated (equal to `compressed_size` for stored records).
     pub size: u64,
+    /// CRC-32 of the inflated bytes, as the central directory gives it.
     pub crc32: u32,
+    /// How the data is compressed.
     pub method: Method,
+    /// General-purpose flag bits of the central-directory entry (bit 3: data
+    /// descriptor; 0, 5, 6: encryption and patch data, refused).
     pub flags: u16,
     /// "Version needed to extract" as stored in the directory entry.
     pub version_needed: u16,
@@ -230,6 +241,8 @@ impl ZipArchiveReader {
         first_difference.map_or(Ok(()), Err)
     }
 
+    /// The archive's top-level folder (`archive`, or the name the writer chose), without
+    /// the slash.
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
@@ -239,6 +252,7 @@ impl ZipArchiveReader {
         &self.records
     }
 
+    /// The whole file (a memory map or the caller's buffer).
     pub fn bytes(&self) -> &Bytes {
         &self.bytes
     }
@@ -254,6 +268,7 @@ impl ZipArchiveReader {
         self.record_index(name).map(|i| &self.records[i])
     }
 
+    /// Whether a record of that name (relative to the prefix) exists.
     pub fn has_record(&self, name: &str) -> bool {
         self.record(name).is_some()
     }

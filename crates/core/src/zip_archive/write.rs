@@ -174,14 +174,17 @@ impl StdHashtable {
         t
     }
 
+    /// The current bucket count (`bucket_count()`).
     pub fn bucket_count(&self) -> u64 {
         self.buckets.len() as u64
     }
 
+    /// Number of keys inserted.
     pub fn len(&self) -> usize {
         self.hashes.len()
     }
 
+    /// Whether no key is inserted.
     pub fn is_empty(&self) -> bool {
         self.hashes.is_empty()
     }
@@ -516,11 +519,18 @@ pub fn data_descriptor(crc: u32, compressed: u64, uncompressed: u64, zip64: bool
 /// One finished record, as the central directory needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CentralEntry {
+    /// The name as stored: the full record name (with the archive prefix), cut at its first
+    /// NUL.
     pub zip_name: Vec<u8>,
+    /// File offset of the record's local header.
     pub header_offset: u64,
+    /// CRC-32 of the uncompressed data.
     pub crc: u32,
+    /// Size of the stored data in bytes.
     pub compressed_size: u64,
+    /// Size of the record's data in bytes.
     pub uncompressed_size: u64,
+    /// Whether the data is deflated (method 8) rather than stored (method 0).
     pub deflated: bool,
 }
 
@@ -995,7 +1005,6 @@ fn check_length(got: u64, want: u64) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::io::Cursor;
-    use std::path::PathBuf;
 
     fn u16_at(b: &[u8], o: usize) -> u16 {
         u16::from_le_bytes(b[o..o + 2].try_into().unwrap())
