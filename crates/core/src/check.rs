@@ -203,8 +203,12 @@ pub fn check_flatbuffer(buf: &Bytes) -> Vec<FormatError> {
             None
         }
     };
-    check_enum_values(buf, &mut out);
-    check_required_fields(buf, &mut out);
+    // Both read the verified buffer, so they also run when the reader stopped earlier;
+    // verified once for both.
+    if let Ok(m) = crate::flatbuffer::read::verified_module(buf) {
+        check_enum_values(&m, &mut out);
+        check_required_fields(&m, &mut out);
+    }
     if let Some(m) = &mobile {
         check_flatbuffer_extra_names(&m.extra_files, &mut out);
         for (k, (q, text)) in m.jit_sources.iter().enumerate() {
@@ -375,28 +379,28 @@ fn check_code_nesting(text: &[u8], record: &str, out: &mut Vec<FormatError>) {
 /// follows them without checking: an absent `TensorMetadata.sizes`, for one, crashes
 /// `torch.jit.load` with SIGSEGV (corpus/torch-crashes). Found on the verified buffer, so
 /// also when the reader stopped earlier; bounded by the verifier's table limit.
-fn check_required_fields(buf: &[u8], out: &mut Vec<FormatError>) {
-    let Ok(m) = crate::flatbuffer::read::verified_module(buf) else {
-        return;
-    };
-    let mut missing = |table: &flatbuffers::Table, record: String, fields: &[(u16, &str)]| {
-        for &(vo, name) in fields {
-            if table.vtable().get(vo) == 0 {
-                out.push(FormatError::new(
-                    rules::FLATBUFFER_MISSING,
-                    format!("{record}.{name}"),
-                    Some(table.loc() as u64),
-                    "absent: PyTorch's flatbuffer writer always writes this field and its \
+fn check_required_fields(m: &fb::Module, out: &mut Vec<FormatError>) {
+    // The record's name is built only for a finding: a file has few, and tens of
+    // thousands of tables.
+    let mut missing =
+        |table: &flatbuffers::Table, record: &dyn Fn() -> String, fields: &[(u16, &str)]| {
+            for &(vo, name) in fields {
+                if table.vtable().get(vo) == 0 {
+                    out.push(FormatError::new(
+                        rules::FLATBUFFER_MISSING,
+                        format!("{}.{name}", record()),
+                        Some(table.loc() as u64),
+                        "absent: PyTorch's flatbuffer writer always writes this field and its \
                      loader reads it without checking (torch.jit.load crashes)"
-                        .to_string(),
-                ));
+                            .to_string(),
+                    ));
+                }
             }
-        }
-    };
+        };
     use fb::Module as M;
     missing(
         &m._tab,
-        "Module".into(),
+        &|| "Module".into(),
         &[
             (M::VT_IVALUES, "ivalues"),
             (M::VT_OBJECT_TYPES, "object_types"),
@@ -410,7 +414,7 @@ fn check_required_fields(buf: &[u8], out: &mut Vec<FormatError>) {
     if m.storage_data_size() > 0 {
         missing(
             &m._tab,
-            "Module".into(),
+            &|| "Module".into(),
             &[(M::VT_STORAGE_DATA, "storage_data")],
         );
     }
@@ -419,57 +423,57 @@ fn check_required_fields(buf: &[u8], out: &mut Vec<FormatError>) {
         if t.type_() == fb::TypeType::CLASS_WITH_FIELD {
             fields.push((fb::ObjectType::VT_ATTR_NAMES, "attr_names"));
         }
-        missing(&t._tab, format!("Module.object_types[{i}]"), &fields);
+        missing(&t._tab, &|| format!("Module.object_types[{i}]"), &fields);
     }
     for (i, e) in m.extra_files().into_iter().flatten().enumerate() {
         let fields = [
             (fb::ExtraFile::VT_NAME, "name"),
             (fb::ExtraFile::VT_CONTENT, "content"),
         ];
-        missing(&e._tab, format!("Module.extra_files[{i}]"), &fields);
+        missing(&e._tab, &|| format!("Module.extra_files[{i}]"), &fields);
     }
     for (i, d) in m.storage_data().into_iter().flatten().enumerate() {
         missing(
             &d._tab,
-            format!("Module.storage_data[{i}]"),
+            &|| format!("Module.storage_data[{i}]"),
             &[(fb::StorageData::VT_DATA, "data")],
         );
     }
     let types = m.object_types();
     for (i, iv) in m.ivalues().into_iter().flatten().enumerate() {
-        let at = format!("Module.ivalues[{i}]");
+        let at = || format!("Module.ivalues[{i}]");
         use fb::IValueUnion as U;
         if iv.val_type() != U::NONE {
-            missing(&iv._tab, at.clone(), &[(fb::IValue::VT_VAL, "val")]);
+            missing(&iv._tab, &at, &[(fb::IValue::VT_VAL, "val")]);
         }
         if let Some(x) = iv.val_as_string() {
             missing(
                 &x._tab,
-                format!("{at}.String"),
+                &|| format!("{}.String", at()),
                 &[(fb::String::VT_DATA, "data")],
             );
         } else if let Some(x) = iv.val_as_device() {
             missing(
                 &x._tab,
-                format!("{at}.Device"),
+                &|| format!("{}.Device", at()),
                 &[(fb::Device::VT_STR, "str")],
             );
         } else if let Some(x) = iv.val_as_int_list() {
             missing(
                 &x._tab,
-                format!("{at}.IntList"),
+                &|| format!("{}.IntList", at()),
                 &[(fb::IntList::VT_ITEMS, "items")],
             );
         } else if let Some(x) = iv.val_as_double_list() {
             missing(
                 &x._tab,
-                format!("{at}.DoubleList"),
+                &|| format!("{}.DoubleList", at()),
                 &[(fb::DoubleList::VT_ITEMS, "items")],
             );
         } else if let Some(x) = iv.val_as_bool_list() {
             missing(
                 &x._tab,
-                format!("{at}.BoolList"),
+                &|| format!("{}.BoolList", at()),
                 &[(fb::BoolList::VT_ITEMS, "items")],
             );
         } else if let Some(x) = iv.val_as_list() {
@@ -477,11 +481,11 @@ fn check_required_fields(buf: &[u8], out: &mut Vec<FormatError>) {
                 (fb::List::VT_ITEMS, "items"),
                 (fb::List::VT_ANNOTATION_STR, "annotation_str"),
             ];
-            missing(&x._tab, format!("{at}.List"), &fields);
+            missing(&x._tab, &|| format!("{}.List", at()), &fields);
         } else if let Some(x) = iv.val_as_tuple() {
             missing(
                 &x._tab,
-                format!("{at}.Tuple"),
+                &|| format!("{}.Tuple", at()),
                 &[(fb::Tuple::VT_ITEMS, "items")],
             );
         } else if let Some(x) = iv.val_as_dict() {
@@ -490,7 +494,7 @@ fn check_required_fields(buf: &[u8], out: &mut Vec<FormatError>) {
                 (fb::Dict::VT_VALUES, "values"),
                 (fb::Dict::VT_ANNOTATION_STR, "annotation_str"),
             ];
-            missing(&x._tab, format!("{at}.Dict"), &fields);
+            missing(&x._tab, &|| format!("{}.Dict", at()), &fields);
         } else if let Some(x) = iv.val_as_object() {
             let with_fields = types
                 .filter(|t| (x.type_index() as usize) < t.len())
@@ -500,14 +504,14 @@ fn check_required_fields(buf: &[u8], out: &mut Vec<FormatError>) {
             if with_fields {
                 missing(
                     &x._tab,
-                    format!("{at}.Object"),
+                    &|| format!("{}.Object", at()),
                     &[(fb::Object::VT_ATTRS, "attrs")],
                 );
             }
         } else if let Some(x) = iv.val_as_enum_value() {
             missing(
                 &x._tab,
-                format!("{at}.EnumValue"),
+                &|| format!("{}.EnumValue", at()),
                 &[(fb::EnumValue::VT_TYPE_NAME, "type_name")],
             );
         } else if let Some(x) = iv.val_as_tensor_metadata() {
@@ -515,7 +519,7 @@ fn check_required_fields(buf: &[u8], out: &mut Vec<FormatError>) {
                 (fb::TensorMetadata::VT_SIZES, "sizes"),
                 (fb::TensorMetadata::VT_STRIDES, "strides"),
             ];
-            missing(&x._tab, format!("{at}.TensorMetadata"), &fields);
+            missing(&x._tab, &|| format!("{}.TensorMetadata", at()), &fields);
             if let Some(q) = x.quantized_schema()
                 && q.qscheme() != 0
             {
@@ -527,7 +531,7 @@ fn check_required_fields(buf: &[u8], out: &mut Vec<FormatError>) {
                 ];
                 missing(
                     &q._tab,
-                    format!("{at}.TensorMetadata.quantized_schema"),
+                    &|| format!("{}.TensorMetadata.quantized_schema", at()),
                     &fields,
                 );
             }
@@ -540,26 +544,30 @@ fn check_required_fields(buf: &[u8], out: &mut Vec<FormatError>) {
                 (F::VT_CONSTANTS, "constants"),
                 (F::VT_TYPE_ANNOTATIONS, "type_annotations"),
             ];
-            missing(&f._tab, format!("{at}.Function"), &fields);
+            missing(&f._tab, &|| format!("{}.Function", at()), &fields);
             for (k, op) in f.operators().into_iter().flatten().enumerate() {
                 let fields = [
                     (fb::Operator::VT_NAME, "name"),
                     (fb::Operator::VT_OVERLOAD_NAME, "overload_name"),
                 ];
-                missing(&op._tab, format!("{at}.Function.operators[{k}]"), &fields);
+                missing(
+                    &op._tab,
+                    &|| format!("{}.Function.operators[{k}]", at()),
+                    &fields,
+                );
             }
             if let Some(s) = f.schema() {
                 let fields = [
                     (fb::Schema::VT_ARGUMENTS, "arguments"),
                     (fb::Schema::VT_RETURNS, "returns"),
                 ];
-                missing(&s._tab, format!("{at}.Function.schema"), &fields);
+                missing(&s._tab, &|| format!("{}.Function.schema", at()), &fields);
                 for (list, args) in [("arguments", s.arguments()), ("returns", s.returns())] {
                     for (k, a) in args.into_iter().flatten().enumerate() {
                         let fields = [(fb::Arg::VT_NAME, "name"), (fb::Arg::VT_TYPE_, "type")];
                         missing(
                             &a._tab,
-                            format!("{at}.Function.schema.{list}[{k}]"),
+                            &|| format!("{}.Function.schema.{list}[{k}]", at()),
                             &fields,
                         );
                     }
@@ -571,10 +579,7 @@ fn check_required_fields(buf: &[u8], out: &mut Vec<FormatError>) {
 
 /// One `flatbuffer-enum` violation per `EnumValue` ivalue (found on the verified buffer,
 /// so also when the reader stopped earlier).
-fn check_enum_values(buf: &[u8], out: &mut Vec<FormatError>) {
-    let Ok(m) = crate::flatbuffer::read::verified_module(buf) else {
-        return;
-    };
+fn check_enum_values(m: &fb::Module, out: &mut Vec<FormatError>) {
     for (i, iv) in m.ivalues().into_iter().flatten().enumerate() {
         if iv.val_type() != fb::IValueUnion::EnumValue {
             continue;

@@ -83,7 +83,7 @@ pub fn object_findings(m: &ScriptModule, out: &mut Vec<FormatError>) {
             if let ObjectState::SetState(s) = &o.state {
                 push_objects(
                     s,
-                    &format!("{path}.__getstate__()"),
+                    || format!("{path}.__getstate__()"),
                     &mut stack,
                     &mut containers,
                 );
@@ -92,20 +92,26 @@ pub fn object_findings(m: &ScriptModule, out: &mut Vec<FormatError>) {
         };
         for (slot, (name, value)) in attrs.iter().enumerate() {
             let n = name.to_string_lossy();
-            let at = format!("{path}.{n}");
+            // Built only when a finding or a child needs it (5,000 attributes, few findings).
+            let at = || format!("{path}.{n}");
             let decl = class.and_then(|c| c.attribute_in_slot(slot, &n));
             if let Some(decl) = decl
                 && !type_match::value_matches(value, &decl.ty, &m.cu, 0)
             {
                 out.push(declared_type_violation(
-                    &o.class, &n, &decl.ty, value, &at, &m.cu,
+                    &o.class,
+                    &n,
+                    &decl.ty,
+                    value,
+                    &at(),
+                    &m.cu,
                 ));
             }
             if !matches!(value, IValue::None) {
                 let key = (o.class.as_str().to_string(), n.clone());
                 match first_seen.get(&key) {
                     None => {
-                        first_seen.insert(key, (value.clone(), at.clone()));
+                        first_seen.insert(key, (value.clone(), at()));
                     }
                     Some((first, first_at)) => {
                         let both_declared_ok = decl.is_some_and(|d| {
@@ -118,7 +124,7 @@ pub fn object_findings(m: &ScriptModule, out: &mut Vec<FormatError>) {
                         {
                             out.push(FormatError::new(
                                 rules::FLATBUFFER_TYPES,
-                                at.clone(),
+                                at(),
                                 None,
                                 format!(
                                     "objects of {} hold a {} here but a {} at {first_at}: one class's attribute has one type, so distinct classes sharing this name were merged into one ObjectType",
@@ -131,7 +137,7 @@ pub fn object_findings(m: &ScriptModule, out: &mut Vec<FormatError>) {
                     }
                 }
             }
-            push_objects(value, &at, &mut children, &mut containers);
+            push_objects(value, at, &mut children, &mut containers);
         }
         // Visit in slot order (pre-order), so findings name the later object.
         stack.extend(children.drain(..).rev());
@@ -167,11 +173,21 @@ fn declared_type_violation(
 /// Pushes the objects directly inside `v` (itself, or inside containers) with `path`.
 fn push_objects(
     v: &IValue,
-    path: &str,
+    path: impl Fn() -> String,
     stack: &mut Vec<(Arc<Object>, String)>,
     containers: &mut HashSet<usize>,
 ) {
+    // Tensors and scalars hold no objects: most attributes end here, without a path.
+    if matches!(
+        v,
+        IValue::Tensor(_) | IValue::Int(_) | IValue::Double(_) | IValue::Bool(_) | IValue::None
+    ) {
+        return;
+    }
     let mut objects = Vec::new();
     type_match::collect_objects(v, &mut objects, containers);
-    stack.extend(objects.into_iter().map(|o| (o, path.to_string())));
+    if !objects.is_empty() {
+        let path = path();
+        stack.extend(objects.into_iter().map(|o| (o, path.clone())));
+    }
 }

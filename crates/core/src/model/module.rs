@@ -339,12 +339,27 @@ pub fn attribute_findings(m: &ScriptModule, out: &mut Vec<FormatError>) {
                 }
                 type_match::collect_objects(value, &mut stack, &mut containers);
             }
-            let missing: Vec<&str> = class
-                .attributes
-                .iter()
-                .filter(|a| !attrs.iter().any(|(n, _)| n.as_bytes() == a.name.as_bytes()))
-                .map(|a| a.name.as_str())
-                .collect();
+            // PyTorch pickles attributes in slot order, so the names usually line up; a
+            // set only when they do not (a linear search per attribute was quadratic: 5,000
+            // buffers cost 25 million comparisons).
+            let in_order = class.attributes.len() <= attrs.len()
+                && class
+                    .attributes
+                    .iter()
+                    .zip(attrs.iter())
+                    .all(|(a, (n, _))| n.as_bytes() == a.name.as_bytes());
+            let missing: Vec<&str> = if in_order {
+                Vec::new()
+            } else {
+                let pickled: std::collections::HashSet<&[u8]> =
+                    attrs.iter().map(|(n, _)| n.as_bytes()).collect();
+                class
+                    .attributes
+                    .iter()
+                    .filter(|a| !pickled.contains(a.name.as_bytes()))
+                    .map(|a| a.name.as_str())
+                    .collect()
+            };
             if !missing.is_empty() {
                 out.push(FormatError::new(
                     crate::error::rules::OBJECT_ATTRIBUTES,
