@@ -1601,7 +1601,7 @@ mod tests {
     }
 
     /// Names the archive cannot carry: miniz cuts entry names at a NUL, but PyTorch pads
-    /// and hashes the whole string. Known from `oracle/scenarios.py`.
+    /// and hashes the whole string. Known from `oracle/makers/scenarios.py`.
     fn full_record_name(archive: &str, name: &str) -> String {
         match (archive, name) {
             ("extra_files_nul_name.pt", "extra/nul") => "extra/nul\0inside".to_string(),
@@ -1699,7 +1699,7 @@ mod tests {
         assert_eq!(f.data_start().unwrap() % 64, 64 - 7);
     }
 
-    /// Spec §5 against real archives whose dicts are known (`oracle/scenarios.py`).
+    /// Spec §5 against real archives whose dicts are known (`oracle/makers/scenarios.py`).
     #[test]
     fn corpus_extra_file_order() {
         let many: Vec<String> = [

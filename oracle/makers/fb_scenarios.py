@@ -1,6 +1,6 @@
-"""Flatbuffer scenarios, run by oracle/make_corpus.py with REAL PyTorch 2.15.0.
+"""Flatbuffer scenarios, run by oracle/makers/make_corpus.py with REAL PyTorch 2.15.0.
 
-Same conventions as oracle/scenarios.py (one fresh process per `scenario_<name>`,
+Same conventions as scenarios.py (one fresh process per `scenario_<name>`,
 PYTHONHASHSEED=0, torch.manual_seed(0), this file executed as `__main__` under the relative
 name `oracle/fb_scenarios.py`, so classes are `__torch__.<Name>`), but these scenarios only
 write mobile flatbuffers:
@@ -12,7 +12,7 @@ write mobile flatbuffers:
   out.note(msg)
 
 Every `.ptl` is classified right away (make_corpus.Out.emit_ptl / write_ptl): corpus/<name>.ptl
-+ <name>.ptl.json (oracle/facts.py) when torch.jit.load gives the saved module back (same
++ <name>.ptl.json (oracle/peer/facts.py) when torch.jit.load gives the saved module back (same
 modules, types, parameters, buffers as a zip save of the same module object), else
 corpus/flatbuffer_bugs/<name>.ptl + .ptl.json (what PyTorch does with it).
 

@@ -1,10 +1,10 @@
-"""Corpus scenarios, run by oracle/make_corpus.py with REAL PyTorch 2.15.0.
+"""Corpus scenarios, run by oracle/makers/make_corpus.py with REAL PyTorch 2.15.0.
 
 Every top-level function named `scenario_<name>(out)` is one scenario. make_corpus.py runs
 each scenario in a fresh Python process (PYTHONHASHSEED=0, torch.manual_seed(0) first),
-with this file executed as the `__main__` module under the relative file name
-`oracle/scenarios.py`, so classes defined here get qualified names `__torch__.<Name>` and
-the `.debug_pkl` records name this file relatively (independent of the checkout path).
+with this file executed as the `__main__` module under its recorded relative file name
+`oracle/scenarios.py` (recorded.py), so classes defined here get qualified names `__torch__.<Name>` and
+the `.debug_pkl` records name it so, with line numbers (moving a line changes the corpus).
 
 `out` (make_corpus.Out) writes `<corpus>/<name>.pt` and `<corpus>/<name>.json`:
   out.save(m, name, to="buffer"|"path", extra_files=None, map_location_cpu=False)
