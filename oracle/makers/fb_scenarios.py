@@ -23,7 +23,14 @@ JitTestCase.getExportImportCopy (a *zip* round trip, even in the flatbuffer clas
 with a flatbuffer round trip: `fb_<test>.ptl` = the scripted module, `fb_<test>_resaved.ptl`
 = that file loaded with torch.jit.load and saved again with the same writer.
 `scenario_fbonly_<name>` are own flatbuffer-only scenarios.
+
+The tests both classes have (different_modules, different_functions, different_interfaces,
+many_collisions, save_load_params_buffers_submodules) are not written twice: their
+scenarios here are the zip ports of scenarios.py run with fb=True (the same module
+definitions, saved with this class's writer). make_corpus.py executes scenarios.py as
+`__main__` first and this file in the same namespace (`scenarios` names that module).
 """
+import functools
 import io
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Tuple
@@ -31,311 +38,29 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor
 
-try:
-    from torch.jit import Final
-except ImportError:  # pragma: no cover
-    from typing import Final
-
-try:
-    from torch.testing._internal.jit_utils import clear_class_registry
-except Exception:  # expecttest missing: same effect via the public-ish hooks
-    def clear_class_registry():
-        torch._C._jit_clear_class_registry()
-        torch.jit._recursive.concrete_type_store = torch.jit._recursive.ConcreteTypeStore()
-        torch.jit._state._clear_class_state()
-
-
-def script_module_to_buffer(out, script_module, name):
-    """The test file's helper, also writing <name>.ptl: BytesIO of
-    _save_to_buffer_for_lite_interpreter(_use_flatbuffer=True), positioned at 0."""
-    module_buffer = io.BytesIO(out.save_ptl(script_module, name, api="lite"))
-    module_buffer.seek(0)
-    return module_buffer
-
-
-def _flatbuffer_export_import_copy(out, m, name):
-    """getExportImportCopy with the flatbuffer writer (lite API) instead of the zip one."""
-    data = out.save_ptl(m, name, api="lite")
-    imported = torch.jit.load(io.BytesIO(data))
-    data2 = out.save_ptl(imported, name + "_resaved", api="lite")
-    return torch.jit.load(io.BytesIO(data2))
+from scenarios import (  # the __main__ module: scenarios.py, executed before this file
+    Final,
+    _flatbuffer_export_import_copy,
+    clear_class_registry,
+    scenario_different_functions,
+    scenario_different_interfaces,
+    scenario_different_modules,
+    scenario_many_collisions,
+    scenario_params_buffers_submodules,
+)
 
 
 # ---------------------------------------------------------------------------------------
 # TestSaveLoadFlatbuffer ports
 # ---------------------------------------------------------------------------------------
 
-def scenario_fb_different_modules(out):
-    class Foo(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.foo = torch.nn.Linear(2, 2)
-            self.bar = torch.nn.Linear(2, 2)
-
-        def forward(self, x):
-            x = self.foo(x)
-            x = self.bar(x)
-            return x
-
-    first_script_module = torch.jit.script(Foo())
-    first_saved_module = script_module_to_buffer(out, first_script_module,
-                                                 "fb_different_modules_first")
-
-    clear_class_registry()
-
-    class Foo(torch.nn.Module):  # noqa: F811
-        def __init__(self):
-            super().__init__()
-            self.foo = torch.nn.Linear(2, 2)
-
-        def forward(self, x):
-            x = self.foo(x)
-            return x
-
-    second_script_module = torch.jit.script(Foo())
-    second_saved_module = script_module_to_buffer(out, second_script_module,
-                                                  "fb_different_modules_second")
-
-    clear_class_registry()
-
-    assert first_script_module._c.qualified_name == second_script_module._c.qualified_name
-
-    class ContainsBoth(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.add_module("second", torch.jit.load(second_saved_module))
-            self.add_module("first", torch.jit.load(first_saved_module))
-
-        def forward(self, x):
-            x = self.first(x)
-            x = self.second(x)
-            return x
-
-    sm = torch.jit.script(ContainsBoth())
-    contains_both = script_module_to_buffer(out, sm, "fb_different_modules")
-    sm = torch.jit.load(contains_both)
-
-
-def scenario_fb_different_functions(out):
-    def lol(x):
-        return x
-
-    class Foo(torch.nn.Module):
-        def forward(self, x):
-            return lol(x)
-
-    first_script_module = torch.jit.script(Foo())
-    first_saved_module = script_module_to_buffer(out, first_script_module,
-                                                 "fb_different_functions_first")
-    clear_class_registry()
-
-    def lol(x):  # noqa: F811
-        return "hello"
-
-    class Foo(torch.nn.Module):  # noqa: F811
-        def forward(self, x):
-            return lol(x)
-
-    second_script_module = torch.jit.script(Foo())
-    second_saved_module = script_module_to_buffer(out, second_script_module,
-                                                  "fb_different_functions_second")
-
-    clear_class_registry()
-
-    assert first_script_module._c.qualified_name == second_script_module._c.qualified_name
-
-    class ContainsBoth(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.add_module("second", torch.jit.load(second_saved_module))
-            self.add_module("first", torch.jit.load(first_saved_module))
-
-        def forward(self, x):
-            x = self.first(x)
-            x = self.second(x)
-            return x
-
-    sm = torch.jit.script(ContainsBoth())
-    contains_both = script_module_to_buffer(out, sm, "fb_different_functions")
-    sm = torch.jit.load(contains_both)
-
-
-def scenario_fb_different_interfaces(out):
-    @torch.jit.interface
-    class MyInterface:
-        def bar(self, x: Tensor) -> Tensor:
-            pass
-
-    @torch.jit.script
-    class ImplementInterface:
-        def __init__(self):
-            pass
-
-        def bar(self, x):
-            return x
-
-    class Foo(torch.nn.Module):
-        __annotations__ = {"interface": MyInterface}
-
-        def __init__(self):
-            super().__init__()
-            self.interface = ImplementInterface()
-
-        def forward(self, x):
-            return self.interface.bar(x)
-
-    first_script_module = torch.jit.script(Foo())
-    first_saved_module = script_module_to_buffer(out, first_script_module,
-                                                 "fb_different_interfaces_first")
-    clear_class_registry()
-
-    @torch.jit.interface
-    class MyInterface:  # noqa: F811
-        def not_bar(self, x: Tensor) -> Tensor:
-            pass
-
-    @torch.jit.script  # noqa: F811
-    class ImplementInterface:  # noqa: F811
-        def __init__(self):
-            pass
-
-        def not_bar(self, x):
-            return x
-
-    class Foo(torch.nn.Module):  # noqa: F811
-        __annotations__ = {"interface": MyInterface}
-
-        def __init__(self):
-            super().__init__()
-            self.interface = ImplementInterface()
-
-        def forward(self, x):
-            return self.interface.not_bar(x)
-
-    second_script_module = torch.jit.script(Foo())
-    second_saved_module = script_module_to_buffer(out, second_script_module,
-                                                  "fb_different_interfaces_second")
-
-    clear_class_registry()
-
-    assert first_script_module._c.qualified_name == second_script_module._c.qualified_name
-
-    class ContainsBoth(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.add_module("second", torch.jit.load(second_saved_module))
-            self.add_module("first", torch.jit.load(first_saved_module))
-
-        def forward(self, x):
-            x = self.first(x)
-            x = self.second(x)
-            return x
-
-    sm = torch.jit.script(ContainsBoth())
-    contains_both = script_module_to_buffer(out, sm, "fb_different_interfaces")
-    sm = torch.jit.load(contains_both)
-
-
-def scenario_fb_many_collisions(out):
-    class MyCoolNamedTuple(NamedTuple):
-        a: int
-
-    @torch.jit.interface
-    class MyInterface:
-        def bar(self, x: Tensor) -> Tensor:
-            pass
-
-    @torch.jit.script
-    class ImplementInterface:
-        def __init__(self):
-            pass
-
-        def bar(self, x):
-            return x
-
-    def lol(x):
-        return x
-
-    class Foo(torch.nn.Module):
-        interface: MyInterface
-
-        def __init__(self):
-            super().__init__()
-            self.foo = torch.nn.Linear(2, 2)
-            self.bar = torch.nn.Linear(2, 2)
-            self.interface = ImplementInterface()
-
-        def forward(self, x):
-            x = self.foo(x)
-            x = self.bar(x)
-            x = lol(x)
-            x = self.interface.bar(x)
-
-            return x, MyCoolNamedTuple(a=5)
-
-    first_script_module = torch.jit.script(Foo())
-    first_saved_module = script_module_to_buffer(out, first_script_module,
-                                                 "fb_many_collisions_first")
-
-    clear_class_registry()
-
-    @torch.jit.interface
-    class MyInterface:  # noqa: F811
-        def not_bar(self, x: Tensor) -> Tensor:
-            pass
-
-    @torch.jit.script  # noqa: F811
-    class ImplementInterface:  # noqa: F811
-        def __init__(self):
-            pass
-
-        def not_bar(self, x):
-            return x
-
-    def lol(x):  # noqa: F811
-        return "asdofij"
-
-    class MyCoolNamedTuple(NamedTuple):  # noqa: F811
-        a: str
-
-    class Foo(torch.nn.Module):  # noqa: F811
-        interface: MyInterface
-
-        def __init__(self):
-            super().__init__()
-            self.foo = torch.nn.Linear(2, 2)
-            self.interface = ImplementInterface()
-
-        def forward(self, x):
-            x = self.foo(x)
-            self.interface.not_bar(x)
-            # The seed text lost this line (its comment still describes it); upstream
-            # PyTorch has it, and without it ContainsBoth fails to script (Tensor + str).
-            x = lol(x)
-            return x, MyCoolNamedTuple(a="hello")
-
-    second_script_module = torch.jit.script(Foo())
-    second_saved_module = script_module_to_buffer(out, second_script_module,
-                                                  "fb_many_collisions_second")
-
-    clear_class_registry()
-
-    assert first_script_module._c.qualified_name == second_script_module._c.qualified_name
-
-    class ContainsBoth(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.add_module("second", torch.jit.load(second_saved_module))
-            self.add_module("first", torch.jit.load(first_saved_module))
-
-        def forward(self, x):
-            x, named_tuple_1 = self.first(x)
-            x, named_tuple_2 = self.second(x)
-            return len(x + named_tuple_2.a) + named_tuple_1.a
-
-    sm = torch.jit.script(ContainsBoth())
-    contains_both = script_module_to_buffer(out, sm, "fb_many_collisions")
-    sm = torch.jit.load(contains_both)
+# The tests TestSaveLoad has too: scenarios.py's port with fb=True (see the docstring).
+scenario_fb_different_modules = functools.partial(scenario_different_modules, fb=True)
+scenario_fb_different_functions = functools.partial(scenario_different_functions, fb=True)
+scenario_fb_different_interfaces = functools.partial(scenario_different_interfaces, fb=True)
+scenario_fb_many_collisions = functools.partial(scenario_many_collisions, fb=True)
+scenario_fb_save_load_params_buffers_submodules = functools.partial(
+    scenario_params_buffers_submodules, fb=True)
 
 
 def scenario_fb_save_load_using_pathlib(out):
@@ -411,38 +136,6 @@ def scenario_fb_module_info_flatbuffer(out):
 
     assert len(ff_info["function_names"]) == 1
     assert next(iter(ff_info["function_names"])).endswith("forward")
-
-
-def scenario_fb_save_load_params_buffers_submodules(out):
-    class Submodule(torch.nn.Module):
-        pass
-
-    class TestModule(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.add_module("submodule_a", Submodule())
-            self.register_parameter(
-                "parameter_a", torch.nn.Parameter(torch.randn(4))
-            )
-            self.register_buffer("buffer", torch.randn(4))
-            self.t = torch.rand(4)  # not buffer
-
-            self.parameter_b = torch.nn.Parameter(torch.randn(4))
-            self.submodule_b = Submodule()
-
-    m = TestModule()
-    m_loaded = _flatbuffer_export_import_copy(out, torch.jit.script(m),
-                                              "fb_save_load_params_buffers_submodules")
-
-    assert len(list(m.named_modules())) == len(list(m_loaded.named_modules()))
-    for (m_name, _), (loaded_name, _) in zip(m.named_modules(), m_loaded.named_modules()):
-        assert m_name == loaded_name
-    assert len(list(m.parameters())) == len(list(m_loaded.parameters()))
-    for m_p, loaded_p in zip(m.parameters(), m_loaded.parameters()):
-        assert torch.equal(m_p, loaded_p)
-    assert len(list(m.named_buffers())) == len(list(m_loaded.named_buffers()))
-    for (mn, mb), (ln, lb) in zip(m.named_buffers(), m_loaded.named_buffers()):
-        assert mn == ln and torch.equal(mb, lb)
 
 
 def scenario_fb_save_load_with_extra_files(out):

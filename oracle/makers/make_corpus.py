@@ -69,7 +69,8 @@ def scenario_files():
     res = {}
     for path in SCENARIO_FILES:
         with open(path, encoding="utf-8") as f:
-            for n in re.findall(r"^def scenario_(\w+)\(", f.read(), flags=re.M):
+            # `def scenario_<name>(out)`, or `scenario_<name> = functools.partial(...)`
+            for n in re.findall(r"^(?:def )?scenario_(\w+)(?:\(| = )", f.read(), flags=re.M):
                 if n in res:
                     raise SystemExit("scenario %s defined twice" % n)
                 res[n] = path
@@ -438,17 +439,26 @@ def run_child(name, outdir, twins=True):
     sys.modules["pkgx"].mods = sys.modules["pkgx.mods"]
     recorded.load("tinymod", os.path.join(HERE, "tinymod.py"))
 
-    # the scenario file executed as __main__ (qualified names __torch__.<Name>)
+    # the scenario file executed as __main__ (qualified names __torch__.<Name>); for a
+    # scenario of fb_scenarios.py, scenarios.py first, in the same namespace (fb_scenarios.py
+    # imports its shared ports from `scenarios`, this module)
     path = scenario_files()[name]
     main = recorded.new_main()
     torch.manual_seed(0)
+    if path == FB_SCENARIOS:
+        sys.modules["scenarios"] = main
+        recorded.exec_into(main, SCENARIOS)
     recorded.exec_into(main, path)
 
     torch.manual_seed(0)
     out = Out(outdir, twins=twins and path == SCENARIOS)
     if out.twins:
         out.install_save_hooks()
-    main.__dict__["scenario_" + name](out)
+    fn = main.__dict__["scenario_" + name]
+    # inspect.getfile(a class) is the file of its module, __main__: the file whose code
+    # defines the scenario's classes (for a functools.partial, the wrapped function's)
+    main.__file__ = getattr(fn, "func", fn).__code__.co_filename
+    fn(out)
     return 0
 
 
