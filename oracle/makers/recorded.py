@@ -4,8 +4,10 @@
 PyTorch writes the file name, the line numbers and the text of every definition it compiles
 into the archives it saves (`.debug_pkl` records, a traced graph's call stack, the lite
 interpreter's debug map). The corpus was made when these files lay flat in oracle/, so it
-records them as RECORDED says (relative to the repository root, which is the working
-directory). A file loaded here keeps that name wherever it lives now: its code is compiled
+records them as RECORDED says: relative to the repository root (the working directory),
+except make_models.py, which ran as a script (`python oracle/make_models.py`), whose name
+Python makes absolute: ROOT/oracle/make_models.py (the committed models were made in a
+checkout at /work/main). A file loaded here keeps that name wherever it lives now: its code is compiled
 under the recorded name, the module's `__file__` is that name (inspect.getfile of a class
 reads it), and linecache serves the file's text under it (inspect.getsource, which
 TorchScript uses, finds it there). Moving a file therefore does not change the corpus;
@@ -31,12 +33,13 @@ RECORDED = {
     "pkgx/mods.py": "oracle/pkgx/mods.py",
     "make_models.py": "oracle/make_models.py",
 }
+ABSOLUTE = {"make_models.py"}   # recorded as os.path.join(ROOT, name)
 
 
 def recorded_name(path):
     """The recorded name of `path` (a file of this directory)."""
     rel = os.path.relpath(os.path.abspath(path), HERE).replace(os.sep, "/")
-    return RECORDED[rel]
+    return os.path.join(ROOT, RECORDED[rel]) if rel in ABSOLUTE else RECORDED[rel]
 
 
 def source(path):
