@@ -265,7 +265,7 @@ model("nn_multihead_attention", "torch.nn", "nn.MultiheadAttention(32, 4)",
 
 
 # helper modules of the quantize_dynamic entries: defined here (module __main__ of the
-# child, run as the relative file name oracle/make_models.py) so scripting finds their
+# child, run under its recorded name ROOT/oracle/make_models.py) so scripting finds their
 # source and names them __torch__.LstmLinear etc.
 try:
     import torch as _torch
