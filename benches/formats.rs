@@ -2,7 +2,7 @@
 //! (a) 64 × Linear(1024, 1024) float32 (~256 MiB), (b) a tree of 500 distinct small module
 //! classes, (c) one module with 5,000 small buffers. The fixtures are built in Rust and
 //! written once to a temporary directory; loads go through the memory-mapped file.
-//! `oracle/bench_compare.py` times PyTorch on the same files.
+//! `oracle/bench/bench_compare.py` times PyTorch on the same files.
 //!
 //!     cargo bench --bench formats            (PTCONFORM_BENCH_KEEP=DIR keeps the files)
 

@@ -1,4 +1,4 @@
-//! In-process timings for `oracle/bench_compare.py` (and for profiling with `perf`):
+//! In-process timings for `oracle/bench/bench_compare.py` (and for profiling with `perf`):
 //!
 //!     cargo run --release --example timing -- load FILE [RUNS]
 //!     cargo run --release --example timing -- save FILE.pt OUT.pt [RUNS]

@@ -12,7 +12,7 @@
 # All progress messages go to stderr.
 #
 # `bash oracle/setup.sh --models` additionally installs, into the 2.15.0 venv, the model
-# libraries used by oracle/make_models.py (the real-model corpus), at exact pins, every
+# libraries used by oracle/makers/make_models.py (the real-model corpus), at exact pins, every
 # package with --no-deps so pip can never replace torch (torchvision/torchaudio pin an
 # older torch in their metadata):
 #   torchvision 0.29.2, torchaudio 2.11.1, timm 1.0.31
@@ -47,7 +47,7 @@ torch_ok() {
         >/dev/null 2>&1
 }
 
-# exact pins of oracle/make_models.py's libraries (and their whole dependency closure,
+# exact pins of oracle/makers/make_models.py's libraries (and their whole dependency closure,
 # as resolved by pip on 2.15.0 / CPython 3.11), installed with --no-deps
 MODEL_PINS=(
     torchvision==0.29.2 torchaudio==2.11.1 timm==1.0.31

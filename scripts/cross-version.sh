@@ -24,7 +24,7 @@ for version in "$@"; do
     echo "== PyTorch $version" >&2
     py="$(bash oracle/setup.sh "$version")"
     if [ "${REGEN:-0}" = 1 ]; then
-        "$py" oracle/make_corpus.py "corpus/torch-$version" --no-twins
+        "$py" oracle/makers/make_corpus.py "corpus/torch-$version" --no-twins
     fi
     ./target/release/ptconform conform --cases "$CASES" --as-pytorch "$version" \
         --torch "$py" --corpus /nonexistent

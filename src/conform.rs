@@ -36,7 +36,7 @@ pub struct Options {
     /// PyTorch crashes, hangs or runs out of memory is a finding (kept in `out`).
     pub mutate: u64,
     /// A real-model corpus (`corpus/models`, or `~/.cache/ptconform/models` from
-    /// `oracle/make_models.py`) to run as a campaign part: see [`models`].
+    /// `oracle/makers/make_models.py`) to run as a campaign part: see [`models`].
     pub models: Option<PathBuf>,
 }
 
@@ -84,7 +84,7 @@ impl Summary {
     }
 }
 
-/// The PyTorch worker (`oracle/worker.py`), started once and fed requests.
+/// The PyTorch worker (`oracle/peer/worker.py`), started once and fed requests.
 struct Worker {
     python: PathBuf,
     script: PathBuf,
@@ -101,7 +101,7 @@ impl Worker {
     }
 
     fn request(&mut self, req: &Value) -> Result<Value> {
-        let io = |e| Error::io("oracle/worker.py", e);
+        let io = |e| Error::io("oracle/peer/worker.py", e);
         if self.child.is_none() {
             let mut child = Command::new(&self.python)
                 .arg(&self.script)
@@ -130,7 +130,7 @@ impl Worker {
         }
         serde_json::from_str(&line).map_err(|e| {
             Error::io(
-                "oracle/worker.py",
+                "oracle/peer/worker.py",
                 std::io::Error::new(std::io::ErrorKind::InvalidData, e),
             )
         })
@@ -177,9 +177,9 @@ pub fn run(opts: &Options) -> Result<Summary> {
             .corpus
             .as_ref()
             .and_then(|c| c.parent())
-            .map(|root| root.join("oracle/worker.py"))
+            .map(|root| root.join("oracle/peer/worker.py"))
             .filter(|p| p.exists())
-            .unwrap_or_else(|| PathBuf::from("oracle/worker.py"));
+            .unwrap_or_else(|| PathBuf::from("oracle/peer/worker.py"));
         Worker::new(python, script)
     });
     let indexes: Vec<u64> = (0..opts.cases)
@@ -249,7 +249,7 @@ pub fn run(opts: &Options) -> Result<Summary> {
     Ok(summary)
 }
 
-/// The facts file `oracle/make_models.py` writes beside a model file: `X.pt` → `X.json`,
+/// The facts file `oracle/makers/make_models.py` writes beside a model file: `X.pt` → `X.json`,
 /// `X.lite.ptl` (a mobile zip) → `X.lite.json`, a flatbuffer `X.ptl` → `X.ptl.json`.
 pub fn model_facts_path(file: &Path) -> PathBuf {
     let name = file
@@ -266,7 +266,7 @@ pub fn model_facts_path(file: &Path) -> PathBuf {
     file.with_file_name(json)
 }
 
-/// The flatbuffer `oracle/make_models.py` writes of the same module as zip `file`:
+/// The flatbuffer `oracle/makers/make_models.py` writes of the same module as zip `file`:
 /// `X.pt` → `X.ptl` (also `X.frozen.pt` → `X.frozen.ptl`), `X.lite.ptl` →
 /// `X.lite_fb.ptl`; `None` for a flatbuffer.
 pub fn model_twin(file: &Path) -> Option<PathBuf> {

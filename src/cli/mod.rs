@@ -130,7 +130,7 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         mutate: u64,
         /// Also run a real-model corpus (`corpus/models`, or the full set
-        /// `oracle/make_models.py` writes to `~/.cache/ptconform/models`): facts, check,
+        /// `oracle/makers/make_models.py` writes to `~/.cache/ptconform/models`): facts, check,
         /// byte-identical re-save, twin diff, and with `--torch` PyTorch loading each
         /// flatbuffer converted to a zip.
         #[arg(long)]

@@ -1,20 +1,20 @@
 //! Running `forward` with real PyTorch on a reference and on a ptconform-written
-//! candidate (`oracle/fb_forward.py`, one process for all jobs).
+//! candidate (`oracle/peer/fb_forward.py`, one process for all jobs).
 
 use serde_json::Value;
 
-/// Runs the jobs (see `oracle/fb_forward.py` for their shape) and checks every result:
+/// Runs the jobs (see `oracle/peer/fb_forward.py` for their shape) and checks every result:
 /// no candidate failed where its reference ran, every compared output is equal. Returns
 /// how many comparisons ran, or `None` when PyTorch is absent (the test is skipped).
 pub fn check_forward(jobs: &[Value]) -> Option<usize> {
     let python = super::torch_python()?;
     let mut child = std::process::Command::new(python)
-        .arg(super::repo().join("oracle/fb_forward.py"))
+        .arg(super::repo().join("oracle/peer/fb_forward.py"))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("start oracle/fb_forward.py");
+        .expect("start oracle/peer/fb_forward.py");
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();

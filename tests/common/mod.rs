@@ -148,7 +148,7 @@ pub fn run_cli(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// Asks real PyTorch (through `oracle/facts.py --worker`, one process for all files)
+/// Asks real PyTorch (through `oracle/peer/facts.py --worker`, one process for all files)
 /// what `torch.jit.load` sees in each archive. `None` when PyTorch is absent (skipped).
 pub fn pytorch_facts(paths: &[PathBuf]) -> Option<Vec<Result<serde_json::Value, String>>> {
     Some(pytorch_facts_with(&torch_python()?, paths))
@@ -161,7 +161,7 @@ pub fn pytorch_facts_with(
 ) -> Vec<Result<serde_json::Value, String>> {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(python)
-        .arg(repo().join("oracle/facts.py"))
+        .arg(repo().join("oracle/peer/facts.py"))
         .arg("--worker")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -39,7 +39,7 @@ fn read_entries(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
 }
 
 /// Names the archive cannot carry: miniz cuts entry names at a NUL, but PyTorch pads
-/// and hashes the whole string. Known from `oracle/scenarios.py`.
+/// and hashes the whole string. Known from `oracle/makers/scenarios.py`.
 fn full_record_name(archive: &str, name: &str) -> String {
     match (archive, name) {
         ("extra_files_nul_name.pt", "extra/nul") => "extra/nul\0inside".to_string(),
@@ -135,7 +135,7 @@ fn corpus_nul_name_needs_the_full_name() {
     assert_eq!(f.data_start().unwrap() % 64, 64 - 7);
 }
 
-/// Spec §5 against real archives whose dicts are known (`oracle/scenarios.py`).
+/// Spec §5 against real archives whose dicts are known (`oracle/makers/scenarios.py`).
 #[test]
 fn corpus_extra_file_order() {
     let many: Vec<String> = [

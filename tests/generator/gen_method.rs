@@ -299,12 +299,12 @@ fn generated_methods_run_in_pytorch() {
         return;
     };
     let mut child = std::process::Command::new(python)
-        .arg(common::repo().join("oracle/gen_forward.py"))
+        .arg(common::repo().join("oracle/peer/gen_forward.py"))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("start oracle/gen_forward.py");
+        .expect("start oracle/peer/gen_forward.py");
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();

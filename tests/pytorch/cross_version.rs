@@ -1,4 +1,4 @@
-//! The cross-version corpus: `oracle/make_corpus.py` run under older PyTorch releases
+//! The cross-version corpus: `oracle/makers/make_corpus.py` run under older PyTorch releases
 //! (`corpus/torch-<version>/`). ptconform must read every file with the facts that
 //! version's PyTorch reported, and `check` must accept each file of the directory's top
 //! level (PyTorch made and loaded every one of them; `quirks/` and `flatbuffer_bugs/`
@@ -327,7 +327,7 @@ fn check_for_pytorch_predicts_what_each_release_cannot_load() {
 
 /// What each older release writes, against its profile: generated cases (as that
 /// release) are loaded and re-saved three ways (`torch.jit.save`, flatbuffer,
-/// `_save_for_lite_interpreter`) by the release and by 2.15 (`oracle/resave.py`); the
+/// `_save_for_lite_interpreter`) by the release and by 2.15 (`oracle/peer/resave.py`); the
 /// release's bytes must be what ptconform writes from 2.15's file `--as-pytorch` that
 /// release. Each older release whose venv is made; CI has only 2.15.
 #[test]
@@ -340,7 +340,7 @@ fn each_release_writes_what_its_profile_says() {
     };
     let resave = |python: &std::path::Path, src: &std::path::Path, out: &std::path::Path| {
         let status = std::process::Command::new(python)
-            .arg(common::repo().join("oracle/resave.py"))
+            .arg(common::repo().join("oracle/peer/resave.py"))
             .arg(src)
             .arg(out)
             .stderr(std::process::Stdio::null())
@@ -348,7 +348,7 @@ fn each_release_writes_what_its_profile_says() {
             .unwrap();
         assert!(
             status.success(),
-            "oracle/resave.py under {}",
+            "oracle/peer/resave.py under {}",
             python.display()
         );
     };

@@ -1,8 +1,8 @@
-//! The committed real-model corpus (`corpus/models/`, made by `oracle/make_models.py`
+//! The committed real-model corpus (`corpus/models/`, made by `oracle/makers/make_models.py`
 //! with PyTorch 2.15 and random weights): every file PyTorch loads checks clean, inspects
 //! exactly as PyTorch reported, re-saves byte for byte, and each twin pair (one module
 //! saved by two writers) compares equal. The whole set (~18 GB) is checked by
-//! `oracle/check_models.py` against `~/.cache/ptconform/models`.
+//! `oracle/check/check_models.py` against `~/.cache/ptconform/models`.
 
 use crate::common;
 
@@ -14,7 +14,7 @@ fn models_dir() -> PathBuf {
     common::repo().join("corpus/models")
 }
 
-/// The facts PyTorch reported for `file` (named as `oracle/make_models.py` names them).
+/// The facts PyTorch reported for `file` (named as `oracle/makers/make_models.py` names them).
 fn facts_path(file: &Path) -> PathBuf {
     ptconform::conform::model_facts_path(file)
 }

@@ -1,6 +1,6 @@
 //! Ports of `class TestSaveLoadFlatbuffer` in PyTorch's `test/jit/test_save_load.py`
 //! (`../shared/seed/`). PyTorch's side of each scenario (the modules the test scripts and
-//! saves) is in `corpus/fb_*.ptl`, made by `oracle/make_corpus.py`; these tests do in
+//! saves) is in `corpus/fb_*.ptl`, made by `oracle/makers/make_corpus.py`; these tests do in
 //! Rust what the Python test does with them, and where the test runs a module, real
 //! PyTorch runs what ptconform wrote (skipped visibly without the venv).
 

@@ -4,7 +4,7 @@
 //! against the files of the release their users run, so every supported release (2.0 to
 //! 2.15) has a profile: the records its `torch.jit.save` writes and the versions its
 //! mobile writers stamp. The facts come from files each release wrote
-//! (`corpus/torch-<version>/`, made by `oracle/make_corpus.py` in that release's venv).
+//! (`corpus/torch-<version>/`, made by `oracle/makers/make_corpus.py` in that release's venv).
 
 use std::fmt;
 use std::str::FromStr;

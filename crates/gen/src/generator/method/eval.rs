@@ -1,5 +1,5 @@
 //! The evaluator: what `forward` returns, predicted in Rust from the object graph's
-//! float32 tensors (checked against PyTorch by `oracle/gen_forward.py`).
+//! float32 tensors (checked against PyTorch by `oracle/peer/gen_forward.py`).
 
 use super::*;
 

@@ -2,7 +2,7 @@
 """Run `forward` of a reference module and of a candidate (written by ptconform) with
 real PyTorch and say whether the outputs agree.
 
-    python oracle/fb_forward.py < jobs.json
+    python oracle/peer/fb_forward.py < jobs.json
 
 stdin: a JSON list of jobs
     {"reference": PATH, "ref_attr": "", "candidate": PATH, "cand_attr": "",

@@ -2,35 +2,36 @@
 """Generate the committed corpus with REAL PyTorch 2.15.0.
 
     PY=$(bash oracle/setup.sh)
-    $PY oracle/make_corpus.py corpus/                 # all scenarios
-    $PY oracle/make_corpus.py corpus/ --only views dtypes
-    $PY oracle/make_corpus.py --list
+    $PY oracle/makers/make_corpus.py corpus/                 # all scenarios
+    $PY oracle/makers/make_corpus.py corpus/ --only views dtypes
+    $PY oracle/makers/make_corpus.py --list
 
-For every scenario `scenario_<name>` in oracle/scenarios.py a fresh child process is
+For every scenario `scenario_<name>` in oracle/makers/scenarios.py a fresh child process is
 started (isolation: scripting-time mangling counters, the class registry and the
 concrete-type store are process-global), with
   * PYTHONHASHSEED=0 (the order of Final constants depends on it; the parent re-execs
     itself when it is not set),
-  * the working directory = the repository root, and the oracle's own Python files loaded
-    under *relative* file names (oracle/scenarios.py, oracle/pkgx/mods.py,
-    oracle/tinymod.py), so the `.debug_pkl` records do not depend on the checkout path
-    (PyTorch's own files, e.g. torch/nn/modules/linear.py, are still recorded with the
-    absolute path of the venv),
+  * the working directory = the repository root, and the makers' own Python files loaded
+    under fixed *relative* file names (oracle/scenarios.py, oracle/pkgx/mods.py,
+    oracle/tinymod.py: the names they had when the corpus was made, see recorded.py), so
+    the `.debug_pkl` records depend neither on the checkout path nor on where the files
+    live now (PyTorch's own files, e.g. torch/nn/modules/linear.py, are still recorded
+    with the absolute path of the venv),
   * torch.manual_seed(0) before the scenario runs.
-Each written `<name>.pt` gets `<name>.json` = oracle/facts.py output for the written file.
+Each written `<name>.pt` gets `<name>.json` = oracle/peer/facts.py output for the written file.
 
 Flatbuffer twins: after every `<name>.pt`, the scripted module object that torch.jit.save
 wrote it from (found by the saved bytes: torch.jit.save, RecursiveScriptModule.save and
 .save_to_buffer are wrapped to remember module, extra files and output) is also written with
 `torch.jit.save_jit_module_to_flatbuffer(m, io.BytesIO(), _extra_files=<same>)` to
-`<name>.ptl`, and `<name>.ptl.json` = `oracle/facts.py <name>.ptl` run in a child process
+`<name>.ptl`, and `<name>.ptl.json` = `oracle/peer/facts.py <name>.ptl` run in a child process
 (it may crash). A twin whose torch.jit.load fails or crashes, or whose modules / parameters
 / buffers differ from the zip twin's facts or from the in-memory module, is moved to
 `flatbuffer_bugs/<name>.ptl` with `flatbuffer_bugs/<name>.ptl.json` describing what
-PyTorch does with it (oracle/fbprobe.py, one child process per probe). A module the
+PyTorch does with it (oracle/peer/fbprobe.py, one child process per probe). A module the
 flatbuffer writer rejects gets no twin (an `[note] flatbuffer: ...` line says why).
 
-Scenarios of oracle/fb_scenarios.py (`scenario_fb_<test>`: ports of TestSaveLoadFlatbuffer;
+Scenarios of oracle/makers/fb_scenarios.py (`scenario_fb_<test>`: ports of TestSaveLoadFlatbuffer;
 `scenario_fbonly_<name>`: own) write only `.ptl` files, via out.save_ptl / out.emit_ptl,
 with the same classification; their zip reference is a torch.jit.save of the same module
 object to memory right after the flatbuffer save (not stored).
@@ -44,31 +45,35 @@ import re
 import subprocess
 import sys
 import time
-import types
 import warnings
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-ORACLE_REL = os.path.relpath(HERE, ROOT)            # "oracle"
-SCENARIOS_REL = os.path.join(ORACLE_REL, "scenarios.py")
+HERE = os.path.dirname(os.path.abspath(__file__))            # oracle/makers
+ROOT = os.path.dirname(os.path.dirname(HERE))
+PEER = os.path.join(os.path.dirname(HERE), "peer")           # facts.py, fbprobe.py
+PEER_REL = os.path.relpath(PEER, ROOT)                       # "oracle/peer"
+SCENARIOS = os.path.join(HERE, "scenarios.py")
+
+sys.path.insert(0, HERE)
+import recorded  # noqa: E402  (the file names the corpus records: see recorded.py)
 
 MAX_FILE = 200 * 1024
 MAX_TOTAL = 3 * 1024 * 1024
 
 
-FB_SCENARIOS_REL = os.path.join(ORACLE_REL, "fb_scenarios.py")
-SCENARIO_FILES = (SCENARIOS_REL, FB_SCENARIOS_REL)
+FB_SCENARIOS = os.path.join(HERE, "fb_scenarios.py")
+SCENARIO_FILES = (SCENARIOS, FB_SCENARIOS)
 
 
 def scenario_files():
-    """{scenario name: relative file defining it}, in file order."""
+    """{scenario name: file defining it}, in file order."""
     res = {}
-    for rel in SCENARIO_FILES:
-        with open(os.path.join(ROOT, rel), encoding="utf-8") as f:
-            for n in re.findall(r"^def scenario_(\w+)\(", f.read(), flags=re.M):
+    for path in SCENARIO_FILES:
+        with open(path, encoding="utf-8") as f:
+            # `def scenario_<name>(out)`, or `scenario_<name> = functools.partial(...)`
+            for n in re.findall(r"^(?:def )?scenario_(\w+)(?:\(| = )", f.read(), flags=re.M):
                 if n in res:
                     raise SystemExit("scenario %s defined twice" % n)
-                res[n] = rel
+                res[n] = path
     return res
 
 
@@ -298,7 +303,7 @@ class Out:
             "parameters": [factsmod.tensor_entry(n, t) for n, t in m.named_parameters()],
             "buffers": [factsmod.tensor_entry(n, t) for n, t in m.named_buffers()],
         }
-        rc, so, se = _run_py([os.path.join(ORACLE_REL, "facts.py"), p])
+        rc, so, se = _run_py([os.path.join(PEER_REL, "facts.py"), p])
         mismatch = {}
         got = None
         if rc == 0:
@@ -321,7 +326,7 @@ class Out:
             with open(p + ".json", "wb") as f:
                 f.write(so)
             if map_location_cpu:
-                rc2, so2, se2 = _run_py([os.path.join(ORACLE_REL, "facts.py"), p,
+                rc2, so2, se2 = _run_py([os.path.join(PEER_REL, "facts.py"), p,
                                          "--map-location", "cpu"])
                 if rc2 != 0:
                     raise RuntimeError("facts.py --map-location cpu failed on %s: %s"
@@ -358,7 +363,7 @@ class Out:
                   ("lite_interpreter_forward_ones_2x2", "lite_forward"),
                   ("get_model_extra_files_from_buffer", "extra_files")]
         for key, mode in probes:
-            prc, pso, pse = _run_py([os.path.join(ORACLE_REL, "fbprobe.py"), mode, bp])
+            prc, pso, pse = _run_py([os.path.join(PEER_REL, "fbprobe.py"), mode, bp])
             report[key] = _stable(json.loads(pso.decode("utf-8")) if prc == 0
                                   else _exit_desc(prc, pse))
         report["facts_py"] = _stable(report["facts_py"])
@@ -417,56 +422,43 @@ class Out:
         return self.emit(name, buf.getvalue(), map_location_cpu=map_location_cpu)
 
 
-def _load_rel(modname, relpath, package_dir=None):
-    """Import `modname` from `relpath` (relative to cwd) keeping the relative file name."""
-    # (importlib's spec_from_file_location would make the path absolute)
-    mod = types.ModuleType(modname)
-    mod.__file__ = relpath
-    if package_dir is not None:
-        mod.__path__ = [package_dir]
-        mod.__package__ = modname
-    else:
-        mod.__package__ = modname.rpartition(".")[0]
-    sys.modules[modname] = mod
-    with open(relpath, encoding="utf-8") as f:
-        src = f.read()
-    exec(compile(src, relpath, "exec"), mod.__dict__)
-    return mod
-
-
 def run_child(name, outdir, twins=True):
     warnings.filterwarnings("ignore")
     sys.dont_write_bytecode = True
     os.chdir(ROOT)
-    if HERE not in sys.path:
-        sys.path.insert(0, HERE)                  # for `import facts`
+    if PEER not in sys.path:
+        sys.path.insert(0, PEER)                  # for `import facts`
     import torch
 
     torch.manual_seed(0)
 
-    # helper modules with relative file names
-    _load_rel("pkgx", os.path.join(ORACLE_REL, "pkgx", "__init__.py"),
-              package_dir=os.path.join(ORACLE_REL, "pkgx"))
-    _load_rel("pkgx.mods", os.path.join(ORACLE_REL, "pkgx", "mods.py"))
+    # helper modules, under their recorded file names
+    recorded.load("pkgx", os.path.join(HERE, "pkgx", "__init__.py"),
+                  package_dir=os.path.join(HERE, "pkgx"))
+    recorded.load("pkgx.mods", os.path.join(HERE, "pkgx", "mods.py"))
     sys.modules["pkgx"].mods = sys.modules["pkgx.mods"]
-    _load_rel("tinymod", os.path.join(ORACLE_REL, "tinymod.py"))
+    recorded.load("tinymod", os.path.join(HERE, "tinymod.py"))
 
-    # the scenario file executed as __main__ (qualified names __torch__.<Name>)
-    rel = scenario_files()[name]
-    with open(rel, encoding="utf-8") as f:
-        src = f.read()
-    main = types.ModuleType("__main__")
-    main.__file__ = rel
-    main.__builtins__ = __builtins__
-    sys.modules["__main__"] = main
+    # the scenario file executed as __main__ (qualified names __torch__.<Name>); for a
+    # scenario of fb_scenarios.py, scenarios.py first, in the same namespace (fb_scenarios.py
+    # imports its shared ports from `scenarios`, this module)
+    path = scenario_files()[name]
+    main = recorded.new_main()
     torch.manual_seed(0)
-    exec(compile(src, rel, "exec"), main.__dict__)
+    if path == FB_SCENARIOS:
+        sys.modules["scenarios"] = main
+        recorded.exec_into(main, SCENARIOS)
+    recorded.exec_into(main, path)
 
     torch.manual_seed(0)
-    out = Out(outdir, twins=twins and rel == SCENARIOS_REL)
+    out = Out(outdir, twins=twins and path == SCENARIOS)
     if out.twins:
         out.install_save_hooks()
-    main.__dict__["scenario_" + name](out)
+    fn = main.__dict__["scenario_" + name]
+    # inspect.getfile(a class) is the file of its module, __main__: the file whose code
+    # defines the scenario's classes (for a functools.partial, the wrapped function's)
+    main.__file__ = getattr(fn, "func", fn).__code__.co_filename
+    fn(out)
     return 0
 
 

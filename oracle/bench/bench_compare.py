@@ -5,7 +5,7 @@ ratios (for the README's honest numbers on this machine).
     PY=$(bash oracle/setup.sh)
     PTCONFORM_BENCH_KEEP=/tmp/bench cargo bench --bench formats -- --test   # writes fixtures
     cargo build --release --example timing
-    $PY oracle/bench_compare.py /tmp/bench/*.pt /tmp/bench/*.ptl [--runs 5]
+    $PY oracle/bench/bench_compare.py /tmp/bench/*.pt /tmp/bench/*.ptl [--runs 5]
 
 Both sides are timed in-process, after one warm-up: PyTorch here (torch.jit.load of the
 file; torch.jit.save to a file), ptconform in `examples/timing.rs` (jit::load from a

@@ -1,10 +1,10 @@
-"""Corpus scenarios, run by oracle/make_corpus.py with REAL PyTorch 2.15.0.
+"""Corpus scenarios, run by oracle/makers/make_corpus.py with REAL PyTorch 2.15.0.
 
 Every top-level function named `scenario_<name>(out)` is one scenario. make_corpus.py runs
 each scenario in a fresh Python process (PYTHONHASHSEED=0, torch.manual_seed(0) first),
-with this file executed as the `__main__` module under the relative file name
-`oracle/scenarios.py`, so classes defined here get qualified names `__torch__.<Name>` and
-the `.debug_pkl` records name this file relatively (independent of the checkout path).
+with this file executed as the `__main__` module under its recorded relative file name
+`oracle/scenarios.py` (recorded.py), so classes defined here get qualified names `__torch__.<Name>` and
+the `.debug_pkl` records name it so, with line numbers (moving a line changes the corpus).
 
 `out` (make_corpus.Out) writes `<corpus>/<name>.pt` and `<corpus>/<name>.json`:
   out.save(m, name, to="buffer"|"path", extra_files=None, map_location_cpu=False)
@@ -60,7 +60,7 @@ def _export_import_copy(out, m, name, map_location=None, map_location_cpu=False)
 # TestSaveLoad ports
 # ---------------------------------------------------------------------------------------
 
-def scenario_different_modules(out):
+def scenario_different_modules(out, fb=False):
     class Foo(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -73,10 +73,10 @@ def scenario_different_modules(out):
             return x
 
     first_script_module = torch.jit.script(Foo())
-    first_saved_module = io.BytesIO()
-    torch.jit.save(first_script_module, first_saved_module)
-    first_saved_module.seek(0)
-    out.emit("different_modules_first", first_saved_module.getvalue())
+    first_saved_module = _to_buffer(
+        out, fb, first_script_module,
+        "different_modules_first",
+    )
 
     clear_class_registry()
 
@@ -90,10 +90,10 @@ def scenario_different_modules(out):
             return x
 
     second_script_module = torch.jit.script(Foo())
-    second_saved_module = io.BytesIO()
-    torch.jit.save(torch.jit.script(Foo()), second_saved_module)
-    second_saved_module.seek(0)
-    out.emit("different_modules_second", second_saved_module.getvalue())
+    second_saved_module = _to_buffer(  # TestSaveLoad saves a second scripted Foo()
+        out, fb, second_script_module if fb else torch.jit.script(Foo()),
+        "different_modules_second",
+    )
 
     clear_class_registry()
 
@@ -111,16 +111,16 @@ def scenario_different_modules(out):
             return x
 
     sm = torch.jit.script(ContainsBoth())
-    contains_both = io.BytesIO()
-    torch.jit.save(sm, contains_both)
-    contains_both.seek(0)
-    out.emit("different_modules", contains_both.getvalue())
+    contains_both = _to_buffer(
+        out, fb, sm,
+        "different_modules",
+    )
     sm = torch.jit.load(contains_both)
-    # second cycle (mangling.md 2.3): saving the loaded module again
-    out.save(sm, "different_modules_resaved")
+    if not fb:  # second cycle (mangling.md 2.3): saving the loaded module again
+        out.save(sm, "different_modules_resaved")
 
 
-def scenario_different_functions(out):
+def scenario_different_functions(out, fb=False):
     def lol(x):
         return x
 
@@ -129,10 +129,10 @@ def scenario_different_functions(out):
             return lol(x)
 
     first_script_module = torch.jit.script(Foo())
-    first_saved_module = io.BytesIO()
-    torch.jit.save(first_script_module, first_saved_module)
-    first_saved_module.seek(0)
-    out.emit("different_functions_first", first_saved_module.getvalue())
+    first_saved_module = _to_buffer(
+        out, fb, first_script_module,
+        "different_functions_first",
+    )
 
     clear_class_registry()
 
@@ -144,10 +144,10 @@ def scenario_different_functions(out):
             return lol(x)
 
     second_script_module = torch.jit.script(Foo())
-    second_saved_module = io.BytesIO()
-    torch.jit.save(torch.jit.script(Foo()), second_saved_module)
-    second_saved_module.seek(0)
-    out.emit("different_functions_second", second_saved_module.getvalue())
+    second_saved_module = _to_buffer(  # TestSaveLoad saves a second scripted Foo()
+        out, fb, second_script_module if fb else torch.jit.script(Foo()),
+        "different_functions_second",
+    )
 
     clear_class_registry()
 
@@ -165,14 +165,14 @@ def scenario_different_functions(out):
             return x
 
     sm = torch.jit.script(ContainsBoth())
-    contains_both = io.BytesIO()
-    torch.jit.save(sm, contains_both)
-    contains_both.seek(0)
-    out.emit("different_functions", contains_both.getvalue())
+    contains_both = _to_buffer(
+        out, fb, sm,
+        "different_functions",
+    )
     sm = torch.jit.load(contains_both)
 
 
-def scenario_different_interfaces(out):
+def scenario_different_interfaces(out, fb=False):
     @torch.jit.interface
     class MyInterface:
         def bar(self, x: Tensor) -> Tensor:
@@ -197,10 +197,10 @@ def scenario_different_interfaces(out):
             return self.interface.bar(x)
 
     first_script_module = torch.jit.script(Foo())
-    first_saved_module = io.BytesIO()
-    torch.jit.save(first_script_module, first_saved_module)
-    first_saved_module.seek(0)
-    out.emit("different_interfaces_first", first_saved_module.getvalue())
+    first_saved_module = _to_buffer(
+        out, fb, first_script_module,
+        "different_interfaces_first",
+    )
 
     clear_class_registry()
 
@@ -228,10 +228,10 @@ def scenario_different_interfaces(out):
             return self.interface.not_bar(x)
 
     second_script_module = torch.jit.script(Foo())
-    second_saved_module = io.BytesIO()
-    torch.jit.save(torch.jit.script(Foo()), second_saved_module)
-    second_saved_module.seek(0)
-    out.emit("different_interfaces_second", second_saved_module.getvalue())
+    second_saved_module = _to_buffer(  # TestSaveLoad saves a second scripted Foo()
+        out, fb, second_script_module if fb else torch.jit.script(Foo()),
+        "different_interfaces_second",
+    )
 
     clear_class_registry()
 
@@ -249,16 +249,16 @@ def scenario_different_interfaces(out):
             return x
 
     sm = torch.jit.script(ContainsBoth())
-    contains_both = io.BytesIO()
-    torch.jit.save(sm, contains_both)
-    contains_both.seek(0)
-    out.emit("different_interfaces", contains_both.getvalue())
+    contains_both = _to_buffer(
+        out, fb, sm,
+        "different_interfaces",
+    )
     sm = torch.jit.load(contains_both)
 
 
-def scenario_many_collisions(out):
-    """TestSaveLoadFlatbuffer.test_many_collisions, saved with the zip writer
-    (torch.jit.save to a buffer) instead of the flatbuffer writer."""
+def scenario_many_collisions(out, fb=False):
+    """TestSaveLoadFlatbuffer.test_many_collisions, saved with the zip writer (torch.jit.save
+    to a buffer) or, fb=True, with the test's flatbuffer writer (fb_many_collisions*.ptl)."""
 
     class MyCoolNamedTuple(NamedTuple):
         a: int
@@ -297,8 +297,8 @@ def scenario_many_collisions(out):
             return x, MyCoolNamedTuple(a=5)
 
     first_script_module = torch.jit.script(Foo())
-    first_saved_module = _buffer_save(first_script_module)
-    out.emit("many_collisions_first", first_saved_module.getvalue())
+    first_saved_module = _to_buffer(out, fb, first_script_module,
+                                 "many_collisions_first")
 
     clear_class_registry()
 
@@ -338,8 +338,8 @@ def scenario_many_collisions(out):
             return x, MyCoolNamedTuple(a="hello")
 
     second_script_module = torch.jit.script(Foo())
-    second_saved_module = _buffer_save(second_script_module)
-    out.emit("many_collisions_second", second_saved_module.getvalue())
+    second_saved_module = _to_buffer(out, fb, second_script_module,
+                                  "many_collisions_second")
 
     clear_class_registry()
 
@@ -357,8 +357,8 @@ def scenario_many_collisions(out):
             return len(x + named_tuple_2.a) + named_tuple_1.a
 
     sm = torch.jit.script(ContainsBoth())
-    contains_both = _buffer_save(sm)
-    out.emit("many_collisions", contains_both.getvalue())
+    contains_both = _to_buffer(out, fb, sm,
+                               "many_collisions")
     sm = torch.jit.load(contains_both)
 
 
@@ -597,7 +597,7 @@ def scenario_namedtuple_output_only(out):
     assert output is None
 
 
-def scenario_params_buffers_submodules(out):
+def scenario_params_buffers_submodules(out, fb=False):
     class Submodule(torch.nn.Module):
         pass
 
@@ -615,8 +615,8 @@ def scenario_params_buffers_submodules(out):
             self.submodule_b = Submodule()
 
     m = TestModule()
-    m_loaded = _export_import_copy(out, torch.jit.script(m), "params_buffers_submodules")
-
+    m_loaded = (_flatbuffer_export_import_copy(out, torch.jit.script(m), "fb_save_load_params_buffers_submodules")
+                if fb else _export_import_copy(out, torch.jit.script(m), "params_buffers_submodules"))
     assert [n for n, _ in m.named_modules()] == [n for n, _ in m_loaded.named_modules()]
     for m_p, loaded_p in zip(m.parameters(), m_loaded.parameters()):
         assert torch.equal(m_p, loaded_p)
@@ -1301,3 +1301,36 @@ def scenario_setstate_buffers(out):
         "mobile_zip_setstate",
         torch.jit.script(Outer())._save_to_buffer_for_lite_interpreter(),
     )
+
+
+# ---------------------------------------------------------------------------------------
+# Saving in the ports shared with fb_scenarios.py (fb=True: TestSaveLoadFlatbuffer's
+# writer). Here at the end: the corpus records the line numbers of everything above.
+# ---------------------------------------------------------------------------------------
+
+def script_module_to_buffer(out, script_module, name):
+    """The flatbuffer test's helper, also writing <name>.ptl: BytesIO of
+    _save_to_buffer_for_lite_interpreter(_use_flatbuffer=True), positioned at 0."""
+    module_buffer = io.BytesIO(out.save_ptl(script_module, name, api="lite"))
+    module_buffer.seek(0)
+    return module_buffer
+
+
+def _flatbuffer_export_import_copy(out, m, name):
+    """getExportImportCopy with the flatbuffer writer (lite API) instead of the zip one."""
+    data = out.save_ptl(m, name, api="lite")
+    imported = torch.jit.load(io.BytesIO(data))
+    data2 = out.save_ptl(imported, name + "_resaved", api="lite")
+    return torch.jit.load(io.BytesIO(data2))
+
+
+def _to_buffer(out, fb, m, name):
+    """Save `m` to a BytesIO (at 0): fb_<name>.ptl with script_module_to_buffer when `fb`,
+    else <name>.pt with torch.jit.save."""
+    if fb:
+        return script_module_to_buffer(out, m, "fb_" + name)
+    b = io.BytesIO()
+    torch.jit.save(m, b)
+    b.seek(0)
+    out.emit(name, b.getvalue())
+    return b

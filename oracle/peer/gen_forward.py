@@ -2,7 +2,7 @@
 """Run `forward` of generated modules with real PyTorch and compare with the values
 ptconform's evaluator predicts (`ptconform::generator::method::evaluate`).
 
-    python oracle/gen_forward.py < jobs.json
+    python oracle/peer/gen_forward.py < jobs.json
 
 stdin: a JSON list of jobs
     {"path": PATH, "loader": "jit" | "lite", "shape": [B, F], "input": [floats],

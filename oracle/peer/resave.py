@@ -5,7 +5,7 @@ NAME.zip (torch.jit.save), NAME.ptl (save_jit_module_to_flatbuffer) and NAME.lit
 file's extra files passed on. A way PyTorch refuses is skipped (its file absent).
 Prints one JSON line: {"version": ..., "loaded": N, "failed": N}.
 
-    $PY oracle/resave.py DIR OUT
+    $PY oracle/peer/resave.py DIR OUT
 """
 import io
 import json

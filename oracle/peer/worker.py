@@ -7,7 +7,7 @@ Request:  {"path": FILE, "forward": null | {"shape": [B, F], "values": [...]},
            "imports": [MODULE, ...]}   # optional: imported once, in the worker itself,
                                        # when installed (torchvision's ops for detection
                                        # models); a missing one is skipped
-Response: {"ok": true, "facts": {...}                      # oracle/facts.py facts
+Response: {"ok": true, "facts": {...}                      # oracle/peer/facts.py facts
            "forward": {"jit": [...], "lite": [...]}          # flattened float outputs
            "resaved": {"zip": PATH, "flatbuffer": PATH,      # torch.jit.save / flatbuffer
                        "mobile_zip": PATH}}                  # (a mobile zip's) lite save

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes large PyTorch-made archives for measurements (not committed: too big).
 
-    python oracle/make_big.py OUT.pt [--layers 64] [--width 1024]
+    python oracle/bench/make_big.py OUT.pt [--layers 64] [--width 1024]
 
 Default: ModuleList of 64 Linear(1024, 1024) float32 = 256 MiB of parameters, the
 spec's benchmark case (a).

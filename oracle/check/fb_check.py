@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Check PyTorch-made mobile flatbuffers against ../shared/spec/flatbuffer.md (stdlib only).
+"""Check PyTorch-made mobile flatbuffers against spec/flatbuffer.md (stdlib only).
 
-    python3 oracle/fb_check.py corpus/*.ptl corpus/flatbuffer_bugs/*.ptl [-v]
+    python3 oracle/check/fb_check.py corpus/*.ptl corpus/flatbuffer_bugs/*.ptl [-v]
 
 A minimal flatbuffer reader (no generated code) walks the `Module` root table and checks:
 identifier `PTMF` at offset 4 and no size prefix; file size a multiple of 32 when a storage
@@ -9,7 +9,7 @@ is present; every StorageData byte vector 32-byte aligned; storage_data_size =
 len(storage_data); ivalues[0] = NONE; state_obj = mobile_ivalue_size - 1 and that ivalue is
 an Object; jit_constants indices >= mobile_ivalue_size; methods point at Functions;
 object_types names unique (reported, not an error, for flatbuffer_bugs/); and, against
-`<file>.json` (oracle/facts.py output) when present: bytecode_version, operator_version,
+`<file>.json` (oracle/peer/facts.py output) when present: bytecode_version, operator_version,
 function_names (= qn of the Functions among the first mobile_ivalue_size ivalues),
 opname_to_num_args (= {"name" or "name.overload": num_args_serialized}), the extra-file
 names; against the zip twin `<name>.pt` when present: jit_sources qualifiers and texts =

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One isolated look at a mobile flatbuffer with real PyTorch (may crash: run it in a child).
 
-    python oracle/fbprobe.py MODE FILE.ptl
+    python oracle/peer/fbprobe.py MODE FILE.ptl
 
 prints one JSON object on stdout. MODE:
     jit_load       torch.jit.load(path, _extra_files={}) -> facts.flatbuffer_jit_facts

@@ -7,10 +7,10 @@ Library:
     obj = facts("corpus/x.pt", map_location="cpu")
 
 CLI:
-    python oracle/facts.py FILE.pt [--map-location cpu]
+    python oracle/peer/facts.py FILE.pt [--map-location cpu]
         prints one JSON object (indent=2, ensure_ascii=False) followed by a newline.
 
-    python oracle/facts.py --worker
+    python oracle/peer/facts.py --worker
         long-running worker: reads one JSON request per stdin line,
         {"path": "...", "map_location": null | "cpu" | ...}, and answers each with one
         JSON line on stdout: {"ok": true, "facts": {...}} or

@@ -3,13 +3,12 @@
 quantized), random weights, every serialized form PyTorch 2.15.0 can write.
 
     PY=$(bash oracle/setup.sh --models)       # torch 2.15.0 + torchvision/torchaudio/timm pins
-    $PY oracle/make_models.py                 # all models -> ~/.cache/ptconform/models
-    $PY oracle/make_models.py --only tv_resnet18 nn_lstm
-    $PY oracle/make_models.py --small         # only the models marked small
-    $PY oracle/make_models.py --list
-    $PY oracle/make_models.py --commit-small  # copy the small models' files (from --out)
-                                              # to corpus/models/ (no generation)
-    $PY oracle/check_models.py                # run target/release/ptconform over them
+    $PY oracle/makers/make_models.py          # all models -> ~/.cache/ptconform/models
+    $PY oracle/makers/make_models.py --only tv_resnet18 nn_lstm
+    $PY oracle/makers/make_models.py --small  # only the models marked small
+    $PY oracle/makers/make_models.py --list
+    $PY oracle/makers/make_models.py --commit-small  # small models' files (--out) -> corpus/models/
+    $PY oracle/check/check_models.py         # run target/release/ptconform over them
 
 Weights are ALWAYS random (weights=None / pretrained=False, torch.manual_seed(0) before
 the model is built), every model is in .eval(). TORCH_HOME, HF_HOME and XDG_CACHE_HOME
@@ -17,7 +16,7 @@ point at an empty temporary directory and HF_HUB_OFFLINE=1, so a download attemp
 loudly instead of fetching anything.
 
 For every model a fresh child process (PYTHONHASHSEED=0, cwd = repository root, as
-oracle/make_corpus.py) builds it, compiles it with torch.jit.script (falling back to
+oracle/makers/make_corpus.py) builds it, compiles it with torch.jit.script (falling back to
 torch.jit.trace on a small seeded example input when scripting fails; the manifest says
 which and why) and writes, in this order (the mobile debug-handle counter is process-wide,
 so the order is part of the output):
@@ -32,11 +31,11 @@ so the order is part of the output):
     NAME.mobile.ptl    optimize_for_mobile(sm)._save_for_lite_interpreter(path)  mobile zip
 
 A variant PyTorch fails to write is recorded in the manifest (exception type + first line)
-and the rest go on. Beside each file its facts (oracle/facts.py, i.e. what torch.jit.load
+and the rest go on. Beside each file its facts (oracle/peer/facts.py, i.e. what torch.jit.load
 sees), named like the committed corpus so `ptconform conform --corpus DIR` reads them:
 a zip `X.pt` / `X.lite.ptl` -> `X.json` / `X.lite.json` (Path.with_extension("json")), a
 flatbuffer `X.ptl` -> `X.ptl.json`. Facts are taken after the model's child has exited, in
-another child (oracle/make_models.py --facts-worker: one per model, restarted when a load
+another child (make_models.py --facts-worker: one per model, restarted when a load
 crashes it) that imports torchvision and torchaudio first, so their custom operators
 (torchvision::nms, roi_align, ...) are registered; whether NAME.pt also loads in a process
 WITHOUT them is recorded as `loads_without_extensions`. For the mobile files the manifest
@@ -60,11 +59,12 @@ import sys
 import tempfile
 import time
 import warnings
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 DEFAULT_OUT = os.path.join(os.path.expanduser("~"), ".cache", "ptconform", "models")
-SELF_REL = os.path.relpath(os.path.abspath(__file__), ROOT)   # oracle/make_models.py
+_DIR = os.path.dirname(os.path.abspath(__file__))  # oracle/ in a model's child (recorded.py)
+ROOT = os.path.dirname(_DIR if os.path.basename(_DIR) == "oracle" else os.path.dirname(_DIR))
+HERE = os.path.join(ROOT, "oracle", "makers")
+PEER = os.path.join(ROOT, "oracle", "peer")                   # facts.py
+SELF = os.path.join(HERE, "make_models.py")
 COMMIT_DIR = os.path.join(ROOT, "corpus", "models")
 SMALL_FILE = 1536 * 1024          # every variant of a committed model at most this
 SMALL_TOTAL = 40 * 1024 * 1024    # all committed model files together at most this
@@ -265,7 +265,7 @@ model("nn_multihead_attention", "torch.nn", "nn.MultiheadAttention(32, 4)",
 
 
 # helper modules of the quantize_dynamic entries: defined here (module __main__ of the
-# child, run as the relative file name oracle/make_models.py) so scripting finds their
+# child, run under its recorded name ROOT/oracle/make_models.py) so scripting finds their
 # source and names them __torch__.LstmLinear etc.
 try:
     import torch as _torch
@@ -446,7 +446,7 @@ def run_facts_worker():
     {"ok": true, "facts": {...}, "lite"?: ...} or {"ok": false, "error": ...}."""
     warnings.filterwarnings("ignore")
     sys.dont_write_bytecode = True
-    sys.path.insert(0, HERE)
+    sys.path.insert(0, PEER)
     import torch
     import facts as factsmod
     torch.set_num_threads(1)
@@ -592,7 +592,7 @@ def _versions():
 
 def run_parent(outdir, names, jobs):
     os.makedirs(outdir, exist_ok=True)
-    sys.path.insert(0, HERE)
+    sys.path.insert(0, PEER)
     tmp = tempfile.mkdtemp(prefix="ptconform-models-home-")
     env = _sanitize_env(dict(os.environ), tmp)
     manifest = _load_manifest(outdir) or {}
@@ -640,7 +640,7 @@ def run_parent(outdir, names, jobs):
                     return
                 n = pending.pop(0)
             t0 = time.time()
-            p = subprocess.Popen([sys.executable, SELF_REL, "--child", n, outdir], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+            p = subprocess.Popen([sys.executable, os.path.join(HERE, "recorded.py"), SELF, "--child", n, outdir], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE)
             try:
                 so, se = p.communicate(timeout=CHILD_TIMEOUT)
@@ -659,7 +659,7 @@ def run_parent(outdir, names, jobs):
     shutil.rmtree(tmp, ignore_errors=True)
 
     manifest = {
-        "generator": "oracle/make_models.py",
+        "generator": "oracle/makers/make_models.py",
         "versions": _versions(),
         "variants": {k: {"suffix": s, "writer": d} for k, s, d in VARIANTS},
         "facts_naming": "zip X.pt / X.lite.ptl -> X.json / X.lite.json; flatbuffer X.ptl -> X.ptl.json",

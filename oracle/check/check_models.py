@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Run the ptconform binary over the real-model corpus written by oracle/make_models.py.
+"""Run the ptconform binary over the real-model corpus written by oracle/makers/make_models.py.
 
-    python3 oracle/check_models.py [DIR] [--bin target/release/ptconform] [-j 2]
+    python3 oracle/check/check_models.py [DIR] [--bin target/release/ptconform] [-j 2]
                                    [--only NAME...] [--json OUT.json]
 
 DIR defaults to ~/.cache/ptconform/models (use corpus/models for the committed ones).
@@ -10,7 +10,7 @@ Plain python3 is enough (no torch needed). For every .pt / .ptl file in DIR:
   check      `ptconform check FILE`            ok = exit 0 and only "FILE: ok"
   inspect    `ptconform inspect --json FILE`   compared with the facts JSON beside FILE
                                                (zip X.pt -> X.json, flatbuffer X.ptl ->
-                                               X.ptl.json, as oracle/make_models.py writes
+                                               X.ptl.json, as oracle/makers/make_models.py writes
                                                them), only on the keys both objects have
   roundtrip  `ptconform roundtrip FILE`        ok = "identical"
 and for each twin pair of one model (NAME.pt/NAME.ptl, NAME.frozen.pt/NAME.frozen.ptl,
@@ -31,7 +31,7 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+ROOT = os.path.dirname(os.path.dirname(HERE))
 DEFAULT_DIR = os.path.join(os.path.expanduser("~"), ".cache", "ptconform", "models")
 TIMEOUT = 900
 TWINS = [(".pt", ".ptl"), (".frozen.pt", ".frozen.ptl"), (".lite.ptl", ".lite_fb.ptl")]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Check corpus archives against the byte-level claims of ../shared/spec (stdlib only).
+"""Check corpus archives against the byte-level claims of spec/ (stdlib only).
 
-    python3 oracle/spec_check.py corpus/*.pt
+    python3 oracle/check/spec_check.py corpus/*.pt
 
 Checks (zip-archive.md / pickle.md): prefix rule, local headers (flags, version needed,
 zeroed time/date/CRC/sizes, the `FB` padding field, 64-byte data alignment), data

@@ -1,2 +1,0 @@
-# Helper package for the corpus: classes defined here get TorchScript qualified names
-# of the form __torch__.pkgx.mods.<Name> (see oracle/make_corpus.py, interfaces_classes.pt).
