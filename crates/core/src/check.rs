@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::error::{Error, FormatError, rules};
 use crate::flatbuffer::generated::mobile_bytecode as fb;
-use crate::flatbuffer::{is_flatbuffer, read_flatbuffer};
+use crate::flatbuffer::{MobileModule, is_flatbuffer, read_flatbuffer};
 use crate::model::{IValue, Tensor};
 use crate::pickle;
 use crate::release::Release;
@@ -59,6 +59,14 @@ pub fn is_unsafe_name(name: &str) -> bool {
 /// damaged container stops there), then the version text, the load, and the code files the
 /// load did not need.
 pub fn check_archive(archive: &ZipArchiveReader) -> Vec<FormatError> {
+    check_and_load_archive(archive).0
+}
+
+/// [`check_archive`], also giving the module its load built (when the load succeeded),
+/// so a caller that needs both parses and loads the archive once (the fuzz targets).
+pub fn check_and_load_archive(
+    archive: &ZipArchiveReader,
+) -> (Vec<FormatError>, Option<crate::model::ScriptModule>) {
     let mut out = Vec::new();
     for rec in archive.records() {
         match rec.name() {
@@ -88,12 +96,12 @@ pub fn check_archive(archive: &ZipArchiveReader) -> Vec<FormatError> {
     }
     if !out.is_empty() {
         // The container itself is damaged; loading would only repeat these errors.
-        return out;
+        return (out, None);
     }
     match archive.version() {
         Err(e) => {
             out.push(e);
-            return out;
+            return (out, None);
         }
         Ok((v, name)) => {
             // PyTorch reads "3junk" or " +3" as 3, but writes only "3\n" (or "3").
@@ -121,7 +129,7 @@ pub fn check_archive(archive: &ZipArchiveReader) -> Vec<FormatError> {
         Ok(m) => m,
         Err(e) => {
             out.push(e);
-            return out;
+            return (out, None);
         }
     };
     // Code files the load did not need are still part of the format.
@@ -177,7 +185,7 @@ pub fn check_archive(archive: &ZipArchiveReader) -> Vec<FormatError> {
         out.push(e);
     }
     crate::model::module::attribute_findings(&module, &mut out);
-    out
+    (out, Some(module))
 }
 
 /// Checks a mobile flatbuffer: every reader error (rule and field), then what PyTorch
@@ -195,6 +203,12 @@ pub fn check_archive(archive: &ZipArchiveReader) -> Vec<FormatError> {
 ///   in one slot where the declared type does not allow both;
 /// * `attribute-type`: any other attribute value that does not match its declared type.
 pub fn check_flatbuffer(buf: &Bytes) -> Vec<FormatError> {
+    check_and_read_flatbuffer(buf).0
+}
+
+/// [`check_flatbuffer`], also giving the module its read built (when the read
+/// succeeded), so a caller that needs both reads the buffer once (the fuzz targets).
+pub fn check_and_read_flatbuffer(buf: &Bytes) -> (Vec<FormatError>, Option<MobileModule>) {
     let mut out = Vec::new();
     let mobile = match read_flatbuffer(buf, None) {
         Ok(m) => Some(m),
@@ -217,11 +231,11 @@ pub fn check_flatbuffer(buf: &Bytes) -> Vec<FormatError> {
             check_gelu_approximate(text, &at, &mut out);
         }
     }
-    if let Some(m) = mobile {
-        crate::flatbuffer::object_types::declared_attribute_findings(&m, &mut out);
+    if let Some(m) = &mobile {
+        crate::flatbuffer::object_types::declared_attribute_findings(m, &mut out);
         crate::flatbuffer::object_types::object_findings(&m.module, &mut out);
     }
-    out
+    (out, mobile)
 }
 
 /// `extra-file-name` for a flatbuffer's extra files: the zip rule (the name becomes

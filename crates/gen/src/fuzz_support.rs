@@ -19,10 +19,23 @@ use ptconform_core::zip_archive::{ExtraFilesMap, LoadOptions, ZipArchiveReader, 
 
 /// `zip_load`: the zip reader, loader and checker on any bytes.
 pub fn zip_load(data: &[u8]) {
-    let _ = ptconform_core::check::check_bytes(data);
-    if let Ok(archive) = ZipArchiveReader::from_bytes(Bytes::copy_from_slice(data))
-        && let Ok(m) = load_archive(&archive, &mut LoadOptions::default())
-    {
+    // One container parse and one load serve check, inspect and save (each used to
+    // parse the input again).
+    let bytes = Bytes::copy_from_slice(data);
+    if ptconform_core::flatbuffer::is_flatbuffer(&bytes) {
+        let _ = ptconform_core::check::check_bytes(data);
+        return;
+    }
+    let Ok(archive) = ZipArchiveReader::from_bytes(bytes) else {
+        return;
+    };
+    let module = match ptconform_core::check::check_and_load_archive(&archive) {
+        (_, Some(m)) => Ok(m),
+        // check stops at a damaged container (a CRC, say), where torch.jit.load, which
+        // checks no CRC, still loads: keep that path covered.
+        (_, None) => load_archive(&archive, &mut LoadOptions::default()),
+    };
+    if let Ok(m) = module {
         let _ = ptconform_core::inspect::facts(&archive, &m);
         let _ = save_to_buffer(&m, &ExtraFilesMap::new(), &SaveOptions::default());
     }
@@ -36,9 +49,10 @@ pub fn flatbuffer_load(data: &[u8]) {
         bytes[4..8].copy_from_slice(b"PTMF");
     }
     let bytes = Bytes::from(bytes);
-    let _ = ptconform_core::check::check_bytes(&bytes);
+    // One read serves check, the module info and the write.
+    let (_, module) = ptconform_core::check::check_and_read_flatbuffer(&bytes);
     let _ = ptconform_core::jit::get_flatbuffer_module_info(&bytes);
-    if let Ok(m) = read_flatbuffer(&bytes, None) {
+    if let Some(m) = module {
         let _ = m.module_info();
         let _ = write_flatbuffer(&m, &WriteOptions::default());
     }
