@@ -59,7 +59,10 @@ pub fn is_unsafe_name(name: &str) -> bool {
 /// damaged container stops there), then the version text, the load, and the code files the
 /// load did not need.
 pub fn check_archive(archive: &ZipArchiveReader) -> Vec<FormatError> {
-    let mut out = Vec::new();
+    // Overlapping records and local names the directory contradicts: PyTorch loads such
+    // files, so the load below goes on after them.
+    let mut out = archive.layout_findings();
+    let layout = out.len();
     for rec in archive.records() {
         match rec.name() {
             None => out.push(FormatError::new(
@@ -86,7 +89,7 @@ pub fn check_archive(archive: &ZipArchiveReader) -> Vec<FormatError> {
             out.push(e);
         }
     }
-    if !out.is_empty() {
+    if out.len() > layout {
         // The container itself is damaged; loading would only repeat these errors.
         return out;
     }
@@ -203,6 +206,11 @@ pub fn check_flatbuffer(buf: &Bytes) -> Vec<FormatError> {
             None
         }
     };
+    if mobile.is_some()
+        && let Some(e) = crate::flatbuffer::read::pytorch_verifier_finding(buf)
+    {
+        out.push(e);
+    }
     check_enum_values(buf, &mut out);
     check_required_fields(buf, &mut out);
     if let Some(m) = &mobile {
