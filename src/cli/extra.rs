@@ -98,6 +98,13 @@ pub(super) fn run(file: &Path, name: Option<&str>, out_dir: Option<&Path>) -> i3
 /// is written to a temporary name and renamed, so nothing is left half-written, and a
 /// link already at a file's name is replaced, never followed.
 fn extract_all(source: &ExtraSource, names: &[String], dir: &Path, file: &Path) -> i32 {
+    // Entries sharing one record would each be written in full: refused, as the output
+    // would grow with the entries times the record, not with the file.
+    if let ExtraSource::Zip(archive) = source
+        && let Some(e) = archive.overlap_finding()
+    {
+        return report_error(file, &e.into());
+    }
     let mut code = EXIT_OK;
     if let Err(e) = std::fs::create_dir_all(dir) {
         eprintln!("{}: error: {e}", dir.display());

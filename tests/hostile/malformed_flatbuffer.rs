@@ -164,7 +164,7 @@ const TAG_FUNCTION: u8 = 16;
 // A small module builder: NONE, one root Object, one ObjectType; tests tweak one thing
 
 #[derive(Clone, Debug)]
-enum V {
+pub(crate) enum V {
     None,
     Int(i64),
     Bool(bool),
@@ -181,7 +181,7 @@ enum V {
 }
 
 #[derive(Clone, Debug, Default)]
-struct Obj {
+pub(crate) struct Obj {
     type_index: u32,
     attrs: Option<Vec<u32>>,
     state: u32,
@@ -189,18 +189,18 @@ struct Obj {
 }
 
 #[derive(Clone, Debug)]
-struct Tm {
+pub(crate) struct Tm {
     storage: u32,
     scalar_type: i8,
-    offset: i32,
-    sizes: Vec<i32>,
-    strides: Vec<i32>,
+    pub(crate) offset: i32,
+    pub(crate) sizes: Vec<i32>,
+    pub(crate) strides: Vec<i32>,
     qscheme: Option<i8>,
 }
 
 impl Tm {
     /// A contiguous float32 vector of `n` elements over storage `storage`.
-    fn floats(storage: u32, n: i32) -> Tm {
+    pub(crate) fn floats(storage: u32, n: i32) -> Tm {
         Tm {
             storage,
             scalar_type: 6,
@@ -213,7 +213,7 @@ impl Tm {
 }
 
 #[derive(Clone, Debug)]
-struct Func {
+pub(crate) struct Func {
     instructions: Vec<(i8, u16, i32)>,
     operators: Vec<(&'static str, &'static str)>,
     constants: Vec<u32>,
@@ -281,8 +281,8 @@ const CLASS_WITH_FIELD: u8 = 1;
 const CLASS_WITH_SETSTATE: u8 = 3;
 
 #[derive(Clone, Debug)]
-struct Spec {
-    ivalues: Vec<V>,
+pub(crate) struct Spec {
+    pub(crate) ivalues: Vec<V>,
     methods: Vec<u32>,
     state_obj: u32,
     types: Vec<(&'static str, u8, Vec<String>)>,
@@ -290,11 +290,16 @@ struct Spec {
     storage_data_size: Option<i32>,
     jit_constants: Vec<u32>,
     mobile_ivalue_size: Option<u32>,
+    /// `(qualifier, text)` sources; `Some` also writes an empty `extra_files` (what
+    /// PyTorch's loaders need to load the file).
+    pub(crate) jit_sources: Option<Vec<(String, String)>>,
+    /// Storages as plain byte vectors (not 32-byte aligned ones).
+    pub(crate) plain_storages: bool,
 }
 
 impl Spec {
     /// `[NONE, Object(type 0, no attrs)]`, one `CLASS_WITH_FIELD` type, no methods.
-    fn base() -> Spec {
+    pub(crate) fn base() -> Spec {
         Spec {
             ivalues: vec![
                 V::None,
@@ -310,10 +315,12 @@ impl Spec {
             storage_data_size: None,
             jit_constants: vec![],
             mobile_ivalue_size: None,
+            jit_sources: None,
+            plain_storages: false,
         }
     }
 
-    fn push(&mut self, v: V) -> u32 {
+    pub(crate) fn push(&mut self, v: V) -> u32 {
         self.ivalues.push(v);
         (self.ivalues.len() - 1) as u32
     }
@@ -329,7 +336,7 @@ impl Spec {
     }
 
     /// Pushes `v` and makes it an attribute of the root object; returns its index.
-    fn attr(&mut self, v: V) -> u32 {
+    pub(crate) fn attr(&mut self, v: V) -> u32 {
         let i = self.push(v);
         self.attr_ref(i);
         i
@@ -342,7 +349,7 @@ impl Spec {
         i
     }
 
-    fn storage(&mut self, bytes: usize) -> u32 {
+    pub(crate) fn storage(&mut self, bytes: usize) -> u32 {
         self.storages.push((0..bytes).map(|b| b as u8).collect());
         (self.storages.len() - 1) as u32
     }
@@ -377,7 +384,7 @@ impl Spec {
         )
     }
 
-    fn build(&self) -> Vec<u8> {
+    pub(crate) fn build(&self) -> Vec<u8> {
         let mut fbb = FlatBufferBuilder::new();
         let mut ivs = Vec::new();
         for v in &self.ivalues {
@@ -405,7 +412,11 @@ impl Spec {
         let object_types = fbb.create_vector(&types);
         let mut storages = Vec::new();
         for data in &self.storages {
-            let d = create_aligned_bytes(&mut fbb, data, 32);
+            let d = if self.plain_storages {
+                fbb.create_vector(data)
+            } else {
+                create_aligned_bytes(&mut fbb, data, 32)
+            };
             storages.push(fb::StorageData::create(
                 &mut fbb,
                 &fb::StorageDataArgs { data: Some(d) },
@@ -414,18 +425,42 @@ impl Spec {
         let storage_data = fbb.create_vector(&storages);
         let methods = fbb.create_vector(&self.methods);
         let jit_constants = fbb.create_vector(&self.jit_constants);
+        let (extra_files, jit_sources) = match &self.jit_sources {
+            None => (None, None),
+            Some(sources) => {
+                let files: Vec<_> = sources
+                    .iter()
+                    .map(|(q, text)| {
+                        let name = fbb.create_string(q);
+                        let content = WIPOffset::new(fbb.create_string(text).value());
+                        fb::ExtraFile::create(
+                            &mut fbb,
+                            &fb::ExtraFileArgs {
+                                name: Some(name),
+                                content: Some(content),
+                            },
+                        )
+                    })
+                    .collect();
+                let none: Vec<WIPOffset<fb::ExtraFile>> = Vec::new();
+                (
+                    Some(fbb.create_vector(&none)),
+                    Some(fbb.create_vector(&files)),
+                )
+            }
+        };
         let m = fb::Module::create(
             &mut fbb,
             &fb::ModuleArgs {
                 bytecode_version: 9,
-                extra_files: None,
+                extra_files,
                 methods: Some(methods),
                 state_obj: self.state_obj,
                 ivalues: Some(ivalues),
                 storage_data_size: self.storage_data_size.unwrap_or(self.storages.len() as i32),
                 storage_data: Some(storage_data),
                 object_types: Some(object_types),
-                jit_sources: None,
+                jit_sources,
                 jit_constants: Some(jit_constants),
                 operator_version: 1,
                 mobile_ivalue_size: self.mobile_ivalue_size.unwrap_or(self.ivalues.len() as u32),

@@ -67,7 +67,10 @@ pub fn check_archive(archive: &ZipArchiveReader) -> Vec<FormatError> {
 pub fn check_and_load_archive(
     archive: &ZipArchiveReader,
 ) -> (Vec<FormatError>, Option<crate::model::ScriptModule>) {
-    let mut out = Vec::new();
+    // Overlapping records and local names the directory contradicts: PyTorch loads such
+    // files, so the load below goes on after them.
+    let mut out = archive.layout_findings();
+    let layout = out.len();
     for rec in archive.records() {
         match rec.name() {
             None => out.push(FormatError::new(
@@ -94,7 +97,7 @@ pub fn check_and_load_archive(
             out.push(e);
         }
     }
-    if !out.is_empty() {
+    if out.len() > layout {
         // The container itself is damaged; loading would only repeat these errors.
         return (out, None);
     }
@@ -217,6 +220,11 @@ pub fn check_and_read_flatbuffer(buf: &Bytes) -> (Vec<FormatError>, Option<Mobil
             None
         }
     };
+    if mobile.is_some()
+        && let Some(e) = crate::flatbuffer::read::pytorch_verifier_finding(buf)
+    {
+        out.push(e);
+    }
     // Both read the verified buffer, so they also run when the reader stopped earlier;
     // verified once for both.
     if let Ok(m) = crate::flatbuffer::read::verified_module(buf) {

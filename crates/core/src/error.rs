@@ -112,6 +112,10 @@ pub mod rules {
     pub const ZIP_COMPRESSION: Rule = Rule::ZipCompression;
     /// [`Rule::ZipPrefix`] (`zip-prefix`).
     pub const ZIP_PREFIX: Rule = Rule::ZipPrefix;
+    /// [`Rule::ZipOverlap`] (`zip-overlap`).
+    pub const ZIP_OVERLAP: Rule = Rule::ZipOverlap;
+    /// [`Rule::ZipLocalName`] (`zip-local-name`).
+    pub const ZIP_LOCAL_NAME: Rule = Rule::ZipLocalName;
     /// [`Rule::RecordMissing`] (`record-missing`).
     pub const RECORD_MISSING: Rule = Rule::RecordMissing;
     /// [`Rule::RecordSize`] (`record-size`).

@@ -69,6 +69,11 @@ pub fn roundtrip_zip(original: Bytes) -> Result<RoundTrip> {
 /// the records the archive shows).
 pub fn roundtrip_zip_as(original: Bytes, release: Option<Release>) -> Result<RoundTrip> {
     let archive = ZipArchiveReader::from_bytes(original.clone())?;
+    // Overlapping records would each be re-saved in full: refused (see
+    // `ZipArchiveReader::overlap_finding`).
+    if let Some(e) = archive.overlap_finding() {
+        return Err(e.into());
+    }
     let mut options = LoadOptions::default();
     let module = load_archive(&archive, &mut options)?;
     let extra = extra_files_in_insertion_order(&archive)?;

@@ -85,10 +85,14 @@ rules! {
         "corrupt deflate stream, an unsupported compression method, or encrypted / patch-data records (flag bits 0, 5, 6) that miniz does not extract";
     ZipPrefix = "zip-prefix", Zip,
         "an entry outside the archive's top-level folder (PyTorch ignores it)";
+    ZipOverlap = "zip-overlap", Zip,
+        "central-directory entries whose records share bytes: many entries naming one record, or one pointing inside another's data, so extracting writes more than the file holds (PyTorch 2.15 loads such files)";
+    ZipLocalName = "zip-local-name", Zip,
+        "a local header whose name differs from its central-directory entry's (PyTorch 2.15 loads such files under the directory's name)";
     RecordMissing = "record-missing", Archive,
         "a required record (`data.pkl`, `constants.pkl`, `version`) is absent";
     RecordSize = "record-size", Archive,
-        "a record extends past the file, or its declared size is impossible or wrong";
+        "a record extends past the file, or its declared size is impossible or wrong (PyTorch 2.15 loads a deflate record that inflates past its declared size)";
     LegacyFormat = "legacy-format", Archive, "the `PYTORCH1` preview format";
     Version = "version", Archive,
         "`version` record not a number as PyTorch reads it (`std::stoull`), or outside 1–10";
@@ -98,12 +102,12 @@ rules! {
     PickleGlobal = "pickle-global", Pickle,
         "a global outside the allow-list (e.g. `os.system`), never resolved";
     PickleStructure = "pickle-structure", Pickle,
-        "malformed pickle (truncation, stack misuse, wrong argument shapes)";
+        "malformed pickle (truncation, stack misuse, wrong argument shapes, a container changed after it was shared: PyTorch 2.15 loads a list containing itself)";
     PickleDepth = "pickle-depth", Pickle, "values nested deeper than 1000 levels";
     PickleTrailingData = "pickle-trailing-data", Pickle, "bytes after the pickle's STOP";
     Storage = "storage", Tensor,
         "a storage record missing or too small, a view outside its storage, bad device";
-    CodeSyntax = "code-syntax", Code, "a `code/` declaration that does not parse";
+    CodeSyntax = "code-syntax", Code, "a `code/` declaration that does not parse as PyTorch writes it (PyTorch 2.15 loads tab indentation, and an unused class with an unknown base such as `class K(__torch__.K)`)";
     CodeNesting = "code-nesting", Code,
         "an expression nested more than 1,000 deep in code, counting brackets and operator chains (PyTorch's recursive parser crashes on such files: 5,000 brackets, or a 12,000-term `x + x + ...`; see `corpus/torch-crashes/`)";
     CodeEncoding = "code-encoding", Code, "a `code/` file that is not UTF-8";
@@ -119,11 +123,11 @@ rules! {
     ExtraFileName = "extra-file-name", Archive,
         "a record or flatbuffer extra-file name that is absolute, has `..`, `\\`, NUL or empty components (in a flatbuffer: absolute, `..`, `\\`, empty components, or used twice; a NUL is allowed, as PyTorch writes it)";
     Flatbuffer = "flatbuffer", Flatbuffer,
-        "a flatbuffer field out of its domain that no precise `flatbuffer-*` rule covers: a cycle, a bad union tag or scalar type, a storage shorter than its tensor (the field is named)";
+        "a flatbuffer field out of its domain that no precise `flatbuffer-*` rule covers: a cycle, a bad union tag or scalar type, a storage shorter than its tensor, a negative stride or storage offset, sources that are not UTF-8 (the field is named; PyTorch 2.15 loads cycles, negative strides and offsets, and non-UTF-8 sources)";
     FlatbufferIdentifier = "flatbuffer-identifier", Flatbuffer,
         "bytes 4..8 are not `PTMF` where a flatbuffer is required (was `flatbuffer`)";
     FlatbufferVerifier = "flatbuffer-verifier", Flatbuffer,
-        "the flatbuffers verifier refuses the buffer: an offset out of bounds, misaligned, or past the depth or table limits (was `flatbuffer`)";
+        "the flatbuffers verifier refuses the buffer: an offset out of bounds, misaligned, past the depth or table limits (over 1,000,000 tables: PyTorch refuses too), or a string that is not UTF-8 (PyTorch 2.15 loads that) (was `flatbuffer`)";
     FlatbufferIndex = "flatbuffer-index", Flatbuffer,
         "an index into `ivalues`, `object_types`, `storage_data` or a method's tables that is out of range (was `flatbuffer`)";
     FlatbufferOpcode = "flatbuffer-opcode", Flatbuffer,

@@ -456,7 +456,13 @@ fn parse_class(
                 "NamedTuple" => Base::NamedTuple,
                 "Enum" => Base::Enum,
                 other => {
-                    return Err(err(start, format!("unknown base class {}", excerpt(other))));
+                    return Err(err(
+                        start,
+                        format!(
+                            "unknown base class {} (PyTorch 2.15 loads the file while no value uses the class: it compiles classes when used)",
+                            excerpt(other)
+                        ),
+                    ));
                 }
             };
             (n.trim(), base)
@@ -499,7 +505,10 @@ fn parse_class(
             break;
         }
         if ind != 2 || l[2..].starts_with('\t') {
-            return Err(err(i, "class items must be indented by exactly 2 spaces"));
+            return Err(err(
+                i,
+                "class items must be indented by exactly 2 spaces, as PyTorch writes them (PyTorch 2.15 loads other consistent indentation, tabs included)",
+            ));
         }
         let item = &l[2..];
         if item.starts_with("def ") {

@@ -155,6 +155,35 @@ pub fn verifier_options(len: usize) -> VerifierOptions {
     }
 }
 
+/// The table limit of PyTorch's flatbuffers verifier: flatbuffers' C++ default
+/// `max_tables`, which PyTorch's loaders do not change.
+pub const PYTORCH_MAX_TABLES: usize = 1_000_000;
+
+/// `flatbuffer-verifier`, for `check`, when PyTorch 2.15's verifier refuses a buffer
+/// ptconform's readers accept: more than [`PYTORCH_MAX_TABLES`] tables (PyTorch:
+/// "Malformed Flatbuffer module"). ptconform's own limit grows with the buffer
+/// ([`verifier_options`]), so loads stay permissive and bounded; only `check` applies
+/// PyTorch's.
+pub fn pytorch_verifier_finding(buf: &[u8]) -> Option<FormatError> {
+    // A table is at least 4 bytes (its vtable offset): smaller buffers cannot exceed it.
+    if buf.len() / 4 <= PYTORCH_MAX_TABLES {
+        return None;
+    }
+    let opts = VerifierOptions {
+        max_tables: PYTORCH_MAX_TABLES,
+        ..verifier_options(buf.len())
+    };
+    match fb::root_as_module_with_opts(&opts, buf) {
+        Err(InvalidFlatbuffer::TooManyTables) => Some(FormatError::new(
+            rules::FLATBUFFER_VERIFIER,
+            "Module",
+            None,
+            "more than 1,000,000 tables: PyTorch's flatbuffers verifier (its default max_tables) refuses the file (\"Malformed Flatbuffer module\")",
+        )),
+        _ => None,
+    }
+}
+
 /// A verifier error as a `FormatError` whose field is the path the verifier was on
 /// (`Module.ivalues[7].Object.attrs`) and whose offset is where it failed.
 fn verify_error(e: InvalidFlatbuffer, len: usize) -> FormatError {
@@ -184,7 +213,9 @@ fn verify_error(e: InvalidFlatbuffer, len: usize) -> FormatError {
         } => (
             Some(error_trace),
             Some(range.start),
-            format!("string at {range:?} is not UTF-8: {error}"),
+            format!(
+                "string at {range:?} is not UTF-8: {error} (PyTorch 2.15 loads such strings; ptconform reads them as UTF-8)"
+            ),
         ),
         I::MissingNullTerminator { range, error_trace } => (
             Some(error_trace),
@@ -692,7 +723,9 @@ fn parse_jit_sources(
             Ok(text) => Ok((q, text)),
             Err(e) => Err(err(
                 format!("Module.jit_sources[{k}].content"),
-                format!("source text is not UTF-8: {e}"),
+                format!(
+                    "source text is not UTF-8: {e} (PyTorch 2.15 loads the file; ptconform reads sources as UTF-8)"
+                ),
             )),
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -1001,7 +1034,7 @@ impl<'a> Reader<'a> {
                     match self.active(node) {
                         Some(true) => {
                             return Err(fail(format!(
-                                "ivalue {idx} contains itself (a reference cycle)"
+                                "ivalue {idx} contains itself (a reference cycle: PyTorch 2.15 loads the file, ptconform's model holds no cycles)"
                             )));
                         }
                         Some(a) => *a = true,
@@ -1466,7 +1499,7 @@ impl<'a> Reader<'a> {
             return Err(bad(
                 format!("{field}.strides[{k}]"),
                 format!(
-                    "negative stride {} (PyTorch tensors never have one)",
+                    "negative stride {} (PyTorch 2.15 loads the file; its writers never make one, and ptconform's model refuses it)",
                     strides[k]
                 ),
             ));
@@ -1474,7 +1507,10 @@ impl<'a> Reader<'a> {
         if t.storage_offset() < 0 {
             return Err(bad(
                 format!("{field}.storage_offset"),
-                format!("negative storage offset {}", t.storage_offset()),
+                format!(
+                    "negative storage offset {} (PyTorch 2.15 loads the file; ptconform's model refuses it)",
+                    t.storage_offset()
+                ),
             ));
         }
         let tensor = Tensor {

@@ -304,7 +304,7 @@ impl Tensor {
         }
         if let Some(k) = t.strides.iter().position(|&s| s < 0) {
             return Err(format!(
-                "negative stride {} in dimension {k} (PyTorch tensors never have one)",
+                "negative stride {} in dimension {k} (no PyTorch writer makes one; ptconform's model refuses it)",
                 t.strides[k]
             ));
         }

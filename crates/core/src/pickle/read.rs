@@ -157,7 +157,9 @@ pub enum PickleErrorKind {
     TooDeep(u32),
     /// A list, dict or object changed (the operation) after it was already shared
     /// elsewhere.
-    #[error("{0} of a container after it was shared elsewhere")]
+    #[error(
+        "{0} of a container after it was shared elsewhere (such as a list containing itself: PyTorch 2.15 loads it, ptconform's model holds no cycles)"
+    )]
     SharedMutation(&'static str),
     /// Other than exactly one value on the stack at `STOP` (how many).
     #[error("{0} values on the stack at STOP (expected exactly 1)")]

@@ -98,6 +98,11 @@ pub struct ZipArchiveReader {
     pub(super) repeated_name: bool,
 }
 
+/// Where a record's bytes end: its data's end (a data descriptor after it is not counted).
+fn record_end(r: &Record) -> u64 {
+    r.data_offset.saturating_add(r.compressed_size)
+}
+
 fn name_hash(name: &str) -> u64 {
     use std::hash::BuildHasher;
     rustc_hash::FxBuildHasher.hash_one(name)
@@ -241,6 +246,77 @@ impl ZipArchiveReader {
         first_difference.map_or(Ok(()), Err)
     }
 
+    /// What both readers accept but the directory's layout makes suspect, for `check`:
+    ///
+    /// * `zip-overlap`: two entries whose records (local header, name, extra field and
+    ///   data) share bytes: many entries naming one record, or an entry pointing inside
+    ///   another record's data. Each entry then costs its whole size to extract, however
+    ///   small the file ([`Self::overlapping_records`]);
+    /// * `zip-local-name`: a local header whose name differs from its central-directory
+    ///   entry's (a reader that walks local headers sees other names).
+    ///
+    /// PyTorch 2.15 loads such files: miniz reads each entry where the central directory
+    /// points, under the directory's name, and never compares the two.
+    pub fn layout_findings(&self) -> Vec<FormatError> {
+        let mut out: Vec<FormatError> = self.overlap_finding().into_iter().collect();
+        let b = &self.bytes[..];
+        for r in &self.records {
+            // The walk found a local header of at least 30 bytes at `header_offset`.
+            let h = r.header_offset as usize;
+            let n = u16::from_le_bytes([b[h + 26], b[h + 27]]) as usize;
+            let local = b.get(h + 30..h + 30 + n).unwrap_or_default();
+            let same = match std::str::from_utf8(local) {
+                Ok(name) => name == r.full_name,
+                Err(_) => String::from_utf8_lossy(local) == r.full_name,
+            };
+            if !same {
+                out.push(FormatError::new(
+                    rules::ZIP_LOCAL_NAME,
+                    r.full_name.clone(),
+                    Some(r.header_offset),
+                    format!(
+                        "the local header names the record {:?}, the central directory {:?} (PyTorch 2.15 loads the file under the directory's name)",
+                        String::from_utf8_lossy(local),
+                        r.full_name
+                    ),
+                ));
+                break;
+            }
+        }
+        out
+    }
+
+    /// The `zip-overlap` finding, if two entries' records share bytes. `check` reports
+    /// it; `extra --out-dir` and `roundtrip` refuse such a file, as what they would write
+    /// grows with the number of entries times the record's size, not with the file.
+    pub fn overlap_finding(&self) -> Option<FormatError> {
+        let (a, b) = self.overlapping_records()?;
+        let (a, b) = (&self.records[a], &self.records[b]);
+        Some(FormatError::new(
+            rules::ZIP_OVERLAP,
+            b.full_name.clone(),
+            Some(b.header_offset),
+            format!(
+                "the record at offset {} overlaps {:?} (bytes {}..{}): entries share data, so extracting them writes more than the file holds (PyTorch 2.15 loads the file: miniz reads each entry where the directory points)",
+                b.header_offset,
+                a.full_name,
+                a.header_offset,
+                record_end(a)
+            ),
+        ))
+    }
+
+    /// The first two entries (by position in [`Self::records`]) whose records share
+    /// bytes, if any: the second starts before the first one's data ends.
+    pub fn overlapping_records(&self) -> Option<(usize, usize)> {
+        let mut order: Vec<usize> = (0..self.records.len()).collect();
+        order.sort_by_key(|&i| (self.records[i].header_offset, i));
+        order.windows(2).find_map(|w| {
+            let (a, b) = (&self.records[w[0]], &self.records[w[1]]);
+            (b.header_offset < record_end(a)).then_some((w[0], w[1]))
+        })
+    }
+
     /// The archive's top-level folder (`archive`, or the name the writer chose), without
     /// the slash.
     pub fn prefix(&self) -> &str {
@@ -361,10 +437,15 @@ impl ZipArchiveReader {
                         rec.full_name.clone(),
                         Some(rec.data_offset),
                         format!(
-                            "inflated to {}{} bytes but the directory says {}",
+                            "inflated to {}{} bytes but the directory says {}{}",
                             out.len().min(rec.size as usize),
                             if out.len() as u64 > rec.size { "+" } else { "" },
-                            rec.size
+                            rec.size,
+                            if out.len() as u64 > rec.size {
+                                " (PyTorch 2.15 loads a record that inflates past its declared size)"
+                            } else {
+                                ""
+                            }
                         ),
                     ));
                 }
