@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Times the ptconform CLI as users run it, a whole process per command, against
+torch.jit.load of the same file in this process (PyTorch's import not counted), in one
+interleaved run: each round runs every command once per file, PyTorch first, so machine
+noise hits both sides. Prints medians, the ratio to torch.jit.load and the child's peak
+RSS (from wait4).
+
+    PY=$(bash oracle/setup.sh)
+    PTCONFORM_BENCH_KEEP=/tmp/bench cargo bench --bench formats -- --test   # (a) (b) (c)
+    cargo build --release
+    $PY oracle/bench/bench_cli.py /tmp/bench/{a,b,c}_*[0-9].pt /tmp/bench/*.ptl \\
+        [corpus/models/*.pt] [--runs 5] [--bin target/release/ptconform] [--json OUT]
+
+Commands per file: inspect, inspect --json, check, dump, roundtrip, diff FILE FILE (the
+file against itself), convert --format zip (into a temporary directory), and
+info for flatbuffers. `dump` and `diff` hash every tensor byte, so on (a) their floor is
+reading the file; `check` computes every record's CRC-32.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def run_child(argv):
+    """Wall seconds and peak RSS (KiB) of one child process; its output is discarded."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_maxrss, proc.returncode
+
+
+def commands(binary, path, tmp):
+    fb = path.endswith(".ptl")
+    # A torch.jit.save archive has no bytecode to make a flatbuffer of: both convert to zip.
+    other = os.path.join(tmp, "converted.pt")
+    resaved = os.path.join(tmp, "resaved" + (".ptl" if fb else ".pt"))
+    out = [
+        ("inspect", [binary, "inspect", path]),
+        ("inspect --json", [binary, "inspect", "--json", path]),
+        ("check", [binary, "check", path]),
+        ("dump", [binary, "dump", path]),
+        ("diff", [binary, "diff", path, path]),
+        ("roundtrip", [binary, "roundtrip", path, "--out", resaved]),
+        ("convert", [binary, "convert", path, other, "--format", "zip"]),
+    ]
+    if fb:
+        out.insert(3, ("info", [binary, "info", path]))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("files", nargs="+")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--bin", default="target/release/ptconform")
+    ap.add_argument("--json", help="write the table as JSON here too")
+    args = ap.parse_args()
+    import torch  # noqa: E402 (timed loads only; the import is not part of any number)
+
+    binary = os.path.abspath(args.bin)
+    times = {}  # (file, command) -> [seconds]
+    rss = {}
+    codes = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in args.files:  # warm-up: page cache, PyTorch's lazy initialisation
+            torch.jit.load(path)
+            for name, argv in commands(binary, path, tmp):
+                run_child(argv)
+        for _ in range(args.runs):
+            for path in args.files:
+                start = time.perf_counter()
+                m = torch.jit.load(path)
+                del m
+                times.setdefault((path, "torch.jit.load"), []).append(time.perf_counter() - start)
+                for name, argv in commands(binary, path, tmp):
+                    wall, kib, code = run_child(argv)
+                    times.setdefault((path, name), []).append(wall)
+                    rss[(path, name)] = max(rss.get((path, name), 0), kib)
+                    codes[(path, name)] = code
+    rows = []
+    for path in args.files:
+        base = statistics.median(times[(path, "torch.jit.load")])
+        rows.append((path, "torch.jit.load", base, None, None, None))
+        for name, _ in commands(binary, path, "/tmp"):
+            med = statistics.median(times[(path, name)])
+            rows.append((path, name, med, base / med, rss[(path, name)], codes[(path, name)]))
+    print(f"{'file':<34} {'command':<16} {'median ms':>10} {'torch/cmd':>10} {'peak RSS MiB':>13} exit")
+    for path, name, med, ratio, kib, code in rows:
+        r = "" if ratio is None else f"{ratio:.1f}x"
+        m = "" if kib is None else f"{kib / 1024:.1f}"
+        c = "" if code is None else str(code)
+        print(f"{os.path.basename(path):<34} {name:<16} {med * 1000:>10.1f} {r:>10} {m:>13} {c}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([dict(file=p, command=n, median_s=t, ratio=r, peak_rss_kib=k, exit=c)
+                       for p, n, t, r, k, c in rows], f, indent=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
