@@ -6,6 +6,8 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // Temporaries of an interrupted write are removed, not left behind.
+    ptconform_core::atomic_file::remove_temporaries_on_signals();
     let cli = ptconform::cli::Cli::parse();
     std::process::exit(ptconform::cli::run(cli));
 }

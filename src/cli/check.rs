@@ -33,7 +33,13 @@ pub(super) fn run(files: &[PathBuf], release: Option<Release>) -> i32 {
                 }
                 Ok(violations) => {
                     for v in violations {
-                        println!("{}: {}: {}: {}", t.display(), v.rule, v.location, v.message);
+                        println!(
+                            "{}: {}: {}: {}",
+                            t.display(),
+                            v.rule,
+                            ptconform_core::display::escaped(&v.location.to_string()),
+                            v.message
+                        );
                     }
                     if code == EXIT_OK {
                         code = EXIT_FINDING;

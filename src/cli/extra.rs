@@ -1,6 +1,7 @@
 //! `ptconform extra`: list, print or extract the extra files.
 
 use super::*;
+use ptconform_core::display::escaped;
 
 /// Where `extra` takes extra files from: a zip archive's `extra/` records or a
 /// flatbuffer's `Module.extra_files`.
@@ -47,6 +48,16 @@ impl ExtraSource {
         }
     }
 
+    /// False for a zip record name that is not UTF-8 (`name` shows it with U+FFFD).
+    fn name_is_utf8(&self, name: &str) -> bool {
+        match self {
+            ExtraSource::Zip(a) => a
+                .record(&format!("extra/{name}"))
+                .is_none_or(|r| r.name_is_utf8()),
+            ExtraSource::Flatbuffer(_) => true,
+        }
+    }
+
     /// The bytes of `name` (`None` if absent); zip records are CRC-checked when
     /// `verify_crc`.
     fn read(&self, name: &str, verify_crc: bool) -> Option<Result<Bytes, Error>> {
@@ -71,7 +82,7 @@ pub(super) fn run(file: &Path, name: Option<&str>, out_dir: Option<&Path>) -> i3
     if let Some(name) = name {
         return match source.read(name, false) {
             None => {
-                eprintln!("{}: no extra file {name:?}", file.display());
+                eprintln!("{}: no extra file \"{}\"", file.display(), escaped(name));
                 EXIT_FINDING
             }
             Some(Ok(data)) => {
@@ -88,15 +99,17 @@ pub(super) fn run(file: &Path, name: Option<&str>, out_dir: Option<&Path>) -> i3
         return extract_all(&source, &names, dir, file);
     }
     for n in &names {
-        println!("{:>12}  {n}", source.size(n));
+        println!("{:>12}  {}", source.size(n), escaped(n));
     }
     EXIT_OK
 }
 
-/// Extracts every extra file under `dir`. Names that would land outside `dir` (absolute,
-/// `..`, backslashes, NUL, a directory that is a link leading out) are refused; each file
-/// is written to a temporary name and renamed, so nothing is left half-written, and a
-/// link already at a file's name is replaced, never followed.
+/// Extracts every extra file under `dir`, by the name rule `check` applies
+/// ([`name_problem`](ptconform_core::check::name_problem), README "Extra-file names"):
+/// a name it refuses, a name that is not UTF-8 (never written renamed) and a name that is
+/// also another one's directory are refused; each file is written relative to its
+/// directory's handle without following links, to an unnamed temporary then linked in,
+/// so nothing lands outside `dir` and nothing is left half-written.
 fn extract_all(source: &ExtraSource, names: &[String], dir: &Path, file: &Path) -> i32 {
     // Entries sharing one record would each be written in full: refused, as the output
     // would grow with the entries times the record, not with the file.
@@ -106,25 +119,33 @@ fn extract_all(source: &ExtraSource, names: &[String], dir: &Path, file: &Path) 
         return report_error(file, &e.into());
     }
     let mut code = EXIT_OK;
-    if let Err(e) = std::fs::create_dir_all(dir) {
-        eprintln!("{}: error: {e}", dir.display());
-        return EXIT_USAGE;
-    }
-    let root = match dir.canonicalize() {
-        Ok(r) => r,
+    let mut out = match ptconform_core::extract::Extractor::new(dir) {
+        Ok(x) => x,
         Err(e) => {
-            eprintln!("{}: error: {e}", dir.display());
+            eprintln!("{}: error: {e}", escaped(&dir.display().to_string()));
             return EXIT_USAGE;
         }
     };
-    for n in names {
-        if ptconform_core::check::is_unsafe_name(n) {
+    let shown_file = file.display().to_string();
+    let shown_file = escaped(&shown_file);
+    let conflicts: std::collections::HashMap<usize, String> =
+        ptconform_core::check::name_set_problems(names.iter().map(String::as_str))
+            .into_iter()
+            .collect();
+    for (i, n) in names.iter().enumerate() {
+        let why = if !source.name_is_utf8(n) {
+            Some("is not UTF-8: it is not written under another name".to_string())
+        } else if let Some(why) = ptconform_core::check::name_problem(n) {
+            Some(why.to_string())
+        } else {
+            conflicts.get(&i).cloned()
+        };
+        if let Some(why) = why {
             eprintln!(
-                "{}: refusing extra file {n:?}: it would be written outside {}",
-                file.display(),
-                dir.display()
+                "{shown_file}: refusing extra file \"{}\": its name {why}",
+                escaped(n)
             );
-            code = EXIT_FINDING;
+            code = EXIT_FINDING.max(code);
             continue;
         }
         let data = match source.read(n, true) {
@@ -135,26 +156,13 @@ fn extract_all(source: &ExtraSource, names: &[String], dir: &Path, file: &Path) 
             }
             None => continue,
         };
-        let target = root.join(n);
-        let parent = target.parent().unwrap_or(&root).to_path_buf();
-        let written = std::fs::create_dir_all(&parent).and_then(|_| {
-            // A symlink inside `dir` must not redirect the write elsewhere.
-            let real_parent = parent.canonicalize()?;
-            if !real_parent.starts_with(&root) {
-                return Err(std::io::Error::other("path leaves the output directory"));
-            }
-            // The temporary name is unpredictable and created exclusively (a planted
-            // link cannot catch the bytes), and the rename replaces a link planted at the
-            // final name instead of writing through it.
-            ptconform_core::atomic_file::write(
-                &real_parent.join(target.file_name().unwrap_or_default()),
-                &data,
-            )
-        });
-        match written {
-            Ok(()) => println!("{}", target.display()),
+        match out.write(n, &data) {
+            Ok(()) => println!("{}", escaped(&dir.join(n).display().to_string())),
             Err(e) => {
-                eprintln!("{}: cannot write extra file {n:?}: {e}", file.display());
+                eprintln!(
+                    "{shown_file}: cannot write extra file \"{}\": {e}",
+                    escaped(n)
+                );
                 code = EXIT_USAGE.max(code);
             }
         }

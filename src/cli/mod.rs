@@ -344,7 +344,7 @@ fn report_error(file: &Path, e: &Error) -> i32 {
                 "{}: {}: {}: {}",
                 file.display(),
                 f.rule,
-                f.location,
+                ptconform_core::display::escaped(&f.location.to_string()),
                 f.message
             );
             EXIT_FINDING

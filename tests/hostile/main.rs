@@ -8,6 +8,7 @@
 mod common;
 
 mod container_gaps;
+mod extract;
 mod hostile_shapes;
 mod malformed;
 mod malformed_flatbuffer;

@@ -2,7 +2,7 @@
 //! (see the README), the record and, where known, the byte offset.
 
 use std::collections::HashSet;
-use std::path::{Component, Path};
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -32,27 +32,71 @@ fn check_data(data: Bytes) -> Vec<FormatError> {
     }
 }
 
-/// What breaks the `extra-file-name` rule in a record or extra-file name, if anything:
-/// the shapes that escape an extraction directory, or an empty path component.
-fn name_problem(name: &str) -> Option<&'static str> {
-    if is_unsafe_name(name) {
-        Some("is absolute or contains '..', '\\' or NUL: it would escape an extraction directory")
-    } else if name.contains("//") || name.ends_with('/') {
-        Some("has an empty path component")
-    } else {
-        None
+/// The longest path component the common file systems take (`NAME_MAX` on Linux, and
+/// the limit of ext4, XFS, APFS and NTFS): a longer one cannot be extracted anywhere.
+pub const NAME_MAX: usize = 255;
+
+/// What breaks the `extra-file-name` rule in a record or extra-file name, if anything.
+/// This one function is the rule `check` reports and the rule `extra --out-dir` refuses
+/// by (README, "Extra-file names"): a name must be relative, made of `/`-separated
+/// components that are neither empty, `.` nor `..`, none longer than [`NAME_MAX`] bytes,
+/// with no `\` and no NUL. Everything else (Windows device names such as `CON`, control
+/// characters, names differing only in case or Unicode normalization) is a legal Linux
+/// file name that PyTorch writes, and passes.
+pub fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("is empty");
     }
+    if name.starts_with('/') {
+        return Some("is absolute: it would escape an extraction directory");
+    }
+    if name.contains('\\') || name.contains('\0') {
+        return Some("contains '\\' or NUL: it would escape an extraction directory");
+    }
+    let mut problem = None;
+    for c in name.split('/') {
+        problem = problem.or(match c {
+            ".." => Some("has a '..' component: it would escape an extraction directory"),
+            "." => Some("has a '.' component (extracted, it would name another path)"),
+            "" => Some("has an empty path component"),
+            c if c.len() > NAME_MAX => Some("has a path component longer than 255 bytes"),
+            _ => None,
+        });
+        if c == ".." {
+            return problem;
+        }
+    }
+    problem
 }
 
-/// True when a record name could escape a directory it is extracted into.
+/// True when a record name breaks the name rule ([`name_problem`]).
 pub fn is_unsafe_name(name: &str) -> bool {
-    if name.is_empty() || name.contains('\\') || name.contains('\0') {
-        return true;
+    name_problem(name).is_some()
+}
+
+/// The `extra-file-name` findings of a set of names that each pass [`name_problem`]: a
+/// name that is also another name's directory (`a` and `a/b`), which no file system can
+/// hold both of. Returns the index of each such name (the file, not the directory's
+/// contents, is the one refused) with the reason.
+pub fn name_set_problems<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<(usize, String)> {
+    let names: Vec<&str> = names.into_iter().collect();
+    let mut dirs: HashSet<&str> = HashSet::new();
+    for n in &names {
+        for (i, _) in n.match_indices('/') {
+            dirs.insert(&n[..i]);
+        }
     }
-    Path::new(name)
-        .components()
-        .any(|c| !matches!(c, Component::Normal(_)))
-        || name.starts_with('/')
+    names
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| dirs.contains(*n))
+        .map(|(i, n)| {
+            (
+                i,
+                format!("{n:?} is both a file and the directory of another name ({n}/...)"),
+            )
+        })
+        .collect()
 }
 
 /// Every violation in an opened zip archive: container and record-name rules first (a
@@ -83,7 +127,12 @@ pub fn check_and_load_archive(
                 ),
             )),
             Some(n) => {
-                if let Some(why) = name_problem(n) {
+                let why = if rec.name_is_utf8() {
+                    name_problem(n)
+                } else {
+                    Some("is not UTF-8 (PyTorch writes names from Python strings)")
+                };
+                if let Some(why) = why {
                     out.push(FormatError::new(
                         rules::EXTRA_NAME,
                         rec.full_name.clone(),
@@ -96,6 +145,19 @@ pub fn check_and_load_archive(
         if let Err(e) = archive.read_record(rec, true) {
             out.push(e);
         }
+    }
+    let extra: Vec<&crate::zip_archive::Record> = archive
+        .records()
+        .iter()
+        .filter(|r| r.name().is_some_and(|n| n.starts_with("extra/")))
+        .collect();
+    for (i, why) in name_set_problems(extra.iter().filter_map(|r| r.name())) {
+        out.push(FormatError::new(
+            rules::EXTRA_NAME,
+            extra[i].full_name.clone(),
+            Some(extra[i].header_offset),
+            format!("record name {why}"),
+        ));
     }
     if out.len() > layout {
         // The container itself is damaged; loading would only repeat these errors.
@@ -268,6 +330,15 @@ fn check_flatbuffer_extra_names(files: &[(String, Bytes)], out: &mut Vec<FormatE
         if let Some(message) = problem {
             out.push(FormatError::new(rules::EXTRA_NAME, at, None, message));
         }
+    }
+    for (i, why) in name_set_problems(files.iter().map(|(n, _)| n.as_str())) {
+        let at = format!("Module.extra_files[{i}].name");
+        out.push(FormatError::new(
+            rules::EXTRA_NAME,
+            at,
+            None,
+            format!("extra file name {why}"),
+        ));
     }
 }
 

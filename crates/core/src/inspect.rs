@@ -1,5 +1,6 @@
 //! `inspect`: the module as PyTorch sees it, as JSON facts or a human-readable report.
 
+use crate::display::escaped;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -156,7 +157,7 @@ pub fn report(facts: &Value) -> String {
             "format: {}  version: {}  prefix: {}",
             facts["format"].as_str().unwrap_or("?"),
             facts["version"],
-            facts["prefix"].as_str().unwrap_or("?")
+            escaped(facts["prefix"].as_str().unwrap_or("?"))
         );
     }
     let _ = writeln!(s, "\nmodules:");
@@ -174,9 +175,10 @@ pub fn report(facts: &Value) -> String {
         };
         let _ = writeln!(
             s,
-            "  {}{shown}: {}",
+            "  {}{}: {}",
             "  ".repeat(depth),
-            m["type"].as_str().unwrap_or("")
+            escaped(shown),
+            escaped(m["type"].as_str().unwrap_or(""))
         );
     }
     for key in ["parameters", "buffers"] {
@@ -190,7 +192,7 @@ pub fn report(facts: &Value) -> String {
             let _ = writeln!(
                 s,
                 "  {:<40} {:<10} [{}] {}",
-                p["name"].as_str().unwrap_or(""),
+                escaped(p["name"].as_str().unwrap_or("")),
                 p["dtype"].as_str().unwrap_or(""),
                 shape.join(", "),
                 p["device"].as_str().unwrap_or("")
@@ -203,7 +205,7 @@ pub fn report(facts: &Value) -> String {
         let _ = writeln!(
             s,
             "  {:<40} {:>10} bytes  sha256 {}",
-            e["name"].as_str().unwrap_or(""),
+            escaped(e["name"].as_str().unwrap_or("")),
             e["size"],
             e["sha256"].as_str().unwrap_or("")
         );
@@ -214,11 +216,11 @@ pub fn report(facts: &Value) -> String {
         let code = get("code_files");
         let _ = writeln!(s, "\ncode files ({}):", code.len());
         for c in code {
-            let _ = writeln!(s, "  {}", c.as_str().unwrap_or(""));
+            let _ = writeln!(s, "  {}", escaped(c.as_str().unwrap_or("")));
         }
     }
     for n in get("notes") {
-        let _ = writeln!(s, "\nnote: {}", n.as_str().unwrap_or(""));
+        let _ = writeln!(s, "\nnote: {}", escaped(n.as_str().unwrap_or("")));
     }
     s
 }
@@ -235,7 +237,7 @@ fn report_module_info(s: &mut String, info: &Value) {
         let items = info[key].as_array().cloned().unwrap_or_default();
         let _ = writeln!(s, "  {key} ({}):", items.len());
         for n in items {
-            let _ = writeln!(s, "    {}", n.as_str().unwrap_or(""));
+            let _ = writeln!(s, "    {}", escaped(n.as_str().unwrap_or("")));
         }
     }
     let ops = info["opname_to_num_args"]
@@ -244,6 +246,6 @@ fn report_module_info(s: &mut String, info: &Value) {
         .unwrap_or_default();
     let _ = writeln!(s, "  opname_to_num_args ({}):", ops.len());
     for (name, n) in ops {
-        let _ = writeln!(s, "    {name:<40} {n}");
+        let _ = writeln!(s, "    {:<40} {n}", escaped(&name));
     }
 }

@@ -121,7 +121,7 @@ rules! {
     ModuleTree = "module-tree", Model,
         "the module tree is too large (shared-submodule blow-up)";
     ExtraFileName = "extra-file-name", Archive,
-        "a record or flatbuffer extra-file name that is absolute, has `..`, `\\`, NUL or empty components (in a flatbuffer: absolute, `..`, `\\`, empty components, or used twice; a NUL is allowed, as PyTorch writes it)";
+        "a record or flatbuffer extra-file name that breaks the extra-file name rule (CLI, `extra`): empty, absolute, `\\`, NUL, a `..`, `.` or empty component, a component over 255 bytes, not UTF-8, or an extra file that is also another's directory (in a flatbuffer also a name used twice; a NUL is allowed there, as PyTorch writes it)";
     Flatbuffer = "flatbuffer", Flatbuffer,
         "a flatbuffer field out of its domain that no precise `flatbuffer-*` rule covers: a cycle, a bad union tag or scalar type, a storage shorter than its tensor, a negative stride or storage offset, sources that are not UTF-8 (the field is named; PyTorch 2.15 loads cycles, negative strides and offsets, and non-UTF-8 sources)";
     FlatbufferIdentifier = "flatbuffer-identifier", Flatbuffer,

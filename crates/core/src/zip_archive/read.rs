@@ -41,6 +41,9 @@ pub struct Record {
     /// Where the name relative to the prefix starts in `full_name` (`None` for entries
     /// outside the prefix folder): one string per record, not two.
     name_start: Option<usize>,
+    /// The stored name is not UTF-8: `full_name` shows it with U+FFFD in place of the
+    /// bad bytes, so it is not the name itself.
+    lossy_name: bool,
     /// File offset of the entry's local header.
     pub header_offset: u64,
     /// File offset of the entry's data (after the local header, its name and extra field).
@@ -64,6 +67,12 @@ impl Record {
     /// The name relative to the prefix, or `None` for entries outside the prefix folder.
     pub fn name(&self) -> Option<&str> {
         self.name_start.map(|start| &self.full_name[start..])
+    }
+
+    /// False when the stored name is not UTF-8 ([`full_name`](Self::full_name) then
+    /// shows it with U+FFFD for the bad bytes: not the name itself).
+    pub fn name_is_utf8(&self) -> bool {
+        !self.lossy_name
     }
 
     /// The finding when `data` (this record's bytes, inflated) does not have the CRC-32
@@ -565,10 +574,10 @@ const FLAG_LOCAL_HEADER_MASKED: u16 = 1 << 13;
 
 /// An entry's full name and its name under the prefix; the first entry sets the prefix
 /// (like PyTorch: its name up to the first '/').
-fn entry_names(first: bool, raw: &[u8], prefix: &mut String) -> (String, Option<usize>) {
-    let full_name = match std::str::from_utf8(raw) {
-        Ok(name) => name.to_owned(),
-        Err(_) => String::from_utf8_lossy(raw).into_owned(),
+fn entry_names(first: bool, raw: &[u8], prefix: &mut String) -> (String, Option<usize>, bool) {
+    let (full_name, lossy_name) = match std::str::from_utf8(raw) {
+        Ok(name) => (name.to_owned(), false),
+        Err(_) => (String::from_utf8_lossy(raw).into_owned(), true),
     };
     if first {
         *prefix = full_name.split('/').next().unwrap_or("").to_string();
@@ -577,7 +586,7 @@ fn entry_names(first: bool, raw: &[u8], prefix: &mut String) -> (String, Option<
         .strip_prefix(prefix.as_str())
         .and_then(|r| r.strip_prefix('/'))
         .map(|_| prefix.len() + 1);
-    (full_name, name_start)
+    (full_name, name_start, lossy_name)
 }
 
 /// Walks the central directory straight from the bytes, as miniz does: every entry with
@@ -673,7 +682,7 @@ fn walk_directory(b: &[u8], dir: &Directory) -> Result<(String, Vec<Record>), Fo
             .filter(|&h| &b[h..h + 4] == b"PK\x03\x04")
             .ok_or_else(|| bad(p, format!("central directory entry {i}: no local header")))?;
         let data_offset = header_offset + 30 + u16_at(h + 26) as u64 + u16_at(h + 28) as u64;
-        let (full_name, name_start) = entry_names(i == 0, raw_name, &mut prefix);
+        let (full_name, name_start, lossy_name) = entry_names(i == 0, raw_name, &mut prefix);
         let method = match u16_at(p + 10) {
             0 => Method::Stored,
             8 => Method::Deflated,
@@ -682,6 +691,7 @@ fn walk_directory(b: &[u8], dir: &Directory) -> Result<(String, Vec<Record>), Fo
         records.push(Record {
             full_name,
             name_start,
+            lossy_name,
             header_offset,
             data_offset,
             compressed_size,
@@ -701,10 +711,11 @@ fn zip_crate_records(bytes: &Bytes) -> Result<(String, Vec<Record>), FormatError
     let mut records = Vec::new();
     let mut prefix = String::new();
     zip_crate_entries(bytes, Labels::Directory, None, &mut |i, e| {
-        let (full_name, name_start) = entry_names(i == 0, e.raw_name, &mut prefix);
+        let (full_name, name_start, lossy_name) = entry_names(i == 0, e.raw_name, &mut prefix);
         records.push(Record {
             full_name,
             name_start,
+            lossy_name,
             header_offset: e.header_offset,
             data_offset: e.data_offset,
             compressed_size: e.compressed_size,
