@@ -3,7 +3,7 @@
 torch.jit.load of the same file in this process (PyTorch's import not counted), in one
 interleaved run: each round runs every command once per file, PyTorch first, so machine
 noise hits both sides. Prints medians, the ratio to torch.jit.load and the child's peak
-RSS (from wait4).
+RSS (from /usr/bin/time, in the warm-up round).
 
     PY=$(bash oracle/setup.sh)
     PTCONFORM_BENCH_KEEP=/tmp/bench cargo bench --bench formats -- --test   # (a) (b) (c)
@@ -20,20 +20,32 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 
+def peak_rss_kib(argv, tmp):
+    """The child's peak RSS, measured by /usr/bin/time: a child of this process would
+    count the resident pages it was spawned from (PyTorch's few hundred MiB) in its peak,
+    a child of `time` starts small."""
+    report = os.path.join(tmp, "rss")
+    run_child(["/usr/bin/time", "-f", "%M", "-o", report] + argv)
+    with open(report) as f:
+        return int(f.read().split()[-1])
+
+
 def run_child(argv):
-    """Wall seconds and peak RSS (KiB) of one child process; its output is discarded."""
+    """Wall seconds, peak RSS as wait4 reports it (see peak_rss_kib) and exit code of one
+    child process, spawned with posix_spawn; its output is discarded."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    actions = [(os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)]
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
+    pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
+    _, status, usage = os.wait4(pid, 0)
     wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_maxrss, proc.returncode
+    os.close(devnull)
+    return wall, usage.ru_maxrss, os.waitstatus_to_exitcode(status)
 
 
 def commands(binary, path, tmp):
@@ -72,7 +84,7 @@ def main():
         for path in args.files:  # warm-up: page cache, PyTorch's lazy initialisation
             torch.jit.load(path)
             for name, argv in commands(binary, path, tmp):
-                run_child(argv)
+                rss[(path, name)] = peak_rss_kib(argv, tmp)
         for _ in range(args.runs):
             for path in args.files:
                 start = time.perf_counter()
@@ -80,9 +92,8 @@ def main():
                 del m
                 times.setdefault((path, "torch.jit.load"), []).append(time.perf_counter() - start)
                 for name, argv in commands(binary, path, tmp):
-                    wall, kib, code = run_child(argv)
+                    wall, _, code = run_child(argv)
                     times.setdefault((path, name), []).append(wall)
-                    rss[(path, name)] = max(rss.get((path, name), 0), kib)
                     codes[(path, name)] = code
     rows = []
     for path in args.files:
