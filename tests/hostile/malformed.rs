@@ -414,6 +414,53 @@ fn field_types_naming_their_own_class_are_refused_as_pytorch_does() {
 /// Unqualified type names: the ones TorchScript's parser knows load (and check ok), any
 /// other (`Optional[Nowhere]` holding None) is "Unknown type name" in PyTorch and
 /// `type-unknown` in `check`. Every name of the table is tried, against PyTorch too.
+/// `Optional[None]` and `Optional[NoneType]`: PyTorch's type parser fails an internal
+/// assert on them, so `check` refuses them (`type-unknown`), asked of PyTorch here.
+#[test]
+fn optional_of_none_is_refused_as_pytorch_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for name in ["None", "NoneType"] {
+        let annotation = format!("  _is_full_backward_hook : Optional[{name}]");
+        let bytes = common::rebuild(
+            &linear(),
+            move |record, old| {
+                if record.ends_with("linear.py.debug_pkl") {
+                    return None;
+                }
+                Some(if record.ends_with("linear.py") {
+                    String::from_utf8(old)
+                        .unwrap()
+                        .replace("  _is_full_backward_hook : NoneType", &annotation)
+                        .into_bytes()
+                } else {
+                    old
+                })
+            },
+            &[],
+        );
+        let f = assert_finding(
+            &check_bytes(bytes.clone()),
+            rules::TYPE_UNKNOWN,
+            "linear.py",
+        );
+        assert!(f.message.contains("Optional[None]"), "{name}: {f}");
+        let p = dir.path().join(format!("{name}.pt"));
+        std::fs::write(&p, bytes).unwrap();
+        paths.push(p);
+    }
+    let script = "import sys, torch\nfor p in sys.argv[1:]:\n    try:\n        torch.jit.load(p)\n        print('loads')\n    except RuntimeError as e:\n        print('assert' if 'INTERNAL ASSERT' in str(e) else 'other')\n";
+    let args: Vec<&std::ffi::OsStr> = paths.iter().map(|p| p.as_os_str()).collect();
+    let Some(out) = common::torch_script(script, &args) else {
+        return;
+    };
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["assert", "assert"],
+        "{out}"
+    );
+}
+
 #[test]
 fn unqualified_type_names_are_the_ones_pytorch_knows() {
     let known: Vec<&str> = ptconform::model::types::BASE_TYPE_NAMES

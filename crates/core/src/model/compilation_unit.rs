@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use indexmap::IndexMap;
 
-use super::{ClassDef, ClassKind, Definition, QualifiedName};
+use super::{ClassDef, ClassKind, Definition, QualifiedName, TypeExpr};
 use crate::error::{FormatError, rules};
 
 /// One `code/` file as read: its qualifier, text, optional `.debug_pkl`, and the names it
@@ -63,6 +63,15 @@ impl CompilationUnit {
             let mut unknown = Vec::new();
             def.declared_types()
                 .for_each(|t| t.unknown_base_names(&mut unknown));
+            if def.declared_types().any(TypeExpr::has_optional_of_none) {
+                return Err(unknown_type(
+                    crate::model::types::qualifier_to_code_path(def.name().qualifier()),
+                    format!(
+                        "{} declares Optional[None]: PyTorch's type parser fails an internal assert on it (\"INTERNAL ASSERT FAILED\")",
+                        def.name()
+                    ),
+                ));
+            }
             if let Some(name) = unknown.first() {
                 return Err(unknown_type(
                     crate::model::types::qualifier_to_code_path(def.name().qualifier()),

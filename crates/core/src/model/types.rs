@@ -225,6 +225,19 @@ impl TypeExpr {
         }
     }
 
+    /// Whether `Optional[None]` or `Optional[NoneType]` appears anywhere in this type:
+    /// PyTorch's type parser fails an internal assert on it (an optional of nothing).
+    pub fn has_optional_of_none(&self) -> bool {
+        match self {
+            TypeExpr::Generic(n, a) => {
+                (n == "Optional"
+                    && matches!(a.as_slice(), [TypeExpr::Name(x)] if x == "None" || x == "NoneType"))
+                    || a.iter().any(TypeExpr::has_optional_of_none)
+            }
+            _ => false,
+        }
+    }
+
     /// Appends the qualified names (those with a dot, `__torch__.M`) mentioned anywhere in
     /// this type, in text order.
     pub fn named_types(&self, out: &mut Vec<QualifiedName>) {
