@@ -181,6 +181,12 @@ impl ScriptModule {
 /// many paths (a shared-submodule DAG) could otherwise make the tree exponentially big.
 pub const MAX_MODULE_PATHS: usize = 1_000_000;
 
+/// Most bytes all module-tree paths (`a.b.c`, dot-joined) may take together: tools that
+/// list the tree (`inspect`, `diff`) build every path, so long names multiply with the
+/// count (500,000 paths of 1,000-byte names would be half a gigabyte). The largest real
+/// models have tens of thousands of modules with names of tens of bytes: a few MiB.
+pub const MAX_MODULE_PATH_BYTES: u64 = 64 << 20;
+
 /// Checks what PyTorch's loader checks when it rebuilds objects: each object's class is a
 /// defined class, each pickled attribute is declared by it, each enum value is a member;
 /// and that the module tree stays of bounded size.
@@ -298,9 +304,12 @@ pub fn validate_objects(m: &ScriptModule) -> Result<(), crate::error::FormatErro
     }
     // Bound the module tree's path count before anyone enumerates it.
     let mut paths = 0usize;
-    let mut stack = vec![m.root.clone()];
-    while let Some(o) = stack.pop() {
+    let mut path_bytes = 0u64;
+    // Each module with the length of its dotted path.
+    let mut stack = vec![(m.root.clone(), 0u64)];
+    while let Some((o, len)) = stack.pop() {
         paths += 1;
+        path_bytes += len;
         if paths > MAX_MODULE_PATHS {
             return Err(err(
                 rules::MODULE_TREE,
@@ -309,7 +318,19 @@ pub fn validate_objects(m: &ScriptModule) -> Result<(), crate::error::FormatErro
                 ),
             ));
         }
-        stack.extend(m.children(&o).map(|(_, c)| c));
+        if path_bytes > MAX_MODULE_PATH_BYTES {
+            return Err(err(
+                rules::MODULE_TREE,
+                format!(
+                    "the module tree's paths take more than {MAX_MODULE_PATH_BYTES} bytes together (long names on many paths)"
+                ),
+            ));
+        }
+        let prefix = if len == 0 { 0 } else { len + 1 };
+        stack.extend(
+            m.children(&o)
+                .map(|(name, c)| (c, prefix + name.len() as u64)),
+        );
     }
     Ok(())
 }
@@ -390,4 +411,42 @@ pub fn attribute_type_error(
             value.kind_name()
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TypeExpr;
+    use crate::model::compose::ModuleBuilder;
+
+    /// 18 levels of a module holding one child module twice, under names of `len`
+    /// bytes: 2^19 - 1 paths (under the path limit), each as long as its depth times
+    /// `len`.
+    fn shared_tree(len: usize) -> ScriptModule {
+        let mut m = ModuleBuilder::new("__torch__.L0").build();
+        for level in 1..=18 {
+            let child = m.root.clone();
+            let mut b = ModuleBuilder::new(&format!("__torch__.L{level}"));
+            for d in m.cu.definitions() {
+                b.define(d.clone());
+            }
+            for side in ["a", "b"] {
+                b.attribute(
+                    &side.repeat(len),
+                    TypeExpr::name(child.class.as_str()),
+                    IValue::Object(child.clone()),
+                );
+            }
+            m = b.build();
+        }
+        m
+    }
+
+    #[test]
+    fn module_paths_are_bounded_in_bytes_not_only_in_count() {
+        assert!(validate_objects(&shared_tree(1)).is_ok());
+        let e = validate_objects(&shared_tree(1000)).unwrap_err();
+        assert_eq!(e.rule, crate::error::rules::MODULE_TREE, "{e}");
+        assert!(e.message.contains("bytes"), "{e}");
+    }
 }
