@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod bombs;
 mod hostile_shapes;
 mod malformed;
 mod malformed_flatbuffer;

@@ -112,6 +112,9 @@ pub mod rules {
     pub const ZIP_COMPRESSION: Rule = Rule::ZipCompression;
     /// [`Rule::ZipPrefix`] (`zip-prefix`).
     pub const ZIP_PREFIX: Rule = Rule::ZipPrefix;
+    /// [`Rule::RecordBudget`] (`record-budget`): a record over the memory budget for
+    /// records held whole (`--max-record-bytes`), or whose buffer cannot be allocated.
+    pub const RECORD_BUDGET: Rule = Rule::RecordBudget;
     /// [`Rule::RecordMissing`] (`record-missing`).
     pub const RECORD_MISSING: Rule = Rule::RecordMissing;
     /// [`Rule::RecordSize`] (`record-size`).

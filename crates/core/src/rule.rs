@@ -85,6 +85,8 @@ rules! {
         "corrupt deflate stream, an unsupported compression method, or encrypted / patch-data records (flag bits 0, 5, 6) that miniz does not extract";
     ZipPrefix = "zip-prefix", Zip,
         "an entry outside the archive's top-level folder (PyTorch ignores it)";
+    RecordBudget = "record-budget", Zip,
+        "a record ptconform must hold in memory (deflated, or a `code/` file) is larger than `--max-record-bytes` (default 256 MiB), or its buffer cannot be allocated; PyTorch's `getRecord` allocates every record whole (a 1 GB code file of newlines crashes it)";
     RecordMissing = "record-missing", Archive,
         "a required record (`data.pkl`, `constants.pkl`, `version`) is absent";
     RecordSize = "record-size", Archive,
