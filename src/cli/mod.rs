@@ -40,6 +40,11 @@ pub const EXIT_USAGE: i32 = 2;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Largest record held whole in memory: a deflated record's inflated size, or a
+    /// `code/` file's size (default 268435456, 256 MiB). Larger ones are `record-budget`
+    /// findings; stored tensor data and extra files are never limited.
+    #[arg(long, global = true, value_name = "BYTES")]
+    pub max_record_bytes: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -259,6 +264,9 @@ pub enum GenFormat {
 }
 
 pub fn run(cli: Cli) -> i32 {
+    if let Some(bytes) = cli.max_record_bytes {
+        ptconform_core::zip_archive::set_max_record_bytes(bytes);
+    }
     match cli.command {
         Command::Inspect {
             file,

@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod bombs;
 mod container_gaps;
 mod extract;
 mod hostile_shapes;

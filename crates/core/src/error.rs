@@ -116,6 +116,9 @@ pub mod rules {
     pub const ZIP_OVERLAP: Rule = Rule::ZipOverlap;
     /// [`Rule::ZipLocalName`] (`zip-local-name`).
     pub const ZIP_LOCAL_NAME: Rule = Rule::ZipLocalName;
+    /// [`Rule::RecordBudget`] (`record-budget`): a record over the memory budget for
+    /// records held whole (`--max-record-bytes`), or whose buffer cannot be allocated.
+    pub const RECORD_BUDGET: Rule = Rule::RecordBudget;
     /// [`Rule::RecordMissing`] (`record-missing`).
     pub const RECORD_MISSING: Rule = Rule::RecordMissing;
     /// [`Rule::RecordSize`] (`record-size`).

@@ -89,6 +89,8 @@ rules! {
         "central-directory entries whose records share bytes: many entries naming one record, or one pointing inside another's data, so extracting writes more than the file holds (PyTorch 2.15 loads such files)";
     ZipLocalName = "zip-local-name", Zip,
         "a local header whose name differs from its central-directory entry's (PyTorch 2.15 loads such files under the directory's name)";
+    RecordBudget = "record-budget", Zip,
+        "a record ptconform must hold in memory (deflated, or a `code/` file) is larger than `--max-record-bytes` (default 256 MiB), or its buffer cannot be allocated; PyTorch's `getRecord` allocates every record whole (a 1 GB code file of newlines crashes it)";
     RecordMissing = "record-missing", Archive,
         "a required record (`data.pkl`, `constants.pkl`, `version`) is absent";
     RecordSize = "record-size", Archive,

@@ -22,6 +22,46 @@ pub const MAX_SUPPORTED_VERSION: u64 = 10;
 /// Lowest accepted `version`.
 pub const MIN_SUPPORTED_VERSION: u64 = 1;
 
+/// The default of [`max_record_bytes`]: 256 MiB.
+pub const DEFAULT_MAX_RECORD_BYTES: u64 = 256 << 20;
+
+// The memory budget for records held whole (issue 19).
+//
+// Stored records (all tensor data PyTorch writes, and its extra files) are slices of the
+// memory map and cost nothing, so they are never budgeted. What is budgeted is what
+// ptconform must allocate for one record: a deflated record is inflated into a buffer of
+// its declared size, and a `code/` file (stored or not) is parsed, which costs a multiple
+// of its size. Deflate bombs inside the 1,032:1 ceiling (a 3 GB extra file from 2.9 MB, a
+// 1 GB code file from 1 MB) used to grow one buffer to 2-5 GB of RSS, abort the process or
+// be misreported as a corrupt stream when the allocation failed.
+//
+// The budget is per record, not per run: a module is many small records, and the one that
+// costs memory is always one big record. 256 MiB is far above any code or pickle record
+// PyTorch writes (every file in corpus/ passes) and far below what the bombs ask for; a
+// user who has a legitimately larger deflated record (only other writers deflate) raises
+// it with `--max-record-bytes`, i.e. the budget is what the user asked for. PyTorch itself
+// has no budget: `PyTorchStreamReader::getRecord` (caffe2/serialize/inline_container.cc)
+// allocates every record whole, so a 1 GB newline code file takes it two minutes and then
+// crashes it (SIGSEGV), and a 1 GB comment loads in 24 s.
+//
+// A process-wide setting, like an rlimit: it is a resource limit of the process running
+// ptconform, set once by the CLI, and threading it through every reader and loader
+// signature would change the API of every subcommand for one number.
+static MAX_RECORD_BYTES: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(DEFAULT_MAX_RECORD_BYTES);
+
+/// The largest record ptconform holds whole in memory when it is not a slice of the file:
+/// the declared size of a deflated record, or the size of a `code/` file (rule
+/// `record-budget` above it). Stored tensor data and extra files are never budgeted.
+pub fn max_record_bytes() -> u64 {
+    MAX_RECORD_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sets [`max_record_bytes`] for the whole process (the CLI's `--max-record-bytes`).
+pub fn set_max_record_bytes(bytes: u64) {
+    MAX_RECORD_BYTES.store(bytes, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Compression method of a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
@@ -384,8 +424,44 @@ impl ZipArchiveReader {
         }
     }
 
+    /// The `record-budget` finding when `rec` would have to be held whole in memory and
+    /// is larger than [`max_record_bytes`] (see there): a deflated record, or a `code/`
+    /// file however stored. `None` for records within the budget and for stored records
+    /// that are only sliced out of the file.
+    pub fn over_budget(&self, rec: &Record) -> Option<FormatError> {
+        let budget = max_record_bytes();
+        let code = rec.name().is_some_and(|n| n.starts_with("code/"));
+        let held = rec.method == Method::Deflated || code;
+        (held && rec.size > budget).then(|| {
+            let what = if rec.method == Method::Deflated {
+                format!(
+                    "inflates to {} bytes (from {})",
+                    rec.size, rec.compressed_size
+                )
+            } else {
+                format!("is {} bytes of code", rec.size)
+            };
+            FormatError::new(
+                rules::RECORD_BUDGET,
+                rec.full_name.clone(),
+                Some(rec.header_offset),
+                format!(
+                    "record {what}, over the {budget}-byte budget for records held in memory \
+                     (--max-record-bytes); PyTorch's getRecord would allocate all of it{}",
+                    if code {
+                        " and then parse it (a 1 GB code file of newlines crashes PyTorch 2.15)"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+        })
+    }
+
     /// A record's uncompressed bytes. Stored records are a zero-copy slice; deflated ones
-    /// are inflated to exactly their declared size (never more).
+    /// are inflated to exactly their declared size (never more), into a buffer allocated
+    /// once with `try_reserve`: over [`max_record_bytes`], or when the allocation fails,
+    /// the finding is `record-budget` naming the record and its size, never an abort.
     pub fn read_record(&self, rec: &Record, verify_crc: bool) -> Result<Bytes, FormatError> {
         if rec.flags & FLAGS_UNSUPPORTED != 0 {
             // miniz's `mz_zip_reader_is_file_supported`: PyTorch cannot extract it.
@@ -402,6 +478,9 @@ impl ZipArchiveReader {
         let raw = self.raw_data(rec)?;
         let data = match rec.method {
             Method::Stored => {
+                if let Some(e) = self.over_budget(rec) {
+                    return Err(e);
+                }
                 if rec.size != rec.compressed_size {
                     return Err(FormatError::new(
                         rules::RECORD_SIZE,
@@ -430,7 +509,25 @@ impl ZipArchiveReader {
                         ),
                     ));
                 }
+                if let Some(e) = self.over_budget(rec) {
+                    return Err(e);
+                }
                 let mut out = Vec::new();
+                // One allocation of the declared size (+1 to notice a longer stream):
+                // `read_to_end` then never grows it, and an allocation the system refuses
+                // is reported as what it is, not as a corrupt stream.
+                out.try_reserve_exact(rec.size as usize + 1).map_err(|e| {
+                    FormatError::new(
+                        rules::RECORD_BUDGET,
+                        rec.full_name.clone(),
+                        Some(rec.header_offset),
+                        format!(
+                            "cannot allocate {} bytes to inflate this record (declared size {}): {e}",
+                            rec.size + 1,
+                            rec.size
+                        ),
+                    )
+                })?;
                 let mut dec = flate2::read::DeflateDecoder::new(&raw[..]).take(rec.size + 1);
                 dec.read_to_end(&mut out).map_err(|e| {
                     FormatError::new(
