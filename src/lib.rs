@@ -11,7 +11,7 @@ pub mod diff;
 pub mod dump;
 
 pub use ptconform_core::{
-    Error, FormatError, Result, atomic_file, check, code, convert, error, flatbuffer, inspect, jit,
-    model, pickle, release, roundtrip, zip_archive,
+    Error, FormatError, Result, atomic_file, check, code, convert, display, error, extract,
+    flatbuffer, inspect, jit, model, pickle, release, roundtrip, zip_archive,
 };
 pub use ptconform_gen::{fuzz_support, generator, mutate};
