@@ -10,3 +10,4 @@ mod common;
 mod hostile_shapes;
 mod malformed;
 mod malformed_flatbuffer;
+mod shared_values;
