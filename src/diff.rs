@@ -13,7 +13,7 @@
 //! A zip archive and a flatbuffer are compared as modules: container details that only
 //! one format has (version, prefix, records; bytecode) are not compared.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -286,6 +286,10 @@ pub fn diff(a: &[u8], b: &[u8]) -> Result<DiffReport> {
         cross_format: a.format != b.format,
         a_render: Renderer::default(),
         b_render: Renderer::default(),
+        compared: HashSet::new(),
+        revisited: 0,
+        value_changes: 0,
+        unlisted: 0,
     };
     d.modules(&a.module, &b.module);
     d.tensors("parameters", &a.module, &b.module);
@@ -300,6 +304,20 @@ pub fn diff(a: &[u8], b: &[u8]) -> Result<DiffReport> {
     }
     if let (Some(x), Some(y)) = (&a.zip, &b.zip) {
         d.layout(x, y);
+    }
+    if d.revisited > 0 {
+        let n = d.revisited;
+        d.notes.push(format!(
+            "attributes: {n} more path{} reach{} shared values already compared (each difference is listed once, at its first path)",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "es" } else { "" }
+        ));
+    }
+    if d.unlisted > 0 {
+        d.notes.push(format!(
+            "attributes: {} more value differences not listed (at most {MAX_VALUE_CHANGES} are)",
+            d.unlisted
+        ));
     }
     // Stable order: by section as listed, then in discovery order.
     let mut changes = d.changes;
@@ -317,7 +335,18 @@ pub fn diff(a: &[u8], b: &[u8]) -> Result<DiffReport> {
 #[derive(Default)]
 struct Renderer {
     memo: HashMap<usize, String>,
+    /// Strings by the address and length of their bytes: a string the pickle memo or a
+    /// flatbuffer hands out many times is one buffer, rendered (and hashed) once.
+    strings: HashMap<(usize, usize), String>,
 }
+
+/// Where a string's bytes are: two strings at the same place have the same bytes.
+fn string_identity(s: &ptconform_core::model::Str) -> (usize, usize) {
+    (s.0.as_ptr() as usize, s.0.len())
+}
+
+/// Most attribute value differences listed; past it they are counted in a note.
+const MAX_VALUE_CHANGES: usize = 1000;
 
 /// Renderings longer than this are replaced by a digest of the full text.
 const RENDER_LIMIT: usize = 160;
@@ -469,6 +498,15 @@ impl Renderer {
         {
             return s.clone();
         }
+        if let IValue::String(s) = v {
+            let id = string_identity(s);
+            if let Some(r) = self.strings.get(&id) {
+                return r.clone();
+            }
+            let r = limit(v, show_bytes(s.as_bytes()));
+            self.strings.insert(id, r.clone());
+            return r;
+        }
         if depth > MAX_DEPTH {
             return "…".to_string();
         }
@@ -538,19 +576,25 @@ impl Renderer {
             },
             IValue::Enum(e) => format!("{}({})", e.enum_type, self.render_at(&e.value, depth + 1)),
         };
-        let s = if s.chars().count() > RENDER_LIMIT {
-            format!(
-                "<{} {} chars sha256 {}>",
-                v.kind_name(),
-                s.len(),
-                short_sha(s.as_bytes())
-            )
-        } else {
-            s
-        };
+        let s = limit(v, s);
         if let Some(id) = v.identity() {
             self.memo.insert(id, s.clone());
         }
+        s
+    }
+}
+
+/// `s`, the rendering of `v`, or a digest of it when it is longer than [`RENDER_LIMIT`].
+fn limit(v: &IValue, s: String) -> String {
+    // `chars().count() > RENDER_LIMIT` without counting past the limit.
+    if s.len() > RENDER_LIMIT && s.chars().nth(RENDER_LIMIT).is_some() {
+        format!(
+            "<{} {} chars sha256 {}>",
+            v.kind_name(),
+            s.len(),
+            short_sha(s.as_bytes())
+        )
+    } else {
         s
     }
 }
@@ -562,6 +606,14 @@ struct Differ {
     cross_format: bool,
     a_render: Renderer,
     b_render: Renderer,
+    /// Pairs of shared values (A's identity, B's) already compared by [`Differ::value`]:
+    /// a DAG of shared containers is walked once per distinct pair, not once per path.
+    compared: HashSet<(usize, usize)>,
+    /// Paths skipped because they reach a pair in `compared` that differs.
+    revisited: usize,
+    /// Attribute value differences listed, and those past [`MAX_VALUE_CHANGES`].
+    value_changes: usize,
+    unlisted: usize,
 }
 
 fn join_path(base: &str, name: &str) -> String {
@@ -839,6 +891,13 @@ impl Differ {
         if rx == ry {
             return;
         }
+        if let (Some(ix), Some(iy)) = (x.identity(), y.identity())
+            && !self.compared.insert((ix, iy))
+        {
+            // This pair differs and was reported where it was first reached.
+            self.revisited += 1;
+            return;
+        }
         if depth < MAX_DEPTH {
             match (x, y) {
                 (IValue::Object(a), IValue::Object(b)) if a.class == b.class => {
@@ -889,6 +948,11 @@ impl Differ {
                 _ => {}
             }
         }
+        if self.value_changes >= MAX_VALUE_CHANGES {
+            self.unlisted += 1;
+            return;
+        }
+        self.value_changes += 1;
         self.changed("attributes", path, rx, ry);
     }
 

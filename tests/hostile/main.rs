@@ -13,3 +13,4 @@ mod extract;
 mod hostile_shapes;
 mod malformed;
 mod malformed_flatbuffer;
+mod shared_values;

@@ -12,6 +12,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::builder::{Builder, Loc};
 use super::read::{IDENTIFIER, MobileModule, ObjectKind, ObjectTypeInfo};
 use crate::error::{Error, FormatError, rules};
@@ -85,7 +87,7 @@ enum CacheKey {
     Int(i64),
     Bool(bool),
     Double(u64),
-    Str(Vec<u8>),
+    Str(Bytes),
     Device(String),
     Tensor(usize),
     Tuple(Vec<CacheKey>),
@@ -98,7 +100,7 @@ fn cache_key(v: &IValue, in_tuple: bool) -> Option<CacheKey> {
         IValue::Bool(b) => CacheKey::Bool(*b),
         IValue::Double(d) if d.is_nan() => return None,
         IValue::Double(d) => CacheKey::Double(if *d == 0.0 { 0 } else { d.to_bits() }),
-        IValue::String(s) => CacheKey::Str(s.as_bytes().to_vec()),
+        IValue::String(s) => CacheKey::Str(s.0.clone()),
         IValue::Device(d) => CacheKey::Device(d.to_string()),
         IValue::Tensor(t) => {
             if !in_tuple && !scalar_equals_itself(t) {
@@ -179,6 +181,9 @@ struct Writer<'a> {
     m: &'a MobileModule,
     ivalues: Vec<Loc>,
     cache: HashMap<CacheKey, u32>,
+    /// Strings already stored, by the address and length of their bytes: a string
+    /// referenced many times is hashed into `cache` once, not once per reference.
+    stored_strings: HashMap<(usize, usize), u32>,
     /// Functions and classes by qualified name (one map, as in PyTorch).
     by_name: HashMap<String, u32>,
     object_types: Vec<Loc>,
@@ -219,6 +224,7 @@ pub fn write_flatbuffer(m: &MobileModule, options: &WriteOptions) -> Result<Vec<
         m,
         ivalues: Vec::new(),
         cache: HashMap::new(),
+        stored_strings: HashMap::new(),
         by_name: HashMap::new(),
         object_types: Vec::new(),
         storages: Vec::new(),
@@ -614,15 +620,26 @@ impl<'a> Writer<'a> {
         if let IValue::None = v {
             return Ok(0);
         }
-        let key = cache_key(v, false);
-        if let Some(k) = &key
-            && let Some(&i) = self.cache.get(k)
+        // Two strings with the same bytes at the same place are equal: same cache entry.
+        let place = match v {
+            IValue::String(s) => Some((s.0.as_ptr() as usize, s.0.len())),
+            _ => None,
+        };
+        if let Some(p) = place
+            && let Some(&i) = self.stored_strings.get(&p)
         {
             return Ok(i);
         }
-        let index = self.value_to_fb(v, depth)?;
+        let key = cache_key(v, false);
+        let index = match key.as_ref().and_then(|k| self.cache.get(k)) {
+            Some(&i) => i,
+            None => self.value_to_fb(v, depth)?,
+        };
         if let Some(k) = key {
             self.cache.entry(k).or_insert(index);
+        }
+        if let Some(p) = place {
+            self.stored_strings.insert(p, index);
         }
         Ok(index)
     }
