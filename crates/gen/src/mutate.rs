@@ -128,7 +128,7 @@ fn mutate_pickle(data: &mut Vec<u8>, u: &mut Unstructured) {
         return;
     };
     let (pos, code, arg) = ops[k].clone();
-    match u.int_in_range(0..=7).unwrap_or(0) {
+    match u.int_in_range(0..=8).unwrap_or(0) {
         // An argument at a boundary: memo index, int, string length.
         0 if !arg.is_empty() => {
             // The first bytes of the argument: the value itself, or a string's length.
@@ -202,8 +202,75 @@ fn mutate_pickle(data: &mut Vec<u8>, u: &mut Unstructured) {
                 data[a.start..a.start + n].copy_from_slice(&v[..n]);
             }
         }
+        // A value made of shared values, in place of a scalar: a list DAG whose tree is
+        // 2^40 nodes, or one string fetched through the memo thousands of times (walks
+        // that do not remember what they saw blow up on both).
+        7 => {
+            let scalar = |c: u8| {
+                matches!(
+                    c,
+                    op::NONE
+                        | op::NEWTRUE
+                        | op::NEWFALSE
+                        | op::BININT
+                        | op::BININT1
+                        | op::BININT2
+                        | op::BINFLOAT
+                        | op::BINUNICODE
+                )
+            };
+            if let Some((at, _, a)) = ops.iter().skip(k).find(|(_, c, _)| scalar(*c)) {
+                let shared = if u.arbitrary().unwrap_or(false) {
+                    shared_list_dag(u.int_in_range(2..=40).unwrap_or(40))
+                } else {
+                    memo_fan_out(u.int_in_range(1..=4096).unwrap_or(4096), 10_000)
+                };
+                let end = a.end.max(*at + 1);
+                data.splice(*at..end, shared);
+            }
+        }
         _ => data.truncate(pos),
     }
+}
+
+/// Memo ids far above what PyTorch's pickler numbers (it counts from 0), so the inserted
+/// values never overwrite an entry the rest of the pickle fetches.
+const SHARED_MEMO_BASE: u32 = 0x4000_0000;
+
+/// Pickle ops pushing a list of `depth` levels, each holding its child twice (stored in
+/// the memo once, fetched once more): a few bytes per level, 2^depth leaves.
+pub fn shared_list_dag(depth: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    for _ in 0..depth {
+        out.extend([op::EMPTY_LIST, op::MARK]);
+    }
+    out.extend([op::BININT1, 1]);
+    for level in 0..depth {
+        let id = (SHARED_MEMO_BASE + level).to_le_bytes();
+        out.push(op::LONG_BINPUT);
+        out.extend(id);
+        out.push(op::LONG_BINGET);
+        out.extend(id);
+        out.push(op::APPENDS);
+    }
+    out
+}
+
+/// Pickle ops pushing a list holding one `len`-byte string `fetches` times through the
+/// memo.
+pub fn memo_fan_out(len: usize, fetches: usize) -> Vec<u8> {
+    let id = SHARED_MEMO_BASE.wrapping_sub(1).to_le_bytes();
+    let mut out = vec![op::EMPTY_LIST, op::MARK, op::BINUNICODE];
+    out.extend((len as u32).to_le_bytes());
+    out.extend(std::iter::repeat_n(b'x', len));
+    out.push(op::LONG_BINPUT);
+    out.extend(id);
+    for _ in 1..fetches {
+        out.push(op::LONG_BINGET);
+        out.extend(id);
+    }
+    out.push(op::APPENDS);
+    out
 }
 
 fn mutate_code(data: &mut Vec<u8>, u: &mut Unstructured) {
