@@ -250,6 +250,7 @@ pub fn check_and_load_archive(
         out.push(e);
     }
     crate::model::module::attribute_findings(&module, &mut out);
+    out.extend(crate::model::module::object_path_finding(&module));
     (out, Some(module))
 }
 

@@ -121,7 +121,7 @@ rules! {
     AttributeType = "attribute-type", Model,
         "an attribute value that does not match its declared type";
     ModuleTree = "module-tree", Model,
-        "the module tree is too large (shared-submodule blow-up)";
+        "the module tree is too large: over 1,000,000 paths or 64 MiB of path names (shared submodules, long names); in `check` also a zip archive's objects reached by over 1,000,000 paths (PyTorch's `torch.jit.load` walks each path and does not finish on a 2^40-path object DAG)";
     ExtraFileName = "extra-file-name", Archive,
         "a record or flatbuffer extra-file name that breaks the extra-file name rule (CLI, `extra`): empty, absolute, `\\`, NUL, a `..`, `.` or empty component, a component over 255 bytes, not UTF-8, or an extra file that is also another's directory (in a flatbuffer also a name used twice; a NUL is allowed there, as PyTorch writes it)";
     Flatbuffer = "flatbuffer", Flatbuffer,
