@@ -411,9 +411,29 @@ fn field_types_naming_their_own_class_are_refused_as_pytorch_does() {
     );
 }
 
-/// Unqualified type names: the ones TorchScript's parser knows load (and check ok), any
-/// other (`Optional[Nowhere]` holding None) is "Unknown type name" in PyTorch and
-/// `type-unknown` in `check`. Every name of the table is tried, against PyTorch too.
+/// corpus/linear.pt with `Linear._is_full_backward_hook` declared `ty` instead of
+/// `NoneType` (its value stays None; the debug records, which quote the source, dropped).
+fn linear_with_hook_type(ty: &str) -> Vec<u8> {
+    let annotation = format!("  _is_full_backward_hook : {ty}");
+    common::rebuild(
+        &linear(),
+        move |record, old| {
+            if record.ends_with("linear.py.debug_pkl") {
+                return None;
+            }
+            Some(if record.ends_with("linear.py") {
+                String::from_utf8(old)
+                    .unwrap()
+                    .replace("  _is_full_backward_hook : NoneType", &annotation)
+                    .into_bytes()
+            } else {
+                old
+            })
+        },
+        &[],
+    )
+}
+
 /// `Optional[None]` and `Optional[NoneType]`: PyTorch's type parser fails an internal
 /// assert on them, so `check` refuses them (`type-unknown`), asked of PyTorch here.
 #[test]
@@ -421,24 +441,7 @@ fn optional_of_none_is_refused_as_pytorch_refuses_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut paths = Vec::new();
     for name in ["None", "NoneType"] {
-        let annotation = format!("  _is_full_backward_hook : Optional[{name}]");
-        let bytes = common::rebuild(
-            &linear(),
-            move |record, old| {
-                if record.ends_with("linear.py.debug_pkl") {
-                    return None;
-                }
-                Some(if record.ends_with("linear.py") {
-                    String::from_utf8(old)
-                        .unwrap()
-                        .replace("  _is_full_backward_hook : NoneType", &annotation)
-                        .into_bytes()
-                } else {
-                    old
-                })
-            },
-            &[],
-        );
+        let bytes = linear_with_hook_type(&format!("Optional[{name}]"));
         let f = assert_finding(
             &check_bytes(bytes.clone()),
             rules::TYPE_UNKNOWN,
@@ -461,6 +464,9 @@ fn optional_of_none_is_refused_as_pytorch_refuses_it() {
     );
 }
 
+/// Unqualified type names: the ones TorchScript's parser knows load (and check ok), any
+/// other (`Optional[Nowhere]` holding None) is "Unknown type name" in PyTorch and
+/// `type-unknown` in `check`. Every name of the table is tried, against PyTorch too.
 #[test]
 fn unqualified_type_names_are_the_ones_pytorch_knows() {
     let known: Vec<&str> = ptconform::model::types::BASE_TYPE_NAMES
@@ -479,26 +485,7 @@ fn unqualified_type_names_are_the_ones_pytorch_knows() {
         "dict",
         "QScheme",
     ];
-    let file_for = |name: &str| {
-        let annotation = format!("  _is_full_backward_hook : Optional[{name}]");
-        common::rebuild(
-            &linear(),
-            move |record, old| {
-                if record.ends_with("linear.py.debug_pkl") {
-                    return None;
-                }
-                Some(if record.ends_with("linear.py") {
-                    String::from_utf8(old)
-                        .unwrap()
-                        .replace("  _is_full_backward_hook : NoneType", &annotation)
-                        .into_bytes()
-                } else {
-                    old
-                })
-            },
-            &[],
-        )
-    };
+    let file_for = |name: &str| linear_with_hook_type(&format!("Optional[{name}]"));
     let dir = tempfile::tempdir().unwrap();
     let mut paths = Vec::new();
     for (name, is_known) in known
