@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t="$1"; secs="$2"; mode="${3:-mutator}"; logdir="${4:-target/fuzz-campaign}"
-mkdir -p "$logdir"
+mkdir -p "$logdir"; logdir="$(cd "$logdir" && pwd)"
 work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/corpus" "$work/artifacts"
 cp -r "corpus/$t/." "$work/corpus/"
@@ -16,7 +16,7 @@ log="$logdir/$t-$mode-${secs}s.log"
 if [ "$mode" = bytes ]; then export PTCONFORM_NO_CUSTOM_MUTATOR=1; fi
 (cd fuzz && cargo fuzz run --sanitizer none "$t" "$work/corpus" -- \
     -max_total_time="$secs" -rss_limit_mb=2048 -timeout=20 -print_final_stats=1 \
-    -artifact_prefix="$work/artifacts/" >"../$log" 2>&1) || true
+    -artifact_prefix="$work/artifacts/" >"$log" 2>&1) || true
 last="$(grep -E '^#[0-9]+' "$log" | tail -1)"
 eps="$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo ?)"
 crashes="$(ls "$work/artifacts" | wc -l)"

@@ -497,7 +497,7 @@ fn archive_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// round trip: the checks every PyTorch-made file must pass.
 fn facts_and_roundtrip(data: &Bytes, theirs: Option<&Value>) -> Vec<(String, String)> {
     let mut problems = Vec::new();
-    match ptconform_core::inspect::facts_of_bytes(data.clone(), None) {
+    match ptconform_core::inspect::facts_of_bytes(data.clone(), None).map(|f| f.to_value()) {
         Ok(ours) => {
             if let Some(theirs) = theirs
                 && subset(&ours, PYTORCH_KEYS) != subset(theirs, PYTORCH_KEYS)
@@ -592,7 +592,9 @@ fn check_case(
     if let Err(d) = same_model(&case.tree.module, &ours) {
         problems.push(("model".into(), d));
     }
-    match ptconform_core::inspect::facts_of_bytes(Bytes::from(bytes.clone()), None) {
+    match ptconform_core::inspect::facts_of_bytes(Bytes::from(bytes.clone()), None)
+        .map(|f| f.to_value())
+    {
         Ok(f) if subset(&f, PREDICTED_KEYS) == expected => {}
         Ok(f) => problems.push((
             "facts".into(),

@@ -14,12 +14,17 @@ pub(super) fn run(file: &Path, json: bool, map_location: Option<&str>) -> i32 {
         map_file(file).and_then(|data| ptconform_core::inspect::facts_of_bytes(data, map_location));
     match result {
         Ok(facts) => {
-            let text = if json {
-                serde_json::to_string_pretty(&facts).unwrap_or_default() + "\n"
+            let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+            // Straight from the typed facts to the writer: no JSON tree in between.
+            let written = if json {
+                serde_json::to_writer_pretty(&mut out, &facts)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| out.write_all(b"\n"))
             } else {
-                ptconform_core::inspect::report(&facts)
+                out.write_all(ptconform_core::inspect::report(&facts).as_bytes())
             };
-            let _ = std::io::stdout().write_all(text.as_bytes());
+            // A closed pipe (`| head`) is not an error of the file.
+            let _ = written.and_then(|()| out.flush());
             EXIT_OK
         }
         Err(e) => report_error(file, &e),

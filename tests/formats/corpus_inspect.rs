@@ -15,7 +15,7 @@ fn facts(path: &std::path::Path, map_location: Option<Device>) -> serde_json::Va
     };
     let module =
         load_archive(&archive, &mut options).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    inspect::facts(&archive, &module).unwrap()
+    inspect::facts(&archive, &module).unwrap().to_value()
 }
 
 #[test]

@@ -52,7 +52,7 @@ fn load_zip(bytes: &[u8], names: &[String]) -> (ScriptModule, ExtraFilesMap) {
 fn facts_of_zip(bytes: &[u8]) -> serde_json::Value {
     let archive = ZipArchiveReader::from_bytes(Bytes::copy_from_slice(bytes)).unwrap();
     let (m, _) = load_zip(bytes, &[]);
-    ptconform::inspect::facts(&archive, &m).unwrap()
+    ptconform::inspect::facts(&archive, &m).unwrap().to_value()
 }
 
 fn expected_subset(facts: &serde_json::Value) -> serde_json::Value {

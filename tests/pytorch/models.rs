@@ -67,6 +67,7 @@ fn every_loadable_model_file_checks_inspects_and_roundtrips_like_pytorch() {
         let data = Bytes::from(std::fs::read(f).unwrap());
         match ptconform::inspect::facts_of_bytes(data.clone(), None) {
             Ok(got) => {
+                let got = got.to_value();
                 for (k, v) in expected.as_object().unwrap() {
                     // lite_interpreter_loads is PyTorch's outcome, not a fact of the file.
                     if k != "lite_interpreter_loads" && got.get(k) != Some(v) {
@@ -180,8 +181,9 @@ print(json.dumps(out))
 #[test]
 fn setstate_buffers_are_evaluated_or_the_gap_is_said() {
     let pt = common::corpus("setstate_buffers.pt");
-    let facts =
-        ptconform::inspect::facts_of_bytes(Bytes::from(std::fs::read(&pt).unwrap()), None).unwrap();
+    let facts = ptconform::inspect::facts_of_bytes(Bytes::from(std::fs::read(&pt).unwrap()), None)
+        .unwrap()
+        .to_value();
     let names = |k: &str| -> Vec<String> {
         facts[k]
             .as_array()
@@ -203,7 +205,9 @@ fn setstate_buffers_are_evaluated_or_the_gap_is_said() {
     let changed = text.replace("torch.mul((state)[0], 2)", "torch.relu((state)[0])");
     assert_ne!(changed, text);
     let bytes = common::replace_record(&pt, "code/__torch__.py", changed.into_bytes());
-    let facts = ptconform::inspect::facts_of_bytes(Bytes::from(bytes), None).unwrap();
+    let facts = ptconform::inspect::facts_of_bytes(Bytes::from(bytes), None)
+        .unwrap()
+        .to_value();
     let notes = facts["notes"].as_array().expect("a note");
     assert!(
         notes[0]

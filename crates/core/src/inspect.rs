@@ -1,95 +1,182 @@
 //! `inspect`: the module as PyTorch sees it, as JSON facts or a human-readable report.
+//!
+//! The facts are typed records that serialize straight to the JSON `inspect --json`
+//! prints (field order is the documented key order), so a whole-process `inspect` builds
+//! no `serde_json::Value` tree; [`Facts::to_value`] gives one to callers that compare.
+
+use std::fmt::Write;
 
 use crate::display::escaped;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::Result;
 use crate::flatbuffer::MobileModule;
-use crate::model::{ScriptModule, Tensor};
+use crate::model::bytecode::ModuleInfo;
+use crate::model::{Device, ScalarType, ScriptModule, Tensor};
 use crate::zip_archive::ZipArchiveReader;
 
-fn tensor_fact(name: &str, t: &Tensor) -> Value {
-    json!({
-        "name": name,
-        "dtype": t.dtype().name(),
-        "shape": t.sizes,
-        "device": t.device().to_string(),
-    })
+/// What `inspect --json` prints for an archive of either format.
+#[derive(Clone, Debug, Serialize)]
+pub struct Facts {
+    /// `zip` or `flatbuffer`.
+    pub format: &'static str,
+    /// `named_modules()`, root first.
+    pub modules: Vec<ModuleFact>,
+    /// `named_parameters()`.
+    pub parameters: Vec<TensorFact>,
+    /// `named_buffers()`.
+    pub buffers: Vec<TensorFact>,
+    /// The extra files `torch.jit.load` returns, sorted by name.
+    pub extra_files: Vec<ExtraFact>,
+    /// The `code/` sources (`.py` names below `code/`), sorted; empty for a flatbuffer.
+    pub code_files: Vec<String>,
+    /// The archive's format version (`.data/version` or `version`); `null` for a flatbuffer.
+    pub version: Option<u64>,
+    /// The zip's record prefix; `null` for a flatbuffer.
+    pub prefix: Option<String>,
+    /// `get_flatbuffer_module_info`, for a flatbuffer only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub module_info: Option<ModuleInfo>,
+    /// What the facts may lack (a `__setstate__` ptconform does not evaluate); the key is
+    /// absent when there is nothing to say, as in PyTorch's own facts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// One entry of `named_modules()`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModuleFact {
+    /// The dotted path (`""` for the root).
+    pub name: String,
+    /// The module's qualified class name.
+    #[serde(rename = "type")]
+    pub class: String,
+}
+
+/// One named tensor.
+#[derive(Clone, Debug, Serialize)]
+pub struct TensorFact {
+    /// The dotted path.
+    pub name: String,
+    /// The dtype's name (`float32`).
+    #[serde(serialize_with = "dtype_name")]
+    pub dtype: ScalarType,
+    /// The sizes.
+    pub shape: crate::model::Dims,
+    /// The device the load put it on (`cpu`, `cuda:0`).
+    #[serde(serialize_with = "device_name")]
+    pub device: Device,
+}
+
+/// One extra file.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExtraFact {
+    /// The name below `extra/`.
+    pub name: String,
+    /// Its length in bytes.
+    pub size: usize,
+    /// Its SHA-256, lower-case hex.
+    pub sha256: String,
+}
+
+fn dtype_name<S: serde::Serializer>(d: &ScalarType, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(d.name())
+}
+
+fn device_name<S: serde::Serializer>(d: &Device, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(d)
+}
+
+impl TensorFact {
+    fn new(name: String, t: &Tensor) -> Self {
+        TensorFact {
+            name,
+            dtype: t.dtype(),
+            shape: t.sizes.clone(),
+            device: *t.device(),
+        }
+    }
+}
+
+impl ExtraFact {
+    fn new(name: &str, data: &[u8]) -> Self {
+        ExtraFact {
+            name: name.to_string(),
+            size: data.len(),
+            sha256: sha256_hex(data),
+        }
+    }
+}
+
+impl Facts {
+    /// The facts as a JSON value (what `inspect --json` prints, parsed).
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("facts are plain data")
+    }
+
+    fn of_module(format: &'static str, module: &ScriptModule) -> Self {
+        let modules = module.named_modules();
+        let modules_facts = modules
+            .iter()
+            .map(|m| ModuleFact {
+                name: m.name.clone(),
+                class: m.object.class.as_str().to_string(),
+            })
+            .collect();
+        let tensors = |named: Vec<crate::model::module::NamedTensor>| -> Vec<TensorFact> {
+            named
+                .into_iter()
+                .map(|p| TensorFact::new(p.name, &p.tensor))
+                .collect()
+        };
+        Facts {
+            format,
+            modules: modules_facts,
+            parameters: tensors(module.named_parameters()),
+            buffers: tensors(module.named_buffers()),
+            extra_files: Vec::new(),
+            code_files: Vec::new(),
+            version: None,
+            prefix: None,
+            module_info: None,
+            notes: module.notes(),
+        }
+    }
 }
 
 /// The SHA-256 of `data`, as lower-case hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(data);
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    let mut s = String::with_capacity(64);
+    for b in h.finalize() {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
 }
 
-/// `modules`, `parameters` and `buffers`, as PyTorch's `named_modules()`,
-/// `named_parameters()` and `named_buffers()` report them (any format).
-fn module_facts(module: &ScriptModule) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
-    let modules: Vec<Value> = module
-        .named_modules()
-        .iter()
-        .map(|m| json!({"name": m.name, "type": m.object.class.as_str()}))
-        .collect();
-    let parameters: Vec<Value> = module
-        .named_parameters()
-        .iter()
-        .map(|p| tensor_fact(&p.name, &p.tensor))
-        .collect();
-    let buffers: Vec<Value> = module
-        .named_buffers()
-        .iter()
-        .map(|p| tensor_fact(&p.name, &p.tensor))
-        .collect();
-    (modules, parameters, buffers)
-}
-
-fn extra_fact(name: &str, data: &[u8]) -> Value {
-    json!({"name": name, "size": data.len(), "sha256": sha256_hex(data)})
-}
-
-/// The facts `inspect --json` prints for a zip archive (keys in the documented order).
-pub fn facts(archive: &ZipArchiveReader, module: &ScriptModule) -> Result<Value> {
-    let (modules, parameters, buffers) = module_facts(module);
-    let mut extra = Vec::new();
+/// The facts `inspect --json` prints for a zip archive.
+pub fn facts(archive: &ZipArchiveReader, module: &ScriptModule) -> Result<Facts> {
+    let mut facts = Facts::of_module("zip", module);
     let mut names = archive.extra_file_names();
     names.sort();
     for name in names {
         let data = archive.read(&format!("extra/{name}"), false)?;
-        extra.push(extra_fact(&name, &data));
+        facts.extra_files.push(ExtraFact::new(&name, &data));
     }
-    let mut code_files: Vec<&str> = archive
+    let mut code_files: Vec<String> = archive
         .record_names()
         .filter_map(|n| n.strip_prefix("code/"))
         .filter(|n| n.ends_with(".py"))
+        .map(str::to_string)
         .collect();
     code_files.sort();
-    let (version, _) = archive.version()?;
-    let mut facts = json!({
-        "format": "zip",
-        "modules": modules,
-        "parameters": parameters,
-        "buffers": buffers,
-        "extra_files": extra,
-        "code_files": code_files,
-        "version": version,
-        "prefix": archive.prefix(),
-    });
-    add_notes(&mut facts, module);
+    facts.code_files = code_files;
+    facts.version = Some(archive.version()?.0);
+    facts.prefix = Some(archive.prefix().to_string());
     Ok(facts)
-}
-
-/// `notes`, only when there are any: what the facts may lack (a `__setstate__` that
-/// ptconform does not evaluate). PyTorch's own facts never have the key.
-fn add_notes(facts: &mut Value, module: &ScriptModule) {
-    let notes = module.notes();
-    if !notes.is_empty()
-        && let Some(o) = facts.as_object_mut()
-    {
-        o.insert("notes".into(), json!(notes));
-    }
 }
 
 /// The facts `inspect --json` prints for a mobile flatbuffer: the zip's keys (`code_files`
@@ -100,29 +187,18 @@ fn add_notes(facts: &mut Value, module: &ScriptModule) {
 ///
 /// `buffer` is the file `mobile` was read from: the module info is read from it
 /// ([`crate::jit::get_flatbuffer_module_info`]).
-pub fn flatbuffer_facts(buffer: &[u8], mobile: &MobileModule) -> Result<Value> {
+pub fn flatbuffer_facts(buffer: &[u8], mobile: &MobileModule) -> Result<Facts> {
     let module_info = crate::jit::get_flatbuffer_module_info(buffer)?;
-    let (modules, parameters, buffers) = module_facts(&mobile.module);
+    let mut facts = Facts::of_module("flatbuffer", &mobile.module);
     let mut files: std::collections::BTreeMap<&str, &[u8]> = std::collections::BTreeMap::new();
     for (name, data) in &mobile.extra_files {
         files.insert(name, data);
     }
-    let extra: Vec<Value> = files
+    facts.extra_files = files
         .into_iter()
-        .map(|(name, data)| extra_fact(name, data))
+        .map(|(name, data)| ExtraFact::new(name, data))
         .collect();
-    let mut facts = json!({
-        "format": "flatbuffer",
-        "modules": modules,
-        "parameters": parameters,
-        "buffers": buffers,
-        "extra_files": extra,
-        "code_files": [],
-        "version": null,
-        "prefix": null,
-        "module_info": module_info,
-    });
-    add_notes(&mut facts, &mobile.module);
+    facts.module_info = Some(module_info);
     Ok(facts)
 }
 
@@ -130,7 +206,7 @@ pub fn flatbuffer_facts(buffer: &[u8], mobile: &MobileModule) -> Result<Value> {
 pub fn facts_of_bytes(
     data: bytes::Bytes,
     map_location: Option<crate::model::Device>,
-) -> Result<Value> {
+) -> Result<Facts> {
     if crate::jit::file_format(&data) == crate::jit::FileFormat::Flatbuffer {
         let mobile = crate::flatbuffer::read_flatbuffer(&data, map_location)?;
         return flatbuffer_facts(&data, &mobile);
@@ -145,107 +221,110 @@ pub fn facts_of_bytes(
 }
 
 /// A human-readable report of the same facts.
-pub fn report(facts: &Value) -> String {
-    use std::fmt::Write;
+pub fn report(facts: &Facts) -> String {
     let mut s = String::new();
-    let get = |k: &str| facts[k].as_array().cloned().unwrap_or_default();
-    if facts["format"] == "flatbuffer" {
-        let _ = writeln!(s, "format: flatbuffer");
-    } else {
-        let _ = writeln!(
-            s,
-            "format: {}  version: {}  prefix: {}",
-            facts["format"].as_str().unwrap_or("?"),
-            facts["version"],
-            escaped(facts["prefix"].as_str().unwrap_or("?"))
-        );
-    }
-    let _ = writeln!(s, "\nmodules:");
-    for m in get("modules") {
-        let name = m["name"].as_str().unwrap_or("");
-        let depth = if name.is_empty() {
-            0
-        } else {
-            name.matches('.').count() + 1
-        };
-        let shown = if name.is_empty() {
-            "<root>"
-        } else {
-            name.rsplit('.').next().unwrap_or(name)
-        };
-        let _ = writeln!(
-            s,
-            "  {}{}: {}",
-            "  ".repeat(depth),
-            escaped(shown),
-            escaped(m["type"].as_str().unwrap_or(""))
-        );
-    }
-    for key in ["parameters", "buffers"] {
-        let items = get(key);
-        let _ = writeln!(s, "\n{key} ({}):", items.len());
-        for p in items {
-            let shape: Vec<String> = p["shape"]
-                .as_array()
-                .map(|a| a.iter().map(|v| v.to_string()).collect())
-                .unwrap_or_default();
-            let _ = writeln!(
-                s,
-                "  {:<40} {:<10} [{}] {}",
-                escaped(p["name"].as_str().unwrap_or("")),
-                p["dtype"].as_str().unwrap_or(""),
-                shape.join(", "),
-                p["device"].as_str().unwrap_or("")
-            );
-        }
-    }
-    let extra = get("extra_files");
-    let _ = writeln!(s, "\nextra files ({}):", extra.len());
-    for e in extra {
-        let _ = writeln!(
-            s,
-            "  {:<40} {:>10} bytes  sha256 {}",
-            escaped(e["name"].as_str().unwrap_or("")),
-            e["size"],
-            e["sha256"].as_str().unwrap_or("")
-        );
-    }
-    if facts["format"] == "flatbuffer" {
-        report_module_info(&mut s, &facts["module_info"]);
-    } else {
-        let code = get("code_files");
-        let _ = writeln!(s, "\ncode files ({}):", code.len());
-        for c in code {
-            let _ = writeln!(s, "  {}", escaped(c.as_str().unwrap_or("")));
-        }
-    }
-    for n in get("notes") {
-        let _ = writeln!(s, "\nnote: {}", escaped(n.as_str().unwrap_or("")));
-    }
+    let _ = write_report(facts, &mut s);
     s
 }
 
-/// The module info (`get_flatbuffer_module_info`) as report lines.
-fn report_module_info(s: &mut String, info: &Value) {
-    use std::fmt::Write;
-    let _ = writeln!(
-        s,
-        "\nmodule info: bytecode_version {}  operator_version {}",
-        info["bytecode_version"], info["operator_version"]
-    );
-    for key in ["function_names", "type_names"] {
-        let items = info[key].as_array().cloned().unwrap_or_default();
-        let _ = writeln!(s, "  {key} ({}):", items.len());
-        for n in items {
-            let _ = writeln!(s, "    {}", escaped(n.as_str().unwrap_or("")));
+/// [`report`], written to `s`.
+pub fn write_report(facts: &Facts, s: &mut impl Write) -> std::fmt::Result {
+    match (facts.version, &facts.prefix) {
+        (Some(version), Some(prefix)) => writeln!(
+            s,
+            "format: {}  version: {version}  prefix: {}",
+            facts.format,
+            escaped(prefix)
+        )?,
+        _ => writeln!(s, "format: {}", facts.format)?,
+    }
+    writeln!(s, "\nmodules:")?;
+    for m in &facts.modules {
+        let (depth, shown) = if m.name.is_empty() {
+            (0, "<root>")
+        } else {
+            let depth = m.name.matches('.').count() + 1;
+            (depth, m.name.rsplit('.').next().unwrap_or(&m.name))
+        };
+        writeln!(
+            s,
+            "  {:indent$}{}: {}",
+            "",
+            escaped(shown),
+            escaped(&m.class),
+            indent = 2 * depth
+        )?;
+    }
+    for (key, items) in [
+        ("parameters", &facts.parameters),
+        ("buffers", &facts.buffers),
+    ] {
+        writeln!(s, "\n{key} ({}):", items.len())?;
+        let mut shape = String::new();
+        for p in items {
+            shape.clear();
+            for (i, d) in p.shape.iter().enumerate() {
+                if i > 0 {
+                    shape.push_str(", ");
+                }
+                write!(shape, "{d}")?;
+            }
+            writeln!(
+                s,
+                "  {:<40} {:<10} [{shape}] {}",
+                escaped(&p.name),
+                p.dtype.name(),
+                p.device
+            )?;
         }
     }
-    let ops = info["opname_to_num_args"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    let _ = writeln!(s, "  opname_to_num_args ({}):", ops.len());
-    for (name, n) in ops {
-        let _ = writeln!(s, "    {:<40} {n}", escaped(&name));
+    writeln!(s, "\nextra files ({}):", facts.extra_files.len())?;
+    for e in &facts.extra_files {
+        writeln!(
+            s,
+            "  {:<40} {} bytes  sha256 {}",
+            escaped(&e.name),
+            e.size,
+            e.sha256
+        )?;
     }
+    if let Some(info) = &facts.module_info {
+        write_module_info(s, info)?;
+    } else {
+        writeln!(s, "\ncode files ({}):", facts.code_files.len())?;
+        for c in &facts.code_files {
+            writeln!(s, "  {}", escaped(c))?;
+        }
+    }
+    for n in &facts.notes {
+        writeln!(s, "\nnote: {}", escaped(n))?;
+    }
+    Ok(())
+}
+
+/// The module info (`get_flatbuffer_module_info`) as report lines.
+fn write_module_info(s: &mut impl Write, info: &ModuleInfo) -> std::fmt::Result {
+    writeln!(
+        s,
+        "\nmodule info: bytecode_version {}  operator_version {}",
+        info.bytecode_version, info.operator_version
+    )?;
+    for (key, items) in [
+        ("function_names", &info.function_names),
+        ("type_names", &info.type_names),
+    ] {
+        writeln!(s, "  {key} ({}):", items.len())?;
+        for n in items {
+            writeln!(s, "    {}", escaped(n))?;
+        }
+    }
+    writeln!(
+        s,
+        "  opname_to_num_args ({}):",
+        info.opname_to_num_args.len()
+    )?;
+    for (name, n) in &info.opname_to_num_args {
+        writeln!(s, "    {:<40} {n}", escaped(name))?;
+    }
+    Ok(())
 }
