@@ -5,7 +5,9 @@
 //! comparisons on a busy machine.
 //!
 //!     cargo build --release --example fuzz_cost
-//!     target/release/examples/fuzz_cost zip_load 20
+//!     target/release/examples/fuzz_cost zip_load 20 [DIR]
+//!
+//! DIR (default `corpus/TARGET/`) may hold any inputs, such as a campaign's corpus.
 
 use std::time::Instant;
 
@@ -27,9 +29,12 @@ fn main() {
         eprintln!("no target {name}");
         std::process::exit(2);
     };
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("corpus")
-        .join(name);
+    let dir = match args.get(3) {
+        Some(d) => std::path::PathBuf::from(d),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("corpus")
+            .join(name),
+    };
     let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .flatten()

@@ -73,10 +73,12 @@ fn sym_short(s: &Sym) -> String {
     }
 }
 
-/// `storage data/0 float numel 6 cpu (record 24 bytes)` for a persistent id tuple.
-fn describe_persid(archive: &ZipArchiveReader, dir: &str, pid: &Sym) -> String {
+/// `storage data/0 float numel 6 cpu (record 24 bytes)` for a persistent id tuple,
+/// appended to `out`.
+fn describe_persid(archive: &ZipArchiveReader, dir: &str, pid: &Sym, out: &mut String) {
     let Sym::Tuple(items) = pid else {
-        return "persistent id is not a tuple".into();
+        out.push_str("persistent id is not a tuple");
+        return;
     };
     match &items[..] {
         [
@@ -88,24 +90,44 @@ fn describe_persid(archive: &ZipArchiveReader, dir: &str, pid: &Sym) -> String {
         ] if &tag[..] == b"storage" => {
             let key = String::from_utf8_lossy(key);
             let class = g.strip_prefix("torch ").unwrap_or(g);
-            let dtype = ScalarType::from_storage_name(class)
-                .map(|t| t.name().to_string())
-                .unwrap_or_else(|| format!("?{class}"));
-            let record = format!("{dir}/{key}");
-            let rec = match archive.record(&record) {
-                Some(r) => format!("record {} bytes", r.size),
-                None => "record missing".to_string(),
-            };
-            format!(
-                "storage {record} {dtype} numel {numel} {} ({rec})",
-                String::from_utf8_lossy(loc)
-            )
+            let start = out.len();
+            let _ = write!(out, "{dir}/{key}");
+            let record = archive.record(&out[start..]).map(|r| r.size);
+            out.push(' ');
+            match ScalarType::from_storage_name(class) {
+                Some(t) => out.push_str(t.name()),
+                None => {
+                    let _ = write!(out, "?{class}");
+                }
+            }
+            let _ = write!(out, " numel {numel} {} (", String::from_utf8_lossy(loc));
+            match record {
+                Some(size) => {
+                    let _ = write!(out, "record {size} bytes)");
+                }
+                None => out.push_str("record missing)"),
+            }
+            out.insert_str(start, "storage ");
         }
-        _ => format!(
-            "persistent id ({})",
-            items.iter().map(sym_short).collect::<Vec<_>>().join(", ")
-        ),
+        _ => {
+            let _ = write!(
+                out,
+                "persistent id ({})",
+                items.iter().map(sym_short).collect::<Vec<_>>().join(", ")
+            );
+        }
     }
+}
+
+/// `n` right-aligned in `width` columns (`{n:>width$}`, which went through the
+/// formatting machinery once per opcode).
+fn right_aligned(out: &mut String, n: u64, width: usize) {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(n);
+    for _ in digits.len()..width {
+        out.push(' ');
+    }
+    out.push_str(digits);
 }
 
 /// A `pickletools.dis`-like listing: `offset: OPCODE argument`, indented by MARK depth,
@@ -121,7 +143,7 @@ pub(super) fn disassemble(
     let mut stack = Stack::default();
     // Each memo entry with its short description, made once (a long string's summary
     // hashes it; a file may fetch it a million times).
-    let mut memo: HashMap<u64, (Sym, String)> = HashMap::new();
+    let mut memo: rustc_hash::FxHashMap<u64, (Sym, String)> = Default::default();
     let width = data.len().to_string().len().max(4);
     // The listing says it in the disassembler's words; the finding is the reader's own.
     let mut fail = |out: &mut String, at: usize, msg: String, finding: FormatError| {
@@ -129,6 +151,7 @@ pub(super) fn disassemble(
         problems.push(finding);
     };
     let mut walk = ops::ops(data);
+    let mut arg = String::new();
     while let Some(next) = walk.next() {
         let o = match next {
             Ok(o) => o,
@@ -150,49 +173,52 @@ pub(super) fn disassemble(
         let code = o.code;
         let depth = stack.marks;
         let name = op::name(code).unwrap_or("?");
-        let arg: String = match (code, o.arg) {
-            (_, Arg::Proto(v)) => v.to_string(),
+        // One argument buffer for the whole listing, written in place (an allocation or
+        // three per opcode were most of the disassembler's time).
+        arg.clear();
+        match (code, o.arg) {
+            (_, Arg::Proto(v)) => {
+                let _ = write!(arg, "{v}");
+            }
             (_, Arg::Global { module, name }) => {
                 let g = format!(
                     "{} {}",
                     String::from_utf8_lossy(module),
                     String::from_utf8_lossy(name)
                 );
-                let shown = format!("{g:?}");
+                let _ = write!(arg, "{g:?}");
                 stack.push(Sym::Global(g));
-                shown
             }
             (op::BINPUT | op::LONG_BINPUT, Arg::Memo(id)) => {
                 let id = u64::from(id);
                 let v = stack.last().cloned().unwrap_or(Sym::Other);
                 let short = sym_short(&v);
                 memo.insert(id, (v, short));
-                format!("memo {id}")
+                let _ = write!(arg, "memo {id}");
             }
             (_, Arg::Memo(id)) => {
                 let id = u64::from(id);
                 match memo.get(&id) {
                     Some((v, short)) => {
                         stack.push(v.clone());
-                        if short.is_empty() {
-                            format!("memo {id}")
-                        } else {
-                            format!("memo {id} = {short}")
+                        let _ = write!(arg, "memo {id}");
+                        if !short.is_empty() {
+                            let _ = write!(arg, " = {short}");
                         }
                     }
                     None => {
                         stack.push(Sym::Other);
-                        format!("memo {id} (never stored)")
+                        let _ = write!(arg, "memo {id} (never stored)");
                     }
                 }
             }
             (_, Arg::Str(s)) => {
                 stack.push(Sym::Str(s.into()));
-                show_bytes(s)
+                write_bytes(&mut arg, s);
             }
             (_, Arg::Int(v)) => {
                 stack.push(Sym::Int(v));
-                v.to_string()
+                let _ = write!(arg, "{v}");
             }
             (_, Arg::Long(b)) => {
                 let n = b.len();
@@ -202,79 +228,75 @@ pub(super) fn disassemble(
                     w[..n].copy_from_slice(b);
                     let v = i64::from_le_bytes(w);
                     stack.push(Sym::Int(v));
-                    format!("{v} ({n} bytes)")
+                    let _ = write!(arg, "{v} ({n} bytes)");
                 } else {
                     stack.push(Sym::Other);
-                    format!("<{n} bytes: {}>", hex(b))
+                    let _ = write!(arg, "<{n} bytes: {}>", hex(b));
                 }
             }
             (_, Arg::Float(v)) => {
                 stack.push(Sym::Other);
-                format!("{v:?}")
+                let _ = write!(arg, "{v:?}");
             }
-            (op::MARK, _) => {
-                stack.push(Sym::Mark);
-                String::new()
-            }
-            (op::EMPTY_TUPLE, _) => {
-                stack.push(Sym::Tuple(Vec::new().into()));
-                String::new()
-            }
+            (op::MARK, _) => stack.push(Sym::Mark),
+            (op::EMPTY_TUPLE, _) => stack.push(Sym::Tuple(Vec::new().into())),
             (op::TUPLE1 | op::TUPLE2 | op::TUPLE3, _) => {
                 let n = (code - op::TUPLE1 + 1) as usize;
                 let items = stack.pop_n(n);
                 stack.push(Sym::Tuple(items.into()));
-                String::new()
             }
             (op::TUPLE, _) => {
                 let items = stack.pop_to_mark();
                 stack.push(Sym::Tuple(items.into()));
-                String::new()
             }
             (op::LIST | op::DICT, _) => {
                 stack.pop_to_mark();
                 stack.push(Sym::Other);
-                String::new()
             }
             (op::EMPTY_LIST | op::EMPTY_DICT | op::NEWTRUE | op::NEWFALSE | op::NONE, _) => {
-                stack.push(Sym::Other);
-                String::new()
+                stack.push(Sym::Other)
             }
             (op::APPEND | op::BUILD, _) => {
                 stack.pop();
-                String::new()
             }
             (op::SETITEM, _) => {
                 stack.pop_n(2);
-                String::new()
             }
             (op::APPENDS | op::SETITEMS, _) => {
                 stack.pop_to_mark();
-                String::new()
             }
             (op::NEWOBJ | op::REDUCE, _) => {
                 let args = stack.pop_n(2);
                 stack.push(Sym::Other);
-                match args.first() {
-                    Some(Sym::Global(g)) => format!("({g})"),
-                    _ => String::new(),
+                if let Some(Sym::Global(g)) = args.first() {
+                    let _ = write!(arg, "({g})");
                 }
             }
             (op::BINPERSID, _) => {
                 let pid = stack.pop().unwrap_or(Sym::Other);
                 stack.push(Sym::Other);
-                describe_persid(archive, storage_dir, &pid)
+                describe_persid(archive, storage_dir, &pid, &mut arg);
             }
             // STOP (the decoder yields no other argument-less opcode).
-            _ => String::new(),
-        };
-        let indent = "  ".repeat(depth.min(32));
-        let line = if arg.is_empty() {
-            format!("{indent}{name}")
-        } else {
-            format!("{indent}{name:<12} {arg}")
-        };
-        let _ = writeln!(out, "  {:>width$}: {}", o.offset, line.trim_end());
+            _ => {}
+        }
+        out.push_str("  ");
+        right_aligned(out, o.offset as u64, width);
+        out.push_str(": ");
+        for _ in 0..depth.min(32) {
+            out.push_str("  ");
+        }
+        out.push_str(name);
+        let shown = arg.trim_end();
+        if !shown.is_empty() {
+            // `{name:<12} {arg}`, without formatting machinery.
+            for _ in name.len()..12 {
+                out.push(' ');
+            }
+            out.push(' ');
+            out.push_str(shown);
+        }
+        out.push('\n');
         if code == op::STOP {
             let end = walk.position();
             if end < data.len() {

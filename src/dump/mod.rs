@@ -16,7 +16,6 @@
 //! error; a record or field that is damaged is marked in the text (`!! ...`) and
 //! reported in [`Dump::problems`].
 
-use std::collections::HashMap;
 use std::fmt::Write;
 
 use bytes::Bytes;
@@ -80,13 +79,21 @@ pub fn alignment(offset: u64) -> u64 {
 /// `"text"` (Rust string escapes) for short UTF-8, `b"..."` for other short bytes,
 /// `<N bytes sha256 H>` for anything over [`INLINE_LIMIT`].
 pub fn show_bytes(data: &[u8]) -> String {
-    if data.len() > INLINE_LIMIT {
-        return summary(data);
-    }
-    match std::str::from_utf8(data) {
-        Ok(s) => format!("{s:?}"),
-        Err(_) => format!("b\"{}\"", data.escape_ascii()),
-    }
+    let mut s = String::new();
+    write_bytes(&mut s, data);
+    s
+}
+
+/// [`show_bytes`], appended to `out`.
+pub fn write_bytes(out: &mut String, data: &[u8]) {
+    let _ = if data.len() > INLINE_LIMIT {
+        write!(out, "<{} bytes sha256 {}>", data.len(), sha256_hex(data))
+    } else {
+        match std::str::from_utf8(data) {
+            Ok(s) => write!(out, "{s:?}"),
+            Err(_) => write!(out, "b\"{}\"", data.escape_ascii()),
+        }
+    };
 }
 
 /// `<N bytes sha256 H>`.
@@ -95,12 +102,14 @@ pub fn summary(data: &[u8]) -> String {
 }
 
 fn hex(data: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(data.len() * 3);
     for (i, b) in data.iter().enumerate() {
         if i > 0 {
             s.push(' ');
         }
-        let _ = write!(s, "{b:02x}");
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
     }
     s
 }
