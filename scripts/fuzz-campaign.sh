@@ -4,7 +4,8 @@
 # Starts from the committed seeds (copied, so corpus/ is not touched), one core, and
 # prints libFuzzer's final line (runs, cov = edges, ft = features, corp) and execs/s.
 # `bytes` turns the structure-aware custom mutator off (PTCONFORM_NO_CUSTOM_MUTATOR=1)
-# to compare it with libFuzzer's byte mutations alone.
+# to compare it with libFuzzer's byte mutations alone. PTCONFORM_KEEP_CORPUS=DIR keeps the
+# corpus the run grew (for fuzz_cost, or to replay it on another build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t="$1"; secs="$2"; mode="${3:-mutator}"; logdir="${4:-target/fuzz-campaign}"
@@ -22,5 +23,8 @@ eps="$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$log" | grep -oE '[0-9]+$
 crashes="$(ls "$work/artifacts" | wc -l)"
 if [ "$crashes" != 0 ]; then
     mkdir -p "fuzz/artifacts/$t" && cp "$work/artifacts"/* "fuzz/artifacts/$t/"
+fi
+if [ -n "${PTCONFORM_KEEP_CORPUS:-}" ]; then
+    mkdir -p "$PTCONFORM_KEEP_CORPUS" && cp -r "$work/corpus/." "$PTCONFORM_KEEP_CORPUS/"
 fi
 echo "$t $mode ${secs}s: $last | execs/s $eps | crashes $crashes (log $log)"

@@ -122,7 +122,7 @@ pub fn code_parse(data: &[u8]) {
 
 fn config_and_case(data: &[u8], format: Format) -> Option<crate::generator::Case> {
     let mut u = Unstructured::new(data);
-    let config: Config = u.arbitrary().ok()?;
+    let config = Config::arbitrary_small(&mut u).ok()?;
     generate(&mut u, &config, format).ok()
 }
 

@@ -18,6 +18,12 @@ use miniz_oxide::deflate::core::{
     CompressorOxide, TDEFLFlush, TDEFLStatus, compress_to_output, create_comp_flags_from_zip_params,
 };
 
+thread_local! {
+    /// The level-9 raw-deflate compressor `write_deflated` reuses (taken while in use).
+    static DEFLATER: std::cell::RefCell<Option<Box<CompressorOxide>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// Sizes and offsets from this value on need zip64 fields (miniz compares with `>=`).
 pub const ZIP64_THRESHOLD: u64 = 0xFFFF_FFFF;
 /// Record data starts at a multiple of this.
@@ -840,26 +846,39 @@ impl<W: Write> PyTorchZipWriter<W> {
     /// Deflates like miniz's `tdefl` at level 9, writing each flushed block as its own
     /// chunk (as the zip writer's put-buffer callback does). Returns the compressed size.
     fn write_deflated(&mut self, data: &[u8]) -> io::Result<u64> {
-        let mut compressor = CompressorOxide::new(create_comp_flags_from_zip_params(9, -15, 0));
+        // One compressor per thread, reset per record: a fresh one allocates about 300 KiB
+        // of tables, and freeing them each time made the allocator return pages to the
+        // kernel and fault them back in (most of a small save's time). A reset
+        // compressor writes the same bytes as a new one (same flags, tables zeroed).
+        let mut compressor = DEFLATER.with(|d| d.borrow_mut().take()).unwrap_or_else(|| {
+            Box::new(CompressorOxide::new(create_comp_flags_from_zip_params(
+                9, -15, 0,
+            )))
+        });
+        compressor.reset();
+        let result = self.deflate_with(&mut compressor, data);
+        DEFLATER.with(|d| *d.borrow_mut() = Some(compressor));
+        result
+    }
+
+    fn deflate_with(&mut self, compressor: &mut CompressorOxide, data: &[u8]) -> io::Result<u64> {
         let mut written = 0u64;
         let mut error = None;
         let mut input = data;
         loop {
-            let (status, consumed) = compress_to_output(
-                &mut compressor,
-                input,
-                TDEFLFlush::Finish,
-                |block| match self.chunk(block) {
-                    Ok(()) => {
-                        written += block.len() as u64;
-                        true
+            let (status, consumed) =
+                compress_to_output(compressor, input, TDEFLFlush::Finish, |block| {
+                    match self.chunk(block) {
+                        Ok(()) => {
+                            written += block.len() as u64;
+                            true
+                        }
+                        Err(e) => {
+                            error = Some(e);
+                            false
+                        }
                     }
-                    Err(e) => {
-                        error = Some(e);
-                        false
-                    }
-                },
-            );
+                });
             if let Some(e) = error.take() {
                 return Err(e);
             }

@@ -102,13 +102,69 @@ impl Config {
 
 impl<'a> Arbitrary<'a> for Config {
     fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        Config::arbitrary_within(u, &Limits::WIDE)
+    }
+}
+
+/// The largest bound each drawn [`Config`] field may take.
+struct Limits {
+    depth: u32,
+    children: u32,
+    attributes: u32,
+    tensor_elements: u32,
+    features: u32,
+    batch: u32,
+    extra_files: u32,
+    extra_file_size: u32,
+    body_nodes: u32,
+}
+
+impl Limits {
+    /// What [`Config`]'s `Arbitrary` draws from (trees of up to 341 modules).
+    const WIDE: Limits = Limits {
+        depth: 4,
+        children: 4,
+        attributes: 8,
+        tensor_elements: 64,
+        features: 6,
+        batch: 3,
+        extra_files: 6,
+        extra_file_size: 4096,
+        body_nodes: 12,
+    };
+
+    /// What the round-trip fuzz targets draw from: at most 13 modules, every feature
+    /// flag still drawn. Each bound keeps the byte width of its [`Limits::WIDE`] twin, so
+    /// a seed makes the same choices under both, only smaller.
+    const SMALL: Limits = Limits {
+        depth: 2,
+        children: 3,
+        attributes: 6,
+        tensor_elements: 32,
+        features: 4,
+        batch: 2,
+        extra_files: 3,
+        extra_file_size: 1024,
+        body_nodes: 10,
+    };
+}
+
+impl Config {
+    /// A config drawn from `u` with small bounds (a tree of at most 13 modules): what
+    /// the round-trip fuzz targets use, where executions per second buy coverage and a
+    /// deep tree mostly repeats what a shallow one reaches.
+    pub fn arbitrary_small(u: &mut Unstructured<'_>) -> arbitrary::Result<Self> {
+        Config::arbitrary_within(u, &Limits::SMALL)
+    }
+
+    fn arbitrary_within(u: &mut Unstructured<'_>, l: &Limits) -> arbitrary::Result<Self> {
         Ok(Config {
-            max_depth: u.int_in_range(0..=4)?,
-            max_children: u.int_in_range(0..=4)?,
-            max_attributes: u.int_in_range(0..=8)?,
-            max_tensor_elements: u.int_in_range(1..=64)?,
-            features: u.int_in_range(1..=6)?,
-            batch: u.int_in_range(1..=3)?,
+            max_depth: u.int_in_range(0..=l.depth)?,
+            max_children: u.int_in_range(0..=l.children)?,
+            max_attributes: u.int_in_range(0..=l.attributes)?,
+            max_tensor_elements: u.int_in_range(1..=l.tensor_elements)?,
+            features: u.int_in_range(1..=l.features)?,
+            batch: u.int_in_range(1..=l.batch)?,
             all_dtypes: u.arbitrary()?,
             meta_tensors: u.arbitrary()?,
             views: u.arbitrary()?,
@@ -116,9 +172,9 @@ impl<'a> Arbitrary<'a> for Config {
             containers: u.arbitrary()?,
             enums: u.arbitrary()?,
             torchbind: u.arbitrary()?,
-            max_extra_files: u.int_in_range(0..=6)?,
-            max_extra_file_size: u.int_in_range(0..=4096)?,
-            max_body_nodes: u.int_in_range(1..=12)?,
+            max_extra_files: u.int_in_range(0..=l.extra_files)?,
+            max_extra_file_size: u.int_in_range(0..=l.extra_file_size)?,
+            max_body_nodes: u.int_in_range(1..=l.body_nodes)?,
             release: ptconform_core::release::Release::LATEST,
         })
     }
