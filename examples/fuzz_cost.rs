@@ -11,6 +11,10 @@
 
 use std::time::Instant;
 
+// The fuzz targets' allocator (fuzz/Cargo.toml's default feature), so costs compare.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(name), rounds) = (

@@ -4,6 +4,12 @@
 //! (`tests/generator/fuzz_targets.rs`). The tests here keep every other list of targets (this
 //! crate's binaries, `.ci/fuzz`, the ClusterFuzzLite build, the README) equal to it.
 
+// Every target links this crate, so this is their allocator (see the feature's note in
+// Cargo.toml).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// libFuzzer's custom mutator for a load target: half of the mutations are structure-aware
 /// ([`ptconform_gen::fuzz_support::structured_mutation`]: a change inside one record, the
 /// container repacked), the other half libFuzzer's own byte mutations.

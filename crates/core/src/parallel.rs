@@ -28,6 +28,28 @@ pub(crate) fn detach(work: impl FnOnce() + Send + 'static) {
     rayon::spawn(work);
 }
 
+/// `f` of each item, in order; on the pool, each item a task of its own (for items of
+/// much work each, such as a large archive's records).
+#[cfg(feature = "parallel")]
+pub(crate) fn map_each<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {
+    use rayon::prelude::*;
+    items.par_iter().with_max_len(1).map(f).collect()
+}
+
+/// `map` of each `piece`-byte piece of `data`, folded in order with `combine`; on the
+/// pool, a piece per task. `None` for empty `data`.
+#[cfg(feature = "parallel")]
+pub(crate) fn map_pieces<R: Send>(
+    data: &[u8],
+    piece: usize,
+    map: impl Fn(&[u8]) -> R + Sync + Send,
+    combine: impl Fn(R, R) -> R + Sync + Send,
+) -> Option<R> {
+    use rayon::prelude::*;
+    // Indexed: rayon combines adjacent results, in order.
+    data.par_chunks(piece).map(map).reduce_with(combine)
+}
+
 /// Without the `parallel` feature, spawned work runs at once, on the calling thread.
 #[cfg(not(feature = "parallel"))]
 pub(crate) struct Scope<'a, 'scope>(std::marker::PhantomData<(&'a (), &'scope ())>);
@@ -47,4 +69,19 @@ pub(crate) fn in_place_scope<'scope, R>(op: impl FnOnce(&Scope<'_, 'scope>) -> R
 #[cfg(not(feature = "parallel"))]
 pub(crate) fn detach(work: impl FnOnce() + Send + 'static) {
     work();
+}
+
+#[cfg(not(feature = "parallel"))]
+pub(crate) fn map_each<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {
+    items.iter().map(f).collect()
+}
+
+#[cfg(not(feature = "parallel"))]
+pub(crate) fn map_pieces<R: Send>(
+    data: &[u8],
+    piece: usize,
+    map: impl Fn(&[u8]) -> R + Sync + Send,
+    combine: impl Fn(R, R) -> R + Sync + Send,
+) -> Option<R> {
+    data.chunks(piece).map(map).reduce(combine)
 }

@@ -2,7 +2,8 @@
 //! `conform --mutate`: parse the container, change one thing inside one record (a pickle
 //! opcode or argument, a line of code, a storage's length, a flatbuffer index, union tag,
 //! opcode or size), and repack it so it still gets past the container: the zip is
-//! re-written with valid CRCs, offsets and alignment; flatbuffer fields are patched in
+//! re-written with PyTorch's offsets and alignment (the changed record with a valid CRC,
+//! the others copied as stored); flatbuffer fields are patched in
 //! place. The shapes are the traps of `spec/README.md`: out-of-range indices, memo
 //! misses, lying lengths, cycles, deep nesting, foreign globals, bad versions.
 
@@ -54,21 +55,18 @@ fn boundary(u: &mut Unstructured, around: i64) -> i64 {
 
 fn mutate_zip(data: &[u8], u: &mut Unstructured) -> Option<Vec<u8>> {
     let archive = ZipArchiveReader::from_bytes(Bytes::copy_from_slice(data)).ok()?;
-    let mut records: Vec<(String, Vec<u8>)> = Vec::new();
-    for r in archive.records() {
-        let name = r.name()?.to_string();
-        let bytes = archive.read_record(r, false).ok()?;
-        records.push((name, bytes.to_vec()));
-    }
+    let records = archive.records();
     if records.is_empty() {
         return None;
     }
     let i = u.choose_index(records.len()).ok()?;
-    let (name, bytes) = &mut records[i];
+    let name = records[i].name()?;
+    let mut bytes = archive.read_record(&records[i], false).ok()?.to_vec();
+    let mut keep = true;
     if name.ends_with(".pkl") {
-        mutate_pickle(bytes, u);
+        mutate_pickle(&mut bytes, u);
     } else if name.starts_with("code/") && name.ends_with(".py") {
-        mutate_code(bytes, u);
+        mutate_code(&mut bytes, u);
     } else if name.starts_with("data/") || name.starts_with("constants/") {
         let n = bytes.len();
         match u.int_in_range(0..=2).unwrap_or(0) {
@@ -85,25 +83,41 @@ fn mutate_zip(data: &[u8], u: &mut Unstructured) -> Option<Vec<u8>> {
             b"x\n",
             b"",
         ];
-        *bytes = u.choose(&v).map(|v| v.to_vec()).unwrap_or_default();
+        bytes = u.choose(&v).map(|v| v.to_vec()).unwrap_or_default();
     } else if name == "byteorder" {
-        *bytes = b"big".to_vec();
+        bytes = b"big".to_vec();
     } else {
         // Anything else: drop the record (a required one missing).
-        records.remove(i);
+        keep = false;
     }
-    repack(archive.prefix(), &records)
+    repack(&archive, i, keep.then_some(&bytes[..]))
 }
 
-/// Re-writes the records in order with PyTorch's container layout (valid CRCs,
-/// offsets, 64-byte alignment); the serialization id is recomputed.
-fn repack(prefix: &str, records: &[(String, Vec<u8>)]) -> Option<Vec<u8>> {
-    let mut w = PyTorchZipWriter::new(Vec::new(), prefix);
-    for (name, data) in records {
+/// Re-writes the records in order with PyTorch's container layout (offsets, 64-byte
+/// alignment; the serialization id is recomputed), record `changed` replaced by `with`
+/// (written with a fresh CRC, deflated where PyTorch would) or dropped. The other
+/// records are copied as they are stored: a deflate stream is not inflated and deflated
+/// again (that was most of a mutation's time), and its CRC is kept.
+fn repack(archive: &ZipArchiveReader, changed: usize, with: Option<&[u8]>) -> Option<Vec<u8>> {
+    use ptconform_core::zip_archive::read::Method;
+    let mut w = PyTorchZipWriter::new(Vec::new(), archive.prefix());
+    for (j, r) in archive.records().iter().enumerate() {
+        let name = r.name()?;
         if name == SERIALIZATION_ID_RECORD {
             continue;
         }
-        w.write_record(name, data).ok()?;
+        if j == changed {
+            if let Some(data) = with {
+                w.write_record(name, data).ok()?;
+            }
+            continue;
+        }
+        let raw = archive.raw_data(r).ok()?;
+        match r.method {
+            Method::Deflated => w.write_deflated_stream(name, &raw, r.crc32, r.size).ok()?,
+            Method::Stored => w.write_record(name, &raw).ok()?,
+            Method::Other(_) => return None,
+        }
     }
     w.finish().ok()
 }

@@ -117,7 +117,7 @@ impl Record {
     /// The finding when `data` (this record's bytes, inflated) does not have the CRC-32
     /// the central directory gives.
     pub fn crc_mismatch(&self, data: &[u8]) -> Option<FormatError> {
-        let crc = crc32fast::hash(data);
+        let crc = crc32(data);
         (crc != self.crc32).then(|| {
             FormatError::new(
                 rules::ZIP_CRC,
@@ -132,6 +132,26 @@ impl Record {
     }
 }
 
+/// CRC-32 of `data`. From 8 MiB on, pieces are hashed on the pool (`parallel` feature) and their CRCs
+/// combined: `check` must hash every byte of a large archive, and one core's CRC-32 was
+/// three quarters of checking a 256 MiB one.
+pub fn crc32(data: &[u8]) -> u32 {
+    const PIECE: usize = 4 << 20;
+    if !cfg!(feature = "parallel") || data.len() < 2 * PIECE {
+        return crc32fast::hash(data);
+    }
+    let hash = |piece: &[u8]| {
+        let mut h = crc32fast::Hasher::new();
+        h.update(piece);
+        h
+    };
+    let combine = |mut a: crc32fast::Hasher, b: crc32fast::Hasher| {
+        a.combine(&b);
+        a
+    };
+    crate::parallel::map_pieces(data, PIECE, hash, combine).map_or(0, |h| h.finalize())
+}
+
 /// An opened archive: the bytes (a memory map or a caller's buffer) and its records.
 pub struct ZipArchiveReader {
     bytes: Bytes,
@@ -144,7 +164,19 @@ pub struct ZipArchiveReader {
     /// Whether two records share a name (after lossy UTF-8 decoding): `validate` then
     /// looks for a really repeated one, which miniz and the crate read differently.
     pub(super) repeated_name: bool,
+    /// Deflated records already inflated, by record index: `check` reads every record
+    /// and the load then reads the code and pickles again (inflating twice was a fifth
+    /// of a fuzz execution). Bounded by [`INFLATED_CACHE_BYTES`], so overlapping entries
+    /// naming one record cannot multiply memory.
+    inflated: Box<[std::sync::OnceLock<Bytes>]>,
+    inflated_bytes: std::sync::atomic::AtomicU64,
 }
+
+/// At most this many inflated bytes are kept per archive ([`ZipArchiveReader::read_record`]);
+/// records beyond it are inflated again when read again.
+pub const INFLATED_CACHE_BYTES: u64 = 64 << 20;
+/// Larger records are never kept (code files are far smaller).
+const INFLATED_CACHE_RECORD_MAX: u64 = 8 << 20;
 
 /// Where a record's bytes end: its data's end (a data descriptor after it is not counted).
 fn record_end(r: &Record) -> u64 {
@@ -218,6 +250,7 @@ impl ZipArchiveReader {
                 repeated_name = true;
             }
         }
+        let inflated = (0..records.len()).map(|_| Default::default()).collect();
         Ok(ZipArchiveReader {
             bytes,
             prefix,
@@ -225,6 +258,8 @@ impl ZipArchiveReader {
             by_name,
             repeated_name,
             validated: false,
+            inflated,
+            inflated_bytes: Default::default(),
         })
     }
 
@@ -461,6 +496,8 @@ impl ZipArchiveReader {
     /// are inflated to exactly their declared size (never more), into a buffer allocated
     /// once with `try_reserve`: over [`max_record_bytes`], or when the allocation fails,
     /// the finding is `record-budget` naming the record and its size, never an abort.
+    /// Inflated records of up to 8 MiB are kept ([`INFLATED_CACHE_BYTES`] in all), so a
+    /// second read of one costs at most its CRC.
     pub fn read_record(&self, rec: &Record, verify_crc: bool) -> Result<Bytes, FormatError> {
         if rec.flags & FLAGS_UNSUPPORTED != 0 {
             // miniz's `mz_zip_reader_is_file_supported`: PyTorch cannot extract it.
@@ -511,6 +548,13 @@ impl ZipArchiveReader {
                 if let Some(e) = self.over_budget(rec) {
                     return Err(e);
                 }
+                let cache = self.inflated_slot(rec);
+                if let Some(data) = cache.and_then(|c| c.get()) {
+                    if verify_crc && let Some(e) = rec.crc_mismatch(data) {
+                        return Err(e);
+                    }
+                    return Ok(data.clone());
+                }
                 let mut out = Vec::new();
                 // One allocation of the declared size (+1 to notice a longer stream):
                 // `read_to_end` then never grows it, and an allocation the system refuses
@@ -553,7 +597,11 @@ impl ZipArchiveReader {
                         ),
                     ));
                 }
-                Bytes::from(out)
+                let data = Bytes::from(out);
+                if let Some(slot) = cache {
+                    self.keep_inflated(slot, &data);
+                }
+                data
             }
             Method::Other(m) => {
                 return Err(FormatError::new(
@@ -568,6 +616,38 @@ impl ZipArchiveReader {
             return Err(e);
         }
         Ok(data)
+    }
+
+    /// The cache slot of `rec` if it is one of this archive's records and small enough
+    /// to keep.
+    fn inflated_slot(&self, rec: &Record) -> Option<&std::sync::OnceLock<Bytes>> {
+        if rec.size > INFLATED_CACHE_RECORD_MAX {
+            return None;
+        }
+        let base = self.records.as_ptr() as usize;
+        let offset = (rec as *const Record as usize).checked_sub(base)?;
+        let index = offset / std::mem::size_of::<Record>();
+        let ours = offset % std::mem::size_of::<Record>() == 0
+            && self
+                .records
+                .get(index)
+                .is_some_and(|r| std::ptr::eq(r, rec));
+        if ours { self.inflated.get(index) } else { None }
+    }
+
+    /// Keeps `data` (a record's inflated bytes) in `slot` while the archive's budget lasts.
+    fn keep_inflated(&self, slot: &std::sync::OnceLock<Bytes>, data: &Bytes) {
+        use std::sync::atomic::Ordering;
+        let len = data.len() as u64;
+        let claimed =
+            self.inflated_bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                    (used + len <= INFLATED_CACHE_BYTES).then_some(used + len)
+                });
+        if claimed.is_ok() && slot.set(data.clone()).is_err() {
+            // Another thread kept it first: give the claim back.
+            self.inflated_bytes.fetch_sub(len, Ordering::Relaxed);
+        }
     }
 
     /// Reads a record by relative name; `RECORD_MISSING` if absent.
@@ -1224,6 +1304,39 @@ mod tests {
         let m = b.build();
         let opts = crate::zip_archive::save::SaveOptions::default();
         crate::zip_archive::save::save_to_buffer(&m, &ExtraFilesMap::new(), &opts).unwrap()
+    }
+
+    #[test]
+    fn a_kept_inflated_record_is_still_crc_checked() {
+        // Enough buffers for the code file to be deflated.
+        let bytes = many_records(100);
+        let mut reader = ZipArchiveReader::from_bytes(bytes).unwrap();
+        let i = reader
+            .records
+            .iter()
+            .position(|r| r.method == Method::Deflated)
+            .expect("the saver deflates a large code file");
+        reader.records[i].crc32 ^= 1;
+        let rec = &reader.records[i];
+        let first = reader.read_record(rec, false).unwrap();
+        let kept = reader
+            .inflated_bytes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(kept, first.len() as u64);
+        // The second read is the kept copy, and a CRC check still runs on it.
+        assert_eq!(reader.read_record(rec, false).unwrap(), first);
+        let e = reader.read_record(rec, true).unwrap_err();
+        assert_eq!(e.rule, rules::ZIP_CRC, "{e}");
+        assert_eq!(
+            reader
+                .inflated_bytes
+                .load(std::sync::atomic::Ordering::Relaxed),
+            kept
+        );
+        // A record that is not this archive's is read, never kept.
+        let foreign = rec.clone();
+        assert_eq!(reader.read_record(&foreign, false).unwrap(), first);
+        assert!(reader.inflated_slot(&foreign).is_none());
     }
 
     #[test]

@@ -96,35 +96,36 @@ pub fn required_version(code: &[&str], operators: Option<&[String]>) -> u64 {
             )
         })
     });
+    // The calls that bump the version, after their common "torch.".
     const BUMPS: &[(&str, u64)] = &[
-        ("torch.div(", 4),
-        ("torch.div_(", 4),
-        ("torch.full(", 5),
-        ("torch.linspace(", 8),
-        ("torch.logspace(", 9),
-        ("torch.gelu(", 10),
-        ("torch.gelu_(", 10),
+        ("div(", 4),
+        ("div_(", 4),
+        ("full(", 5),
+        ("linspace(", 8),
+        ("logspace(", 9),
+        ("gelu(", 10),
+        ("gelu_(", 10),
     ];
     let mut v = 3;
+    // One scan for "torch." per text (a search per call name was a few percent of a
+    // small save).
     for text in code {
-        for (needle, version) in BUMPS {
-            let counts = div_upgraded || !needle.starts_with("torch.div");
-            if *version > v && counts && contains_call(text, needle) {
-                v = *version;
+        for (i, _) in text.match_indices("torch.") {
+            let before = i.checked_sub(1).map(|j| text.as_bytes()[j]);
+            // A call, not the tail of a longer name (`xtorch.div(`).
+            if before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.') {
+                continue;
+            }
+            let rest = &text[i + "torch.".len()..];
+            for (call, version) in BUMPS {
+                let counts = div_upgraded || !call.starts_with("div");
+                if *version > v && counts && rest.starts_with(call) {
+                    v = *version;
+                }
             }
         }
     }
     v
-}
-
-/// `needle` occurring as a call, not as the tail of a longer name (`xtorch.div(`).
-fn contains_call(text: &str, needle: &str) -> bool {
-    text.match_indices(needle).any(|(i, _)| {
-        i == 0
-            || !text.as_bytes()[i - 1].is_ascii_alphanumeric()
-                && text.as_bytes()[i - 1] != b'_'
-                && text.as_bytes()[i - 1] != b'.'
-    })
 }
 
 fn write_pickle<W: Write>(
@@ -470,4 +471,42 @@ fn minimal_debug_pkl(empty_file: bool) -> Bytes {
         p.unmemoize(&v);
     }
     Bytes::from(p.finish(&v).0.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::required_version;
+
+    #[test]
+    fn required_version_counts_calls_not_longer_names() {
+        assert_eq!(required_version(&["x = torch.add(a, b)"], None), 3);
+        assert_eq!(required_version(&["return torch.div(a, b)"], None), 4);
+        assert_eq!(required_version(&["torch.full([2], 1.)"], None), 5);
+        // The highest bump of all texts wins, wherever it is.
+        let texts = [
+            "torch.linspace(0, 1, 3)",
+            "y = torch.gelu_(x)",
+            "torch.div(a, b)",
+        ];
+        assert_eq!(required_version(&texts, None), 10);
+        assert_eq!(required_version(&["(torch.logspace(0, 1))"], None), 9);
+        // Tails of other names and non-calls do not count.
+        assert_eq!(required_version(&["xtorch.div(a, b)"], None), 3);
+        assert_eq!(required_version(&["a.torch.full(b)"], None), 3);
+        assert_eq!(required_version(&["_torch.gelu(x)"], None), 3);
+        assert_eq!(
+            required_version(&["torch.divide(a, b) torch.gelu"], None),
+            3
+        );
+        // With the compiled operators known, `torch.div` counts only for an upgraded
+        // overload.
+        let int_only = ["aten::div.int".to_string()];
+        assert_eq!(required_version(&["torch.div(a, b)"], Some(&int_only)), 3);
+        let tensor = ["aten::div.Tensor".to_string()];
+        assert_eq!(required_version(&["torch.div(a, b)"], Some(&tensor)), 4);
+        assert_eq!(
+            required_version(&["torch.full([1], 0)"], Some(&int_only)),
+            5
+        );
+    }
 }

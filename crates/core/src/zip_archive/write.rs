@@ -804,6 +804,41 @@ impl<W: Write> PyTorchZipWriter<W> {
         result
     }
 
+    /// Writes record `name` from a deflate stream made elsewhere (another archive's
+    /// record, copied without inflating and deflating it again; the structure-aware
+    /// fuzz mutator repacks archives this way). `crc` and `size` are the inflated bytes'
+    /// and are written as given. The stream is one chunk for the serialization id, where
+    /// a fresh deflate hands the id one chunk per block (they differ only if a block
+    /// starts like a data descriptor).
+    pub fn write_deflated_stream(
+        &mut self,
+        name: &str,
+        stream: &[u8],
+        crc: u32,
+        size: u64,
+    ) -> io::Result<()> {
+        let Some(full) = self.begin(name)? else {
+            return Ok(());
+        };
+        let offset = self.pos;
+        let result = self.write_local_header(&full, size, true).and_then(|lh| {
+            self.chunk(stream)?;
+            let entry = CentralEntry {
+                zip_name: zip_name(&full).to_vec(),
+                header_offset: offset,
+                crc,
+                compressed_size: stream.len() as u64,
+                uncompressed_size: size,
+                deflated: true,
+            };
+            self.end_record(entry, lh.is_zip64())
+        });
+        if result.is_err() {
+            self.failed = true;
+        }
+        result
+    }
+
     fn write_record_bytes(&mut self, full: &str, data: &[u8], deflated: bool) -> io::Result<()> {
         let usize = data.len() as u64;
         let offset = self.pos;
@@ -1024,6 +1059,39 @@ fn check_length(got: u64, want: u64) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::io::Cursor;
+
+    #[test]
+    fn a_copied_deflate_stream_writes_the_same_archive() {
+        use crate::zip_archive::ZipArchiveReader;
+        use crate::zip_archive::read::Method;
+        let code: Vec<u8> = (0..40)
+            .flat_map(|i| format!("def f{i}(self) -> int:\n  return {i}\n").into_bytes())
+            .collect();
+        let write = |copy: Option<&ZipArchiveReader>| {
+            let mut w = PyTorchZipWriter::new(Vec::new(), "archive");
+            w.write_record("data.pkl", b"\x80\x02N.").unwrap();
+            match copy {
+                None => w.write_record("code/__torch__.py", &code).unwrap(),
+                Some(a) => {
+                    let r = a.record("code/__torch__.py").unwrap();
+                    assert_eq!(r.method, Method::Deflated);
+                    let raw = a.raw_data(r).unwrap();
+                    w.write_deflated_stream("code/__torch__.py", &raw, r.crc32, r.size)
+                        .unwrap()
+                }
+            }
+            w.finish().unwrap()
+        };
+        let fresh = write(None);
+        let archive = ZipArchiveReader::from_bytes(fresh.clone()).unwrap();
+        let copied = write(Some(&archive));
+        assert!(copied == fresh, "a copied stream changed the archive");
+        let back = ZipArchiveReader::from_bytes(copied).unwrap();
+        assert_eq!(
+            &back.read("code/__torch__.py", true).unwrap()[..],
+            &code[..]
+        );
+    }
 
     fn u16_at(b: &[u8], o: usize) -> u16 {
         u16::from_le_bytes(b[o..o + 2].try_into().unwrap())
