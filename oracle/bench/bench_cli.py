@@ -7,14 +7,16 @@ RSS (from /usr/bin/time, in the warm-up round).
 
     PY=$(bash oracle/setup.sh)
     PTCONFORM_BENCH_KEEP=/tmp/bench cargo bench --bench formats -- --test   # (a) (b) (c)
-    cargo build --release
-    $PY oracle/bench/bench_cli.py /tmp/bench/{a,b,c}_*[0-9].pt /tmp/bench/*.ptl \\
+    cargo build --release --bin ptconform --example floor
+    $PY oracle/bench/bench_cli.py /tmp/bench/{a_64_linear_1024,b_500_classes,c_5000_buffers}.{pt,ptl} \\
         [corpus/models/*.pt] [--runs 5] [--bin target/release/ptconform] [--json OUT]
 
 Commands per file: inspect, inspect --json, check, dump, roundtrip, diff FILE FILE (the
 file against itself), convert --format zip (into a temporary directory), and
-info for flatbuffers. `dump` and `diff` hash every tensor byte, so on (a) their floor is
-reading the file; `check` computes every record's CRC-32.
+info for flatbuffers. `dump` and `diff` hash every tensor byte with SHA-256 and `check`
+computes every record's CRC-32: the rows `floor crc32` and `floor sha256` time one pass of
+each over the whole file, on one thread, in a process of its own (examples/floor.rs, when
+built next to the binary).
 """
 import argparse
 import json
@@ -64,6 +66,9 @@ def commands(binary, path, tmp):
     ]
     if fb:
         out.insert(3, ("info", [binary, "info", path]))
+    floor = os.path.join(os.path.dirname(binary), "examples", "floor")
+    if os.path.exists(floor):
+        out += [("floor crc32", [floor, "crc32", path]), ("floor sha256", [floor, "sha256", path])]
     return out
 
 
