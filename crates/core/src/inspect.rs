@@ -134,14 +134,14 @@ impl Facts {
         Facts {
             format,
             modules: modules_facts,
-            parameters: tensors(module.named_parameters()),
-            buffers: tensors(module.named_buffers()),
+            parameters: tensors(module.named_parameters_in(&modules)),
+            buffers: tensors(module.named_buffers_in(&modules)),
             extra_files: Vec::new(),
             code_files: Vec::new(),
             version: None,
             prefix: None,
             module_info: None,
-            notes: module.notes(),
+            notes: module.notes_in(&modules),
         }
     }
 }
@@ -211,12 +211,11 @@ pub fn facts_of_bytes(
         let mobile = crate::flatbuffer::read_flatbuffer(&data, map_location)?;
         return flatbuffer_facts(&data, &mobile);
     }
-    let archive = ZipArchiveReader::from_bytes(data)?;
     let mut options = crate::zip_archive::LoadOptions {
         map_location,
         ..Default::default()
     };
-    let module = crate::zip_archive::load_archive(&archive, &mut options)?;
+    let (archive, module) = crate::zip_archive::load::open_and_load(data, &mut options)?;
     facts(&archive, &module)
 }
 

@@ -12,8 +12,6 @@ use crate::flatbuffer::generated::mobile_bytecode as fb;
 use crate::flatbuffer::{MobileModule, is_flatbuffer, read_flatbuffer};
 use crate::model::bytecode::{ModuleInfo, Operator};
 use crate::model::{Device, ScriptModule};
-use crate::zip_archive::load::load_archive_with;
-use crate::zip_archive::read::{open_with_crate, worth_opening_early};
 use crate::zip_archive::{ExtraFilesMap, LoadOptions, ZipArchiveReader};
 
 /// The serialization format of a file, decided from its bytes.
@@ -68,30 +66,13 @@ pub fn load_from_buffer(
             Ok(mobile.module)
         }
         FileFormat::Zip => {
-            // Validated by `load_archive_with`, in parallel with reading the pickles; for
-            // a large directory the `zip` crate starts parsing it (the larger half of
-            // the validation) on rayon's pool while the directory is walked here.
-            let early = std::sync::OnceLock::new();
             let mut options = LoadOptions {
                 map_location,
                 extra_files,
                 verify_crc: false,
             };
-            let loaded = crate::parallel::in_place_scope(|scope| {
-                if worth_opening_early(&buffer) {
-                    scope.spawn(|| {
-                        early.get_or_init(|| open_with_crate(&buffer));
-                    });
-                }
-                let archive = ZipArchiveReader::from_bytes_unvalidated(buffer.clone())?;
-                Ok(load_archive_with(&archive, &mut options, Some(&early))?)
-            });
-            // The crate's parse (thousands of small allocations, made on the pool) is
-            // freed on the pool too, off the caller's path.
-            if let Some(parsed) = early.into_inner() {
-                crate::parallel::detach(move || drop(parsed));
-            }
-            loaded
+            let (_, module) = crate::zip_archive::load::open_and_load(buffer, &mut options)?;
+            Ok(module)
         }
     }
 }

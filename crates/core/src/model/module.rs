@@ -91,8 +91,14 @@ impl ScriptModule {
     /// What `inspect` cannot report exactly: each module whose `__setstate__` ptconform
     /// does not evaluate (its parameters and buffers are then missing from the facts).
     pub fn notes(&self) -> Vec<String> {
+        self.notes_in(&self.named_modules())
+    }
+
+    /// [`Self::notes`] over `modules`, this module's [`Self::named_modules`] (for callers
+    /// that need several of these lists: the tree is walked once).
+    pub fn notes_in(&self, modules: &[NamedModule]) -> Vec<String> {
         let mut out = Vec::new();
-        for m in self.named_modules() {
+        for m in modules {
             if let ObjectState::SetState(state) = &m.object.state
                 && let Some(class) = self.cu.class(&m.object.class)
                 && class.kind == super::ClassKind::Module
@@ -131,10 +137,14 @@ impl ScriptModule {
         out
     }
 
-    fn named_tensors(&self, pick: impl Fn(&super::ClassDef) -> &[String]) -> Vec<NamedTensor> {
+    fn named_tensors(
+        &self,
+        modules: &[NamedModule],
+        pick: impl Fn(&super::ClassDef) -> &[String],
+    ) -> Vec<NamedTensor> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        for m in self.named_modules() {
+        for m in modules {
             let Some(class) = self.cu.class(&m.object.class) else {
                 continue;
             };
@@ -142,8 +152,9 @@ impl ScriptModule {
             let listed: rustc_hash::FxHashSet<&str> =
                 pick(class).iter().map(String::as_str).collect();
             for (attr, value) in self.loaded_attributes(&m.object).iter() {
-                let attr = attr.to_string_lossy();
-                if !listed.contains(attr.as_str()) {
+                // Borrowed unless the name is not UTF-8: most attributes are not listed.
+                let attr = String::from_utf8_lossy(attr.as_bytes());
+                if !listed.contains(&*attr) {
                     continue;
                 }
                 if let IValue::Tensor(t) = value {
@@ -151,7 +162,7 @@ impl ScriptModule {
                     // is reported once (nn.Module's duplicate removal).
                     if seen.insert(Arc::as_ptr(t) as usize) {
                         let name = if m.name.is_empty() {
-                            attr
+                            attr.into_owned()
                         } else {
                             format!("{}.{attr}", m.name)
                         };
@@ -168,12 +179,22 @@ impl ScriptModule {
 
     /// Like `named_parameters()`: attributes listed in `__parameters__` holding tensors.
     pub fn named_parameters(&self) -> Vec<NamedTensor> {
-        self.named_tensors(|c| &c.parameters)
+        self.named_parameters_in(&self.named_modules())
+    }
+
+    /// [`Self::named_parameters`] of `modules`, this module's [`Self::named_modules`].
+    pub fn named_parameters_in(&self, modules: &[NamedModule]) -> Vec<NamedTensor> {
+        self.named_tensors(modules, |c| &c.parameters)
     }
 
     /// Like `named_buffers()`: attributes listed in `__buffers__` holding tensors.
     pub fn named_buffers(&self) -> Vec<NamedTensor> {
-        self.named_tensors(|c| &c.buffers)
+        self.named_buffers_in(&self.named_modules())
+    }
+
+    /// [`Self::named_buffers`] of `modules`, this module's [`Self::named_modules`].
+    pub fn named_buffers_in(&self, modules: &[NamedModule]) -> Vec<NamedTensor> {
+        self.named_tensors(modules, |c| &c.buffers)
     }
 }
 

@@ -136,8 +136,38 @@ pub fn load_archive(
     load_archive_with(archive, options, None)
 }
 
+/// Opens the archive in `buffer` and loads it like `torch.jit.load`, returning both (the
+/// reader for what else is read from the file, such as `inspect`'s extra files). The
+/// reader's validation runs alongside the load: for a large directory the `zip` crate
+/// starts parsing it (the larger half of the validation) on the pool while the directory
+/// is walked here, and it is checked on a second thread while the pickles are read. Its
+/// verdict still comes first, as with [`ZipArchiveReader::from_bytes`].
+pub fn open_and_load(
+    buffer: Bytes,
+    options: &mut LoadOptions,
+) -> Result<(ZipArchiveReader, ScriptModule), FormatError> {
+    let early = std::sync::OnceLock::new();
+    let loaded = crate::parallel::in_place_scope(|scope| {
+        if super::read::worth_opening_early(&buffer) {
+            scope.spawn(|| {
+                early.get_or_init(|| super::read::open_with_crate(&buffer));
+            });
+        }
+        let mut archive = ZipArchiveReader::from_bytes_unvalidated(buffer.clone())?;
+        let module = load_archive_with(&archive, options, Some(&early))?;
+        archive.validated = true;
+        Ok((archive, module))
+    });
+    // The crate's parse (thousands of small allocations, made on the pool) is freed on
+    // the pool too, off the caller's path.
+    if let Some(parsed) = early.into_inner() {
+        crate::parallel::detach(move || drop(parsed));
+    }
+    loaded
+}
+
 /// `load_archive`, with the `zip` crate's parse of the directory (for validation) made
-/// or being made early, on another thread (`jit::load`).
+/// or being made early, on another thread ([`open_and_load`]).
 pub(crate) fn load_archive_with(
     archive: &ZipArchiveReader,
     options: &mut LoadOptions,
